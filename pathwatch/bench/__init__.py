@@ -1,0 +1,1 @@
+"""Benchmarks run by `pathwatch bench ...`; each prints figures and a baseline ratio."""

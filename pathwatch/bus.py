@@ -1,0 +1,201 @@
+"""The NATS connection and JetStream set-up every pathwatch component shares.
+
+`Bus.connect` reconnects forever and logs each state change; `Bus.ensure`
+creates or updates the streams and KV buckets of the wire contract (safe to
+call from every process at every start); `Bus.close` drains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import (
+    DiscardPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
+
+from schemas import subjects
+
+log = logging.getLogger("pathwatch.bus")
+
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """Limits of one JetStream stream of the contract."""
+
+    name: str
+    subjects: list[str]
+    max_age_s: float
+    max_bytes: int
+    max_msgs: int = -1
+
+
+STREAMS: tuple[StreamSpec, ...] = (
+    StreamSpec(subjects.STREAM_EVENTS, [subjects.EVENT_ALL], 30 * DAY, 1 << 30),
+    StreamSpec(subjects.STREAM_ALARMS, [subjects.ALARM_ALL], 90 * DAY, 1 << 30),
+    StreamSpec(subjects.STREAM_COMMANDS, [subjects.CMD_ALL], 7 * DAY, 256 << 20),
+)
+
+
+@dataclass(frozen=True)
+class BusOptions:
+    """How to reach NATS: a server list and optional credentials / TLS."""
+
+    servers: list[str]
+    name: str = "pathwatch"
+    credentials: str | None = None
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    replicas: int = 1
+    connect_timeout: float = 5.0
+    on_reconnect: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    @staticmethod
+    def from_url(url: str, **kwargs: Any) -> BusOptions:
+        return BusOptions(servers=[s.strip() for s in url.split(",") if s.strip()], **kwargs)
+
+
+class Bus:
+    """An open NATS connection with its JetStream context and the contract's KV buckets."""
+
+    def __init__(self, nc: Client, options: BusOptions) -> None:
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream()
+        self.options = options
+        self._kv: dict[str, KeyValue] = {}
+        self.reconnect_callbacks: list[Callable[[], Awaitable[None]]] = list(options.on_reconnect)
+
+    @classmethod
+    async def connect(cls, options: BusOptions) -> Bus:
+        """Connect, retrying the first connection too; later reconnects are endless."""
+        holder: dict[str, Bus] = {}
+
+        async def error_cb(exc: Exception) -> None:
+            log.warning("nats %s: %s", options.name, exc)
+
+        async def disconnected_cb() -> None:
+            log.warning("nats %s: disconnected", options.name)
+
+        async def reconnected_cb() -> None:
+            log.info("nats %s: reconnected to %s", options.name, holder["bus"].nc.connected_url)
+            for callback in holder["bus"].reconnect_callbacks:
+                try:
+                    await callback()
+                except Exception:
+                    log.exception("reconnect callback failed")
+
+        async def closed_cb() -> None:
+            log.info("nats %s: closed", options.name)
+
+        tls: ssl.SSLContext | None = None
+        if options.tls_ca or options.tls_cert:
+            tls = ssl.create_default_context(cafile=options.tls_ca)
+            if options.tls_cert:
+                tls.load_cert_chain(options.tls_cert, options.tls_key)
+        kwargs: dict[str, Any] = {}
+        if options.credentials:
+            kwargs["user_credentials"] = options.credentials
+        if options.user:
+            kwargs["user"] = options.user
+            kwargs["password"] = options.password
+        if options.token:
+            kwargs["token"] = options.token
+        if tls is not None:
+            kwargs["tls"] = tls
+        nc = await nats.connect(
+            servers=options.servers,
+            name=options.name,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            connect_timeout=options.connect_timeout,
+            allow_reconnect=True,
+            error_cb=error_cb,
+            disconnected_cb=disconnected_cb,
+            reconnected_cb=reconnected_cb,
+            closed_cb=closed_cb,
+            **kwargs,
+        )
+        bus = cls(nc, options)
+        holder["bus"] = bus
+        return bus
+
+    async def ensure(self) -> None:
+        """Create or update the contract's streams and KV buckets (idempotent)."""
+        replicas = self.options.replicas
+        for spec in STREAMS:
+            config = StreamConfig(
+                name=spec.name,
+                subjects=spec.subjects,
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.FILE,
+                max_age=spec.max_age_s,
+                max_bytes=spec.max_bytes,
+                max_msgs=spec.max_msgs,
+                discard=DiscardPolicy.OLD,
+                num_replicas=replicas,
+                duplicate_window=120.0,
+            )
+            try:
+                await self.js.stream_info(spec.name)
+            except NotFoundError:
+                await self.js.add_stream(config)
+            else:
+                await self.js.update_stream(config)
+        await self._ensure_kv(subjects.KV_PATHS, history=5, ttl=0)
+        await self._ensure_kv(subjects.KV_PROBES, history=1, ttl=0)
+        await self._ensure_kv(subjects.KV_LEASES, history=1, ttl=0)
+
+    async def _ensure_kv(self, bucket: str, history: int, ttl: float) -> KeyValue:
+        try:
+            kv = await self.js.key_value(bucket)
+        except BucketNotFoundError:
+            kv = await self.js.create_key_value(
+                KeyValueConfig(
+                    bucket=bucket,
+                    history=history,
+                    ttl=ttl or None,
+                    storage=StorageType.FILE,
+                    replicas=self.options.replicas,
+                )
+            )
+        self._kv[bucket] = kv
+        return kv
+
+    async def kv(self, bucket: str) -> KeyValue:
+        """The KV bucket `bucket` (created by `ensure`)."""
+        kv = self._kv.get(bucket)
+        if kv is None:
+            kv = await self.js.key_value(bucket)
+            self._kv[bucket] = kv
+        return kv
+
+    async def close(self) -> None:
+        """Drain subscriptions and close; safe to call twice."""
+        if self.nc.is_closed:
+            return
+        try:
+            await asyncio.wait_for(self.nc.drain(), timeout=2.0)
+        except (TimeoutError, nats.errors.ConnectionClosedError):
+            pass
+        finally:
+            if not self.nc.is_closed:
+                await self.nc.close()

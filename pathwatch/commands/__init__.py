@@ -1,0 +1,1 @@
+"""CLI command modules; each attaches its commands to the apps in `pathwatch.app`."""

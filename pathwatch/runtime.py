@@ -1,0 +1,79 @@
+"""Shared runtime helpers for the CLI: config loading with readable errors,
+bus options from config, logging, and running components until a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from pathwatch.bus import BusOptions
+from pathwatch.configfile import ConfigError, LoadedConfig, load_config
+from schemas.config import NatsConfig
+
+err_console = Console(stderr=True)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        handlers=[RichHandler(console=err_console, show_path=False, rich_tracebacks=True)],
+        force=True,
+    )
+    logging.getLogger("nats").setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+def load_or_exit(path: Path | None) -> LoadedConfig:
+    """Load config or print every problem (file, key path, expectation) and exit 2."""
+    try:
+        loaded = load_config(path)
+    except ConfigError as exc:
+        err_console.print(f"[bold red]error:[/] {exc.source}: invalid configuration")
+        for problem in exc.problems:
+            err_console.print(f"  {problem}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    for warning in loaded.warnings:
+        err_console.print(f"[yellow]warning:[/] {loaded.source}: {warning}", highlight=False)
+    return loaded
+
+
+def bus_options(nats: NatsConfig, name: str, url: str | None = None) -> BusOptions:
+    """BusOptions for a component named `name`; `url` overrides `nats.url`."""
+    return BusOptions.from_url(
+        url or nats.url,
+        name=name,
+        credentials=nats.credentials,
+        user=nats.user,
+        password=nats.password,
+        token=nats.token,
+        tls_ca=nats.tls_ca,
+        tls_cert=nats.tls_cert,
+        tls_key=nats.tls_key,
+        replicas=nats.replicas,
+    )
+
+
+def run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run `main(stop)` until it returns; SIGINT / SIGTERM set `stop`."""
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    try:
+        asyncio.run(runner())
+    except KeyboardInterrupt:
+        sys.exit(130)

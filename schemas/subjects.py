@@ -1,0 +1,84 @@
+"""Subject names, stream names and KV bucket names of the wire contract."""
+
+from schemas.names import is_subject_safe
+
+MEAS_PREFIX = "pw.meas"
+STATS_PREFIX = "pw.stats"
+FAST_PREFIX = "pw.fast"
+EVENT_PREFIX = "pw.event"
+ALARM_PREFIX = "pw.alarm"
+CMD_ROUTE_PREFIX = "pw.cmd.route"
+CMD_HEAL_PREFIX = "pw.cmd.heal"
+LB_SELECT_PREFIX = "pw.lb.select"
+HEARTBEAT_PREFIX = "pw.agent.hb"
+
+MEAS_ALL = "pw.meas.*.*"
+STATS_ALL = "pw.stats.*.*"
+FAST_ALL = "pw.fast.*.*"
+EVENT_ALL = "pw.event.>"
+ALARM_ALL = "pw.alarm.>"
+CMD_ALL = "pw.cmd.>"
+HEARTBEAT_ALL = "pw.agent.hb.*"
+
+STREAM_EVENTS = "PATHWATCH_EVENTS"
+STREAM_ALARMS = "PATHWATCH_ALARMS"
+STREAM_COMMANDS = "PATHWATCH_COMMANDS"
+KV_PATHS = "pathwatch-paths"
+KV_PROBES = "pathwatch-probes"
+KV_LEASES = "pathwatch-leases"
+
+
+def _token(name: str) -> str:
+    if not is_subject_safe(name):
+        raise ValueError(f"{name!r} is not subject-safe (letters, digits, '_' and '-' only)")
+    return name
+
+
+def meas(service: str, route: str) -> str:
+    return f"{MEAS_PREFIX}.{_token(service)}.{_token(route)}"
+
+
+def stats(service: str, route: str) -> str:
+    return f"{STATS_PREFIX}.{_token(service)}.{_token(route)}"
+
+
+def fast(service: str, route: str) -> str:
+    return f"{FAST_PREFIX}.{_token(service)}.{_token(route)}"
+
+
+def event(service: str, route: str) -> str:
+    return f"{EVENT_PREFIX}.{_token(service)}.{_token(route)}"
+
+
+def alarm(service: str, route: str) -> str:
+    return f"{ALARM_PREFIX}.{_token(service)}.{_token(route)}"
+
+
+def cmd_route(node: str) -> str:
+    return f"{CMD_ROUTE_PREFIX}.{_token(node)}"
+
+
+def cmd_heal(service: str, route: str) -> str:
+    return f"{CMD_HEAL_PREFIX}.{_token(service)}.{_token(route)}"
+
+
+def lb_select(service: str) -> str:
+    return f"{LB_SELECT_PREFIX}.{_token(service)}"
+
+
+def heartbeat(agent: str) -> str:
+    return f"{HEARTBEAT_PREFIX}.{_token(agent)}"
+
+
+def path_key(service: str, route: str) -> str:
+    """Key of a route in the `pathwatch-paths` KV bucket."""
+    return f"{_token(service)}.{_token(route)}"
+
+
+def split_path_key(key: str) -> tuple[str, str]:
+    service, _, route = key.partition(".")
+    return service, route
+
+
+def tokens(subject: str) -> list[str]:
+    return subject.split(".")

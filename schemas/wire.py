@@ -1,0 +1,362 @@
+"""Wire messages and shared state of pathwatch (DESIGN.md, "Wire contract").
+
+Every message is a frozen msgspec Struct encoded as JSON and carries `v`, the
+schema version. Timestamps are Unix seconds (float); latencies milliseconds;
+rates percent.
+"""
+
+from typing import Annotated, Literal
+
+from msgspec import Meta, Struct
+
+from schemas.names import Name
+
+SCHEMA_VERSION = 1
+
+Protocol = Literal["icmp", "tcp", "udp", "tls", "http", "link"]
+TrafficClass = Literal["high", "medium", "low", "best-effort"]
+TRAFFIC_CLASSES: tuple[TrafficClass, ...] = ("high", "medium", "low", "best-effort")
+PROTOCOLS: tuple[Protocol, ...] = ("icmp", "tcp", "udp", "tls", "http", "link")
+SourceKind = Literal["probe", "passive", "link"]
+
+#: What happened to one attempt or one session.
+Outcome = Literal[
+    "ok",
+    "timeout",
+    "refused",
+    "reset",
+    "unreachable",
+    "send-failed",
+    "tls-handshake-error",
+    "tls-cert-error",
+    "http-status",
+    "dns-error",
+    "bad-reply",
+    "close-before-establishment",
+    "timeout-before-establishment",
+    "link-down",
+    "error",
+]
+OUTCOMES: tuple[str, ...] = Outcome.__args__  # type: ignore[attr-defined]
+
+PathStateName = Literal["unknown", "up", "down", "probation"]
+ProbeStateName = Literal["unknown", "up", "down"]
+
+Timestamp = Annotated[float, Meta(ge=0, le=1e11)]
+Millis = Annotated[float, Meta(ge=0, le=3.6e6)]
+Percent = Annotated[float, Meta(ge=0, le=100)]
+Count = Annotated[int, Meta(ge=0)]
+
+
+class Message(Struct, frozen=True, kw_only=True, forbid_unknown_fields=False):
+    """Base of every wire message: `v` is the schema version."""
+
+    v: int = SCHEMA_VERSION
+
+
+# --- measurements ---------------------------------------------------------
+
+
+class Measurement(Struct, frozen=True, kw_only=True, array_like=False):
+    """One attempt (probe), one session (passive) or one link observation."""
+
+    ts: Timestamp
+    protocol: Protocol
+    traffic_class: TrafficClass = "best-effort"
+    destination: str = ""
+    source: SourceKind = "probe"
+    probe: str = ""
+    outcome: Outcome = "ok"
+    latency_ms: Millis | None = None
+
+
+class MeasurementBatch(Message, frozen=True, kw_only=True):
+    """All measurements of one route from one agent in one round.
+
+    Subject `pw.meas.<service>.<route>`.
+    """
+
+    agent: Name
+    node: Name
+    seq: Count
+    sent: Timestamp
+    service: Name
+    route: Name
+    items: list[Measurement]
+
+
+# --- window statistics ----------------------------------------------------
+
+
+class LaneKey(Struct, frozen=True, kw_only=True):
+    """Identity of a lane inside a route: empty destination / probe means "all"."""
+
+    protocol: Protocol
+    traffic_class: TrafficClass
+    source: SourceKind = "probe"
+    destination: str = ""
+    probe: str = ""
+
+
+class LaneStats(Struct, frozen=True, kw_only=True):
+    """Statistics of one lane over one window."""
+
+    protocol: Protocol
+    traffic_class: TrafficClass
+    source: SourceKind = "probe"
+    destination: str = ""
+    probe: str = ""
+    count: Count = 0
+    errors: Count = 0
+    error_pct: Percent = 0.0
+    outcomes: dict[str, int] = {}
+    latency_min_ms: float | None = None
+    latency_max_ms: float | None = None
+    latency_mean_ms: float | None = None
+    latency_median_ms: float | None = None
+    latency_p90_ms: float | None = None
+    jitter_ms: float | None = None
+    loss_pct: Percent = 0.0
+    mos: float | None = None
+
+    def key(self) -> LaneKey:
+        return LaneKey(
+            protocol=self.protocol,
+            traffic_class=self.traffic_class,
+            source=self.source,
+            destination=self.destination,
+            probe=self.probe,
+        )
+
+
+class WindowStats(Message, frozen=True, kw_only=True):
+    """A closed window of one route; subject `pw.stats.<service>.<route>`."""
+
+    service: Name
+    route: Name
+    window_start: Timestamp
+    window_end: Timestamp
+    lanes: list[LaneStats]
+    agents: list[str] = []
+    late: Count = 0
+    duplicates: Count = 0
+
+
+FastKind = Literal[
+    "consecutive-failures",
+    "link-down",
+    "link-up",
+    "neighbour-unresolved",
+    "neighbour-resolved",
+]
+
+
+class FastEvidence(Message, frozen=True, kw_only=True):
+    """Early evidence that does not wait for the window; subject `pw.fast.<service>.<route>`."""
+
+    service: Name
+    route: Name
+    ts: Timestamp
+    kind: FastKind
+    node: str = ""
+    agent: str = ""
+    interface: str = ""
+    gateway: str = ""
+    protocol: Protocol | None = None
+    traffic_class: TrafficClass | None = None
+    count: Count = 0
+    detail: str = ""
+
+
+# --- path state (KV pathwatch-paths) --------------------------------------
+
+
+class LaneState(Struct, frozen=True, kw_only=True):
+    """Judgement of one lane: its state, why, and the metrics of its last window."""
+
+    protocol: Protocol
+    traffic_class: TrafficClass
+    source: SourceKind = "probe"
+    destination: str = ""
+    probe: str = ""
+    state: PathStateName = "unknown"
+    meets_sla: bool = False
+    reason: str = ""
+    since: Timestamp = 0.0
+    metrics: LaneStats | None = None
+
+
+class ProbeStatus(Struct, frozen=True, kw_only=True):
+    """Status of one named probe of a route (ICMP profile or plugin)."""
+
+    name: str
+    kind: str = "icmp"
+    state: ProbeStateName = "unknown"
+    reason: str = ""
+    since: Timestamp = 0.0
+    counters: dict[str, int] = {}
+
+
+class PathState(Message, frozen=True, kw_only=True):
+    """The truth about one service route; KV `pathwatch-paths`, key `<service>.<route>`."""
+
+    service: Name
+    route: Name
+    node: str = ""
+    interface: str = ""
+    gateway: str | None = None
+    cost: Count = 0
+    state: PathStateName = "unknown"
+    in_service: bool = True
+    best_effort: bool = False
+    meets_sla: bool = False
+    enforcement: bool = True
+    stale: bool = False
+    reason: str = ""
+    since: Timestamp = 0.0
+    updated: Timestamp = 0.0
+    hold_down_until: Timestamp | None = None
+    hold_down_multiplier: Count = 0
+    quality: float = 0.0
+    lanes: list[LaneState] = []
+    probes: list[ProbeStatus] = []
+
+
+PathEventKind = Literal["path-down", "path-up", "probation", "best-effort", "stale", "fresh"]
+
+
+class PathEvent(Message, frozen=True, kw_only=True):
+    """A transition of a route; stream PATHWATCH_EVENTS, subject `pw.event.<service>.<route>`."""
+
+    id: str
+    service: Name
+    route: Name
+    kind: PathEventKind
+    ts: Timestamp
+    state: PathStateName
+    previous: PathStateName
+    reason: str = ""
+    in_service: bool = True
+    hold_down_until: Timestamp | None = None
+
+
+AlarmStatus = Literal["raised", "cleared"]
+Severity = Literal["critical", "major", "minor", "info"]
+
+
+class Alarm(Message, frozen=True, kw_only=True):
+    """Raised when a path leaves service for a service/protocol/class, cleared when it returns."""
+
+    id: str
+    status: AlarmStatus
+    severity: Severity = "major"
+    service: str = ""
+    route: str = ""
+    protocol: Protocol | None = None
+    traffic_class: TrafficClass | None = None
+    cause: str = ""
+    reason: str = ""
+    agent: str = ""
+    raised_at: Timestamp = 0.0
+    cleared_at: Timestamp | None = None
+
+
+# --- commands --------------------------------------------------------------
+
+
+class RouteCommand(Message, frozen=True, kw_only=True):
+    """Withdraw or restore a route's next hop on one node; subject `pw.cmd.route.<node>`."""
+
+    id: str
+    action: Literal["withdraw", "restore"]
+    node: Name
+    service: Name
+    route: Name
+    prefixes: list[str] = []
+    interface: str = ""
+    gateway: str | None = None
+    cost: Count = 0
+    best_effort: bool = False
+    reason: str = ""
+    ts: Timestamp = 0.0
+
+
+class HealCommand(Message, frozen=True, kw_only=True):
+    """Tell clients connected through a route to reselect.
+
+    Subject `pw.cmd.heal.<service>.<route>`.
+    """
+
+    id: str
+    service: Name
+    route: Name
+    action: Literal["reselect"] = "reselect"
+    reason: str = ""
+    ts: Timestamp = 0.0
+
+
+class LbSelectRequest(Message, frozen=True, kw_only=True):
+    """Ask for the best route of a service; subject `pw.lb.select.<service>`."""
+
+    service: Name
+    exclude: list[str] = []
+    protocol: Protocol | None = None
+    traffic_class: TrafficClass | None = None
+
+
+class LbSelectReply(Message, frozen=True, kw_only=True):
+    """The answer to an LbSelectRequest; `route` is None when nothing is usable."""
+
+    service: str
+    route: str | None
+    state: PathStateName = "unknown"
+    best_effort: bool = False
+    node: str = ""
+    interface: str = ""
+    gateway: str | None = None
+    reason: str = ""
+    error: str = ""
+
+
+class AgentHeartbeat(Message, frozen=True, kw_only=True):
+    """Liveness and counters of an agent; subject `pw.agent.hb.<agent>`."""
+
+    agent: Name
+    node: str
+    version: str
+    config_hash: str
+    ts: Timestamp
+    interval_s: float = 5.0
+    routes: list[str] = []
+    counters: dict[str, int] = {}
+
+
+class ProbeState(Message, frozen=True, kw_only=True):
+    """Probe state set through the REST API for plugin probes; KV `pathwatch-probes`."""
+
+    probe: Name
+    state: Literal["up", "down"]
+    service: str = ""
+    route: str = ""
+    node: str = ""
+    interface: str = ""
+    reason: str = ""
+    set_at: Timestamp = 0.0
+    expires_at: Timestamp | None = None
+
+
+#: Message types exported by `pathwatch schema export`.
+MESSAGE_TYPES: tuple[type[Struct], ...] = (
+    MeasurementBatch,
+    WindowStats,
+    FastEvidence,
+    PathState,
+    PathEvent,
+    Alarm,
+    RouteCommand,
+    HealCommand,
+    LbSelectRequest,
+    LbSelectReply,
+    AgentHeartbeat,
+    ProbeState,
+)
