@@ -96,6 +96,12 @@ class RouterConfig(_Cfg, frozen=True, kw_only=True):
     table: Annotated[int, Meta(ge=1, le=4294967295)] = 254
     protocol: Annotated[int, Meta(ge=1, le=255)] = 199
     dry_run: bool = False
+    #: Route metric (priority) of the routes it installs; a route of another protocol
+    #: with the same prefix, table and metric is a conflict and is never touched.
+    metric: Annotated[int, Meta(ge=0, le=4294967295)] = 0
+    #: Seconds between full re-reads of the kernel table (repairs drift such as a
+    #: route removed by hand or a link that came back).
+    resync_interval: Annotated[float, Meta(ge=1, le=3600)] = 30
 
 
 class HealerConfig(_Cfg, frozen=True, kw_only=True):
@@ -193,6 +199,9 @@ class TcpProbeProfile(_ProbeTiming, frozen=True, kw_only=True):
 
     probe_address: Annotated[list[str], Meta(min_length=1)]
     port: Port
+    #: ms to keep the connection open after establishment; a reset in that time is
+    #: reported as `reset` (peers that accept and then reset). 0 closes at once.
+    hold_open: Annotated[float, Meta(ge=0, le=10000)] = 0
 
 
 class TlsProbeProfile(_ProbeTiming, frozen=True, kw_only=True):

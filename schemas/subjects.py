@@ -27,6 +27,10 @@ KV_PATHS = "pathwatch-paths"
 KV_PROBES = "pathwatch-probes"
 KV_LEASES = "pathwatch-leases"
 
+#: Pseudo-service of alarms about pathwatch itself (agent lost, clock skew);
+#: config refuses service names that start with `_`.
+SYSTEM_SERVICE = "_system"
+
 
 def _token(name: str) -> str:
     if not is_subject_safe(name):
@@ -52,6 +56,11 @@ def event(service: str, route: str) -> str:
 
 def alarm(service: str, route: str) -> str:
     return f"{ALARM_PREFIX}.{_token(service)}.{_token(route)}"
+
+
+def system_alarm(agent: str) -> str:
+    """Subject of an alarm about an agent (agent-lost, clock-skew)."""
+    return f"{ALARM_PREFIX}.{SYSTEM_SERVICE}.{_token(agent)}"
 
 
 def cmd_route(node: str) -> str:

@@ -72,6 +72,10 @@ def check(config: PathwatchConfig) -> list[Problem]:
     for service_name, service in config.services.items():
         spath = f"$.services.{service_name}"
         _check_name(problems, spath, service_name, "service")
+        if service_name.startswith("_"):
+            problems.append(
+                Problem(spath, f"service name {service_name!r} must not start with '_' (reserved)")
+            )
         for i, prefix in enumerate(service.address):
             _check_address(problems, f"{spath}.address[{i}]", prefix, True)
         for route_name, route in service.service_routes.items():

@@ -68,6 +68,12 @@ class Measurement(Struct, frozen=True, kw_only=True, array_like=False):
     probe: str = ""
     outcome: Outcome = "ok"
     latency_ms: Millis | None = None
+    #: HTTP probes: the response status code (also set when the outcome is `http-status`).
+    status_code: Annotated[int, Meta(ge=100, le=599)] | None = None
+    #: HTTP probes: time spent resolving the URL's host name, in ms.
+    dns_ms: Millis | None = None
+    #: Free text about a failure (the error seen), empty when nothing to say.
+    detail: str = ""
 
 
 class MeasurementBatch(Message, frozen=True, kw_only=True):

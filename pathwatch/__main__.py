@@ -1,0 +1,5 @@
+"""`python -m pathwatch` runs the CLI."""
+
+from pathwatch.cli import main
+
+main()

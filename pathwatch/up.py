@@ -1,0 +1,131 @@
+"""`pathwatch up`: every part in one process, each on its own NATS connection.
+
+Starts an embedded nats-server unless `nats.url` names servers, sets up the
+JetStream streams and buckets, then runs the agent (every route), the
+aggregator, the enforcer and the REST API as asyncio tasks until `stop` is
+set or one of them fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from agents.agent import run_agent
+from aggregator.service import run_aggregator
+from enforcer.api import run_api
+from enforcer.service import run_enforcer
+
+from pathwatch.bus import Bus
+from pathwatch.configfile import LoadedConfig
+from pathwatch.embedded import EmbeddedNats
+from pathwatch.runtime import bus_options
+
+log = logging.getLogger("pathwatch.up")
+
+#: How long parts get to finish after stop before they are cancelled.
+STOP_GRACE_S = 1.5
+
+
+class ComponentFailed(RuntimeError):
+    """A part of the all-in-one process ended with an error."""
+
+
+async def run_all(loaded: LoadedConfig, stop: asyncio.Event, node: str | None = None) -> None:
+    """Run everything until `stop` is set; raise ComponentFailed if a part dies."""
+    config = loaded.config
+    embedded: EmbeddedNats | None = None
+    buses: list[Bus] = []
+    tasks: dict[asyncio.Task[None], str] = {}
+    try:
+        if config.nats.url == "embedded":
+            embedded = EmbeddedNats(store_dir=config.nats.store_dir)
+            await asyncio.to_thread(embedded.start)
+            url = embedded.url
+            log.info("NATS: embedded nats-server on %s (store %s)", url, embedded.store_dir)
+        else:
+            url = config.nats.url
+            log.info("NATS: %s", url)
+        Path(config.store.path).parent.mkdir(parents=True, exist_ok=True)
+        log.info("store: SQLite %s", Path(config.store.path).resolve())
+        log.info(
+            "API: http://%s  metrics: http://%s/metrics", config.api.listen, config.metrics.listen
+        )
+        log.info("config: %s (%d routes)", loaded.source, len(config.routes()))
+
+        async def connect(role: str) -> Bus:
+            bus = await Bus.connect(bus_options(config.nats, f"pathwatch-{role}", url))
+            buses.append(bus)
+            return bus
+
+        setup_bus = await connect("setup")
+        await setup_bus.ensure()
+
+        parts: list[tuple[str, Coroutine[Any, Any, None]]] = [
+            ("api", run_api(config, await connect("api"), stop=stop)),
+            (
+                "enforcer",
+                run_enforcer(
+                    config,
+                    await connect("enforcer"),
+                    stop=stop,
+                    instance="local",
+                    store_path=config.store.path,
+                ),
+            ),
+            (
+                "aggregator",
+                run_aggregator(
+                    config,
+                    await connect("aggregator"),
+                    stop=stop,
+                    store_path=config.store.path,
+                    metrics_listen=config.metrics.listen,
+                ),
+            ),
+            (
+                "agent",
+                run_agent(
+                    config,
+                    await connect("agent"),
+                    stop=stop,
+                    agent_name="local",
+                    node=node,
+                    config_hash=loaded.digest,
+                ),
+            ),
+        ]
+        for name, coroutine in parts:
+            tasks[asyncio.create_task(coroutine, name=name)] = name
+        stop_waiter = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([*tasks, stop_waiter], return_when=asyncio.FIRST_COMPLETED)
+        stop_waiter.cancel()
+        failed = [task for task in done if task in tasks and task.exception() is not None]
+        ended = [task for task in done if task in tasks]
+        stop.set()
+        if failed:
+            name = tasks[failed[0]]
+            raise ComponentFailed(f"{name} failed: {failed[0].exception()!r}") from failed[
+                0
+            ].exception()
+        if ended:
+            raise ComponentFailed(f"{tasks[ended[0]]} stopped unexpectedly")
+    finally:
+        stop.set()
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_S)
+            for task in pending:
+                log.warning("%s did not stop within %.1f s; cancelling", tasks[task], STOP_GRACE_S)
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        for bus in buses:
+            try:
+                await asyncio.wait_for(bus.close(), timeout=1.0)
+            except Exception:
+                log.debug("closing a bus failed", exc_info=True)
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+            log.info("embedded nats-server stopped")

