@@ -34,6 +34,13 @@ class ComponentFailed(RuntimeError):
     """A part of the all-in-one process ended with an error."""
 
 
+def _prepare_store(path: str) -> Path:
+    """Create the store's directory; return its absolute path."""
+    store = Path(path)
+    store.parent.mkdir(parents=True, exist_ok=True)
+    return store.resolve()
+
+
 async def run_all(loaded: LoadedConfig, stop: asyncio.Event, node: str | None = None) -> None:
     """Run everything until `stop` is set; raise ComponentFailed if a part dies."""
     config = loaded.config
@@ -49,8 +56,7 @@ async def run_all(loaded: LoadedConfig, stop: asyncio.Event, node: str | None = 
         else:
             url = config.nats.url
             log.info("NATS: %s", url)
-        Path(config.store.path).parent.mkdir(parents=True, exist_ok=True)
-        log.info("store: SQLite %s", Path(config.store.path).resolve())
+        log.info("store: SQLite %s", _prepare_store(config.store.path))
         log.info(
             "API: http://%s  metrics: http://%s/metrics", config.api.listen, config.metrics.listen
         )

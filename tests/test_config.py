@@ -92,7 +92,8 @@ def test_unknown_references_and_bad_names() -> None:
 def test_duplicate_probe_names_and_exactly_one_profile() -> None:
     dup = ROUTE.replace(
         "probes: [{name: ping, icmp-probe-profile: lo-ping}]",
-        "probes: [{name: ping, icmp-probe-profile: lo-ping}, {name: ping, icmp-probe-profile: lo-ping}]",
+        "probes: [{name: ping, icmp-probe-profile: lo-ping},"
+        " {name: ping, icmp-probe-profile: lo-ping}]",
     )
     assert error_paths(dup) == [
         "$.services.web.service-routes.r1.reachability-detection.probes[1].name"
