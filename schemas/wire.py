@@ -190,6 +190,11 @@ class LaneState(Struct, frozen=True, kw_only=True):
     reason: str = ""
     since: Timestamp = 0.0
     metrics: LaneStats | None = None
+    enforced: bool = True
+    hold_down_until: Timestamp | None = None
+    hold_down_multiplier: Count = 0
+    healthy_since: Timestamp | None = None
+    alarm_raised_at: Timestamp | None = None
 
 
 class ProbeStatus(Struct, frozen=True, kw_only=True):
@@ -201,6 +206,12 @@ class ProbeStatus(Struct, frozen=True, kw_only=True):
     reason: str = ""
     since: Timestamp = 0.0
     counters: dict[str, int] = {}
+    enforced: bool = True
+    hold_down_until: Timestamp | None = None
+    hold_down_multiplier: Count = 0
+    healthy_since: Timestamp | None = None
+    alarm_raised_at: Timestamp | None = None
+    protocol: Protocol | None = None
 
 
 class PathState(Message, frozen=True, kw_only=True):

@@ -1,0 +1,353 @@
+"""The agent process: probe this node's routes and publish what was measured.
+
+`run_agent(config, bus, *, stop, agent_name, node=None, config_hash="")` runs
+an `Agent` until `stop` is set. Per route, a scheduler starts a round
+whenever one of its probes is due; a round runs those probes against every
+target (probe address x traffic class, pinned to the route) concurrently and
+publishes one `MeasurementBatch` on `pw.meas.<service>.<route>`. Sequence
+numbers increase per agent (they start at the start time in ms, so they keep
+increasing across restarts). Link and neighbour changes of the next hops go
+out at once as `FastEvidence` on `pw.fast.<service>.<route>`. A heartbeat
+with the counters goes on `pw.agent.hb.<agent>` every `heartbeat_interval` s.
+
+While NATS is unreachable, messages wait in a bounded `Outbox` (oldest
+dropped first, counted as `dropped`). `reload(config)` swaps the plan: rounds
+in flight finish and publish; new rounds follow the new config. When `stop`
+is set the agent drains: no new rounds, the rounds in flight finish and are
+published, the outbox is flushed and a last heartbeat is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from agents.outbox import Outbox
+from agents.plan import PlannedProbe, RoutePlan, build_plan, icmp_families, link_watches
+from agents.probe.icmp_engine import IcmpEngine, open_icmp_socket
+from agents.probe.icmp_sla import summarize
+from agents.probe.link import LinkWatcher
+from pathwatch.bus import Bus
+from schemas import subjects
+from schemas.codec import encode
+from schemas.config import PathwatchConfig
+from schemas.wire import (
+    PROTOCOLS,
+    AgentHeartbeat,
+    FastEvidence,
+    Measurement,
+    MeasurementBatch,
+)
+
+log = logging.getLogger("pathwatch.agent")
+
+AGENT_VERSION = "0.1.0"
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    """Tunables of an agent that are not part of the shared config."""
+
+    heartbeat_interval: float = 5.0
+    outbox_capacity: int = 1000
+    privileged_icmp: bool | None = None
+    link_netns: str | None = None
+
+
+class Agent:
+    """One probing agent bound to one Bus; see the module docstring."""
+
+    def __init__(
+        self,
+        config: PathwatchConfig,
+        bus: Bus,
+        *,
+        agent_name: str,
+        node: str | None = None,
+        config_hash: str = "",
+        options: AgentOptions | None = None,
+    ) -> None:
+        self.bus = bus
+        self.agent_name = agent_name
+        self.node = node
+        self.options = options or AgentOptions()
+        self.engine = IcmpEngine(privileged=self.options.privileged_icmp)
+        self.outbox = Outbox(self.options.outbox_capacity)
+        self.counters: Counter[str] = Counter()
+        self.seq = int(time.time() * 1000)
+        self.config = config
+        self.config_hash = config_hash
+        self.plans = build_plan(config, node, self.engine)
+        self._check_icmp(self.plans)
+        self._schedulers: list[asyncio.Task[None]] = []
+        self._rounds: set[asyncio.Task[None]] = set()
+        self._watcher_stop = asyncio.Event()
+        self._watcher_task: asyncio.Task[None] | None = None
+        self.link_watcher: LinkWatcher | None = None
+        self._running = False
+        self._flush_lock = asyncio.Lock()
+
+    # --- configuration ----------------------------------------------------
+
+    def _check_icmp(self, plans: list[RoutePlan]) -> None:
+        """Fail at start (IcmpUnavailable) when ICMP probes cannot open a socket."""
+        for family in icmp_families(plans):
+            sock, _raw = open_icmp_socket(socket.AddressFamily(family), self.engine.privileged)
+            sock.close()
+
+    def reload(self, config: PathwatchConfig, config_hash: str = "") -> None:
+        """Apply a new config; rounds in flight finish under the old one.
+
+        Raises (and keeps the current plan) when the new config cannot be
+        probed, e.g. an unknown plugin.
+        """
+        plans = build_plan(config, self.node, self.engine)
+        self._check_icmp(plans)
+        self.config = config
+        self.config_hash = config_hash
+        self.plans = plans
+        self.counters["reloads"] += 1
+        if self._running:
+            self._stop_schedulers()
+            self._start_schedulers()
+            self._restart_watcher()
+        log.info("agent %s: config reloaded (%d routes)", self.agent_name, len(plans))
+
+    # --- publishing ---------------------------------------------------------
+
+    async def _send(self, subject: str, payload: bytes) -> None:
+        """Publish now when connected, else keep it in the outbox."""
+        nc = self.bus.nc
+        if nc.is_connected and not self.outbox:
+            try:
+                await nc.publish(subject, payload)
+                return
+            except Exception as exc:
+                log.warning("publish on %s failed: %s; queued", subject, exc)
+        self.outbox.put(subject, payload)
+        if nc.is_connected:
+            await self.flush_outbox()
+
+    async def flush_outbox(self) -> None:
+        """Send what waits in the outbox, in order, while the connection holds."""
+        async with self._flush_lock:
+            nc = self.bus.nc
+            while self.outbox and nc.is_connected:
+                entry = self.outbox.peek()
+                if entry is None:
+                    break
+                try:
+                    await nc.publish(*entry)
+                except Exception as exc:
+                    log.warning("outbox flush stopped: %s", exc)
+                    break
+                self.outbox.pop()
+                if entry[0].startswith(subjects.MEAS_PREFIX + "."):
+                    self.counters["batches_published"] += 1
+
+    async def _publish_batch(self, plan: RoutePlan, items: list[Measurement]) -> None:
+        self.seq += 1
+        batch = MeasurementBatch(
+            agent=self.agent_name,
+            node=plan.node,
+            seq=self.seq,
+            sent=time.time(),
+            service=plan.service,
+            route=plan.route,
+            items=items,
+        )
+        subject = subjects.meas(plan.service, plan.route)
+        queued_before = self.outbox.queued
+        await self._send(subject, encode(batch))
+        if self.outbox.queued == queued_before:
+            self.counters["batches_published"] += 1
+
+    async def _publish_fast(self, evidence: FastEvidence) -> None:
+        self.counters["fast_events"] += 1
+        await self._send(subjects.fast(evidence.service, evidence.route), encode(evidence))
+
+    def heartbeat(self) -> AgentHeartbeat:
+        counters = dict(self.counters)
+        counters.update(self.engine.counters.as_dict())
+        counters["dropped"] = self.outbox.dropped
+        counters["outbox"] = len(self.outbox)
+        return AgentHeartbeat(
+            agent=self.agent_name,
+            node=self.node or "",
+            version=AGENT_VERSION,
+            config_hash=self.config_hash,
+            ts=time.time(),
+            interval_s=self.options.heartbeat_interval,
+            routes=[plan.key for plan in self.plans],
+            counters=counters,
+        )
+
+    async def _send_heartbeat(self) -> None:
+        if not self.bus.nc.is_connected:
+            return
+        try:
+            await self.bus.nc.publish(subjects.heartbeat(self.agent_name), encode(self.heartbeat()))
+            self.counters["heartbeats"] += 1
+        except Exception as exc:
+            log.warning("heartbeat failed: %s", exc)
+
+    # --- probing ------------------------------------------------------------
+
+    async def _run_probe(self, probe: PlannedProbe, started: float) -> list[Measurement]:
+        deadline = probe.deadline_after(started)
+        results = await asyncio.gather(
+            *(probe.func(target, probe.profile, deadline) for target in probe.targets),
+            return_exceptions=True,
+        )
+        items: list[Measurement] = []
+        for target, result in zip(probe.targets, results, strict=True):
+            if isinstance(result, BaseException):
+                if isinstance(result, asyncio.CancelledError):
+                    raise result
+                self.counters["probe_errors"] += 1
+                log.warning(
+                    "probe %s (%s) to %s failed: %r", probe.name, probe.kind, target.address, result
+                )
+                if probe.kind in PROTOCOLS:
+                    items.append(
+                        target.measurement(
+                            probe.kind,
+                            time.time(),
+                            "error",
+                            detail=f"probe failed: {result!r}"[:200],
+                        )
+                    )
+                continue
+            items.extend(result)
+            if probe.icmp_sla is not None and result:
+                summary = summarize(target.address, result, probe.icmp_sla)
+                for test in summary.exceeded:
+                    self.counters[f"icmp_exceeded_by_{test.replace('-', '_')}"] += 1
+        return items
+
+    async def _round(self, plan: RoutePlan, due: list[PlannedProbe]) -> None:
+        started = time.monotonic()
+        batches = await asyncio.gather(*(self._run_probe(probe, started) for probe in due))
+        items = [item for batch in batches for item in batch]
+        self.counters["rounds"] += 1
+        self.counters["measurements"] += len(items)
+        if items:
+            await self._publish_batch(plan, items)
+
+    def _start_round(self, plan: RoutePlan, due: list[PlannedProbe]) -> None:
+        task = asyncio.create_task(self._round(plan, due), name=f"round {plan.key}")
+        self._rounds.add(task)
+        task.add_done_callback(self._round_done)
+
+    def _round_done(self, task: asyncio.Task[None]) -> None:
+        self._rounds.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.counters["round_errors"] += 1
+            log.error("round failed", exc_info=task.exception())
+
+    async def _schedule(self, plan: RoutePlan) -> None:
+        """Start a round whenever probes of `plan` are due; never waits for rounds."""
+        now = time.monotonic()
+        next_due = {probe.name: now for probe in plan.probes}
+        by_name = {probe.name: probe for probe in plan.probes}
+        while True:
+            now = time.monotonic()
+            due = [by_name[name] for name, at in next_due.items() if at <= now]
+            if due:
+                for probe in due:
+                    while next_due[probe.name] <= now:
+                        next_due[probe.name] += probe.interval
+                self._start_round(plan, due)
+            await asyncio.sleep(max(min(next_due.values()) - time.monotonic(), 0.0))
+
+    def _start_schedulers(self) -> None:
+        self._schedulers = [
+            asyncio.create_task(self._schedule(plan), name=f"schedule {plan.key}")
+            for plan in self.plans
+            if plan.probes
+        ]
+
+    def _stop_schedulers(self) -> None:
+        for task in self._schedulers:
+            task.cancel()
+        self._schedulers = []
+
+    def _restart_watcher(self) -> None:
+        self._watcher_stop.set()
+        self._watcher_stop = asyncio.Event()
+        watches = link_watches(self.config, self.node)
+        self.link_watcher = LinkWatcher(
+            watches,
+            self._publish_fast,
+            node=self.node or "",
+            agent=self.agent_name,
+            netns=self.options.link_netns,
+        )
+        self._watcher_task = asyncio.create_task(self._watch(self.link_watcher, self._watcher_stop))
+
+    @staticmethod
+    async def _watch(watcher: LinkWatcher, stop: asyncio.Event) -> None:
+        try:
+            await watcher.run(stop)
+        except Exception:
+            log.exception("link watcher failed")
+            watcher.ready.set()
+
+    # --- lifecycle ------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Probe until `stop` is set, then drain."""
+        self._running = True
+        self.bus.reconnect_callbacks.append(self.flush_outbox)
+        self._restart_watcher()
+        self._start_schedulers()
+        try:
+            while not stop.is_set():
+                await self._send_heartbeat()
+                if self.outbox and self.bus.nc.is_connected:
+                    await self.flush_outbox()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.options.heartbeat_interval)
+        finally:
+            await self._drain()
+
+    async def _drain(self) -> None:
+        self._running = False
+        self._stop_schedulers()
+        self._watcher_stop.set()
+        if self._rounds:
+            await asyncio.wait(set(self._rounds), timeout=25)
+        if self._watcher_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._watcher_task, 2)
+        if self.bus.nc.is_connected:
+            await self.flush_outbox()
+            await self._send_heartbeat()
+            with contextlib.suppress(Exception):
+                await self.bus.nc.flush(timeout=2)
+        with contextlib.suppress(ValueError):
+            self.bus.reconnect_callbacks.remove(self.flush_outbox)
+        self.engine.close()
+        log.info("agent %s: drained (%s)", self.agent_name, dict(self.counters))
+
+
+async def run_agent(
+    config: PathwatchConfig,
+    bus: Bus,
+    *,
+    stop: asyncio.Event,
+    agent_name: str,
+    node: str | None = None,
+    config_hash: str = "",
+    options: AgentOptions | None = None,
+) -> None:
+    """Run an agent until `stop` is set (node None: probe every route)."""
+    agent = Agent(
+        config, bus, agent_name=agent_name, node=node, config_hash=config_hash, options=options
+    )
+    await agent.run(stop)

@@ -1,0 +1,181 @@
+"""What an agent probes: the routes of its node, their probes, per class and path.
+
+`build_plan(config, node, engine)` turns the config into `RoutePlan`s: only
+routes whose next-hop node is `node` (every route when `node` is None), not
+those with `reachability-detection` disabled or `probe-type: disabled`. Each
+probe becomes one `Target` per (probe address, traffic class of its
+profile), carrying that class's DSCP and pinned to the route's next hop
+(interface and / or source address). Plugin probes are resolved through the
+`pathwatch.probes` entry points here, so an unknown plugin fails at start.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from agents.probe.base import PluginProfile, ProbeFunc, Target
+from agents.probe.icmp_engine import IcmpEngine
+from agents.probe.link import LinkWatch
+from agents.probe.registry import resolve
+from schemas.config import (
+    HttpProbeProfile,
+    IcmpProbeProfile,
+    PathwatchConfig,
+    ProbeRef,
+    ServiceRoute,
+    SlaMetrics,
+)
+from schemas.wire import TRAFFIC_CLASSES, TrafficClass
+
+
+@dataclass(frozen=True)
+class PlannedProbe:
+    """One probe of one route with every target it runs against each round."""
+
+    name: str
+    kind: str
+    func: ProbeFunc
+    profile: Any
+    interval: float
+    duration: float
+    targets: list[Target]
+    icmp_sla: SlaMetrics | None = None
+
+    def deadline_after(self, start: float) -> float:
+        """When a run started at `start` must be over (attempts + their timeouts)."""
+        return start + 2 * self.duration + 0.5
+
+
+@dataclass(frozen=True)
+class RoutePlan:
+    """The probes of one service route on this agent."""
+
+    service: str
+    route: str
+    node: str
+    probes: list[PlannedProbe] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return f"{self.service}.{self.route}"
+
+
+def _plugin_profile(ref: ProbeRef) -> PluginProfile:
+    options = dict(ref.options)
+    classes: list[TrafficClass] = []
+    for text in options.get("traffic-classes", "best-effort").split(","):
+        name = text.strip()
+        if name not in TRAFFIC_CLASSES:
+            raise ValueError(f"probe {ref.name!r}: unknown traffic class {name!r}")
+        classes.append(name)
+    addresses = [a.strip() for a in options.get("probe-address", "").split(",") if a.strip()]
+    return PluginProfile(
+        name=ref.plugin or ref.name,
+        options=options,
+        probe_interval=float(options.get("probe-interval", 10)),
+        probe_duration=float(options.get("probe-duration", 1)),
+        number_of_attempts=int(options.get("number-of-attempts", 1)),
+        traffic_classes=classes,
+        probe_address=addresses or [""],
+        port=int(options["port"]) if "port" in options else None,
+    )
+
+
+def _addresses(profile: Any) -> list[str]:
+    if isinstance(profile, HttpProbeProfile):
+        return [profile.url]
+    return list(profile.probe_address)
+
+
+def _planned_probe(
+    config: PathwatchConfig, route: ServiceRoute, ref: ProbeRef, engine: IcmpEngine | None
+) -> PlannedProbe:
+    found = ref.profile_ref()
+    profile: Any
+    if found is None:
+        if ref.plugin is None:
+            raise ValueError(f"probe {ref.name!r} names no profile and no plugin")
+        kind = ref.plugin
+        profile = _plugin_profile(ref)
+    else:
+        kind = found[0]
+        profile = config.probe_profile(ref)
+        if profile is None:
+            raise ValueError(f"probe {ref.name!r}: unknown {kind}-probe-profile {found[1]!r}")
+    func = resolve(kind)
+    next_hop = route.next_hop
+    targets = [
+        Target(
+            address=address,
+            probe=ref.name,
+            traffic_class=traffic_class,
+            dscp=config.dscp(traffic_class),
+            port=getattr(profile, "port", None),
+            interface=next_hop.interface,
+            source_address=next_hop.source_address,
+            icmp=engine,
+        )
+        for traffic_class in profile.traffic_classes
+        for address in _addresses(profile)
+    ]
+    if isinstance(profile, HttpProbeProfile):
+        host = urlsplit(profile.url).hostname or ""
+        if not host:
+            raise ValueError(f"probe {ref.name!r}: url {profile.url!r} has no host")
+    return PlannedProbe(
+        name=ref.name,
+        kind=kind,
+        func=func,
+        profile=profile,
+        interval=float(profile.probe_interval),
+        duration=float(profile.probe_duration),
+        targets=targets,
+        icmp_sla=profile.sla_metrics if isinstance(profile, IcmpProbeProfile) else None,
+    )
+
+
+def build_plan(
+    config: PathwatchConfig, node: str | None, engine: IcmpEngine | None
+) -> list[RoutePlan]:
+    """The routes this agent probes and how (raises on unknown plugins)."""
+    plans: list[RoutePlan] = []
+    for service_name, route_name, _service, route in config.routes():
+        if node is not None and route.next_hop.node != node:
+            continue
+        detection = route.reachability_detection
+        probes: list[PlannedProbe] = []
+        if detection.enabled and detection.probe_type != "disabled":
+            probes = [_planned_probe(config, route, ref, engine) for ref in detection.probes]
+        plans.append(RoutePlan(service_name, route_name, route.next_hop.node, probes))
+    return plans
+
+
+def link_watches(config: PathwatchConfig, node: str | None) -> list[LinkWatch]:
+    """Next hops (interface / gateway) of this agent's routes, for the link watcher."""
+    watches: list[LinkWatch] = []
+    for service_name, route_name, _service, route in config.routes():
+        if node is not None and route.next_hop.node != node:
+            continue
+        if not route.reachability_detection.enabled:
+            continue
+        next_hop = route.next_hop
+        if next_hop.interface or next_hop.gateway_ip:
+            watches.append(
+                LinkWatch(service_name, route_name, next_hop.interface, next_hop.gateway_ip)
+            )
+    return watches
+
+
+def icmp_families(plans: list[RoutePlan]) -> set[int]:
+    """Address families the ICMP probes of `plans` need (to check sockets at start)."""
+    from agents.probe.icmp_engine import family_of
+
+    return {
+        int(family_of(target.address))
+        for plan in plans
+        for probe in plan.probes
+        if probe.kind == "icmp"
+        for target in probe.targets
+    }

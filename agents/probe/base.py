@@ -1,0 +1,84 @@
+"""The one probe signature shared by every probe kind, like blackbox_exporter's probers.
+
+A probe is an async function `(target, profile, deadline) -> list[Measurement]`:
+
+* `target` (`Target`) is one destination of one probe of one route, already
+  resolved for one traffic class: the address (an IP, or the URL for HTTP),
+  the port, the DSCP of the class, and the route pinning (the next-hop
+  interface to bind with SO_BINDTODEVICE and / or the source address);
+* `profile` is the probe profile from the config (or a `PluginProfile`);
+* `deadline` is an absolute `time.monotonic()` value by which the probe
+  returns, whatever happens.
+
+It returns one `Measurement` per attempt (protocol, traffic class,
+destination, source `probe`, probe name, outcome, latency for `ok`).
+A probe never raises for network faults: they are outcomes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agents.probe.icmp_engine import IcmpEngine
+from schemas.wire import Measurement, Outcome, Protocol, TrafficClass
+
+
+@dataclass(frozen=True)
+class Target:
+    """One destination of one probe, for one traffic class, pinned to one route."""
+
+    address: str
+    probe: str = ""
+    traffic_class: TrafficClass = "best-effort"
+    dscp: int = 0
+    port: int | None = None
+    interface: str | None = None
+    source_address: str | None = None
+    #: The agent's shared ICMP engine (ICMP probes and plugins that ping).
+    icmp: IcmpEngine | None = None
+
+    def measurement(
+        self,
+        protocol: Protocol,
+        ts: float,
+        outcome: Outcome,
+        latency_ms: float | None = None,
+        **extra: Any,
+    ) -> Measurement:
+        """A Measurement of this target; latency is kept only for `ok`."""
+        return Measurement(
+            ts=ts,
+            protocol=protocol,
+            traffic_class=self.traffic_class,
+            destination=self.address,
+            source="probe",
+            probe=self.probe,
+            outcome=outcome,
+            latency_ms=round(latency_ms, 6) if outcome == "ok" and latency_ms is not None else None,
+            **extra,
+        )
+
+
+@dataclass(frozen=True)
+class PluginProfile:
+    """What a plugin probe gets as its profile: the probe reference's options."""
+
+    name: str
+    options: dict[str, str] = field(default_factory=dict)
+    probe_interval: float = 10.0
+    probe_duration: float = 1.0
+    number_of_attempts: int = 1
+    traffic_classes: list[TrafficClass] = field(default_factory=lambda: ["best-effort"])
+    probe_address: list[str] = field(default_factory=list)
+    port: int | None = None
+
+
+ProbeFunc = Callable[[Target, Any, float], Awaitable[list[Measurement]]]
+
+
+def remaining(deadline: float) -> float:
+    """Seconds left until `deadline` (never negative)."""
+    return max(deadline - time.monotonic(), 0.0)

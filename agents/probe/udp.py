@@ -1,0 +1,82 @@
+"""UDP probe: a connected, pinned, DSCP-marked socket sends the payload and
+waits for a reply.
+
+A connected UDP socket receives the ICMP errors of its peer: port or host
+unreachable come back as ECONNREFUSED / EHOSTUNREACH and are reported as
+`unreachable`. No reply within the attempt timeout is `timeout`; a reply not
+containing `expect` (when set) is `bad-reply`; otherwise `ok` with the
+request-to-reply time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import time
+
+from agents.probe.base import Target, remaining
+from agents.probe.sockopts import pinned_socket
+from schemas.config import UdpProbeProfile
+from schemas.wire import Measurement, Outcome
+
+_UNREACHABLE = {
+    errno.ECONNREFUSED,
+    errno.EHOSTUNREACH,
+    errno.ENETUNREACH,
+    errno.EHOSTDOWN,
+    errno.ENETDOWN,
+}
+
+
+async def _attempt(
+    target: Target, profile: UdpProbeProfile, delay: float, deadline: float
+) -> Measurement:
+    if delay > 0:
+        await asyncio.sleep(delay)
+    if target.port is None:
+        raise ValueError("UDP probes need a port")
+    loop = asyncio.get_running_loop()
+    sent_at = time.time()
+    try:
+        sock = pinned_socket(target, socket.SOCK_DGRAM)
+    except OSError as exc:
+        return target.measurement("udp", sent_at, "send-failed", detail=str(exc))
+    try:
+        try:
+            sock.connect((target.address, target.port))
+            started = time.perf_counter()
+            await loop.sock_sendall(sock, profile.payload.encode())
+        except OSError as exc:
+            outcome: Outcome = "unreachable" if exc.errno in _UNREACHABLE else "send-failed"
+            return target.measurement("udp", sent_at, outcome, detail=str(exc))
+        try:
+            async with asyncio.timeout(min(profile.probe_duration, remaining(deadline))):
+                reply = await loop.sock_recv(sock, 65535)
+        except TimeoutError:
+            return target.measurement("udp", sent_at, "timeout")
+        except OSError as exc:
+            failure: Outcome = "unreachable" if exc.errno in _UNREACHABLE else "error"
+            return target.measurement("udp", sent_at, failure, detail=str(exc))
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        if profile.expect is not None and profile.expect.encode() not in reply:
+            return target.measurement(
+                "udp", sent_at, "bad-reply", detail=f"reply {reply[:64]!r} lacks {profile.expect!r}"
+            )
+        return target.measurement("udp", sent_at, "ok", elapsed_ms)
+    finally:
+        sock.close()
+
+
+async def probe_udp(target: Target, profile: UdpProbeProfile, deadline: float) -> list[Measurement]:
+    """number-of-attempts request / reply exchanges with (target.address, target.port)."""
+    spacing = profile.probe_duration / profile.number_of_attempts
+    started = time.monotonic()
+    return list(
+        await asyncio.gather(
+            *(
+                _attempt(target, profile, started + index * spacing - time.monotonic(), deadline)
+                for index in range(profile.number_of_attempts)
+            )
+        )
+    )
