@@ -9,6 +9,9 @@ numbers increase per agent (they start at the start time in ms, so they keep
 increasing across restarts). Link and neighbour changes of the next hops go
 out at once as `FastEvidence` on `pw.fast.<service>.<route>`. A heartbeat
 with the counters goes on `pw.agent.hb.<agent>` every `heartbeat_interval` s.
+When the config's `passive` section is enabled, a `PassiveSource` also
+learns from the sessions conntrack sees and publishes them (source
+`passive`) on the same subjects, one batch per route per passive round.
 
 While NATS is unreachable, messages wait in a bounded `Outbox` (oldest
 dropped first, counted as `dropped`). `reload(config)` swaps the plan: rounds
@@ -32,6 +35,7 @@ from agents.plan import PlannedProbe, RoutePlan, build_plan, icmp_families, link
 from agents.probe.icmp_engine import IcmpEngine, open_icmp_socket
 from agents.probe.icmp_sla import summarize
 from agents.probe.link import LinkWatcher
+from agents.probe.passive import PassiveSource, route_choices
 from pathwatch.bus import Bus
 from schemas import subjects
 from schemas.codec import encode
@@ -91,6 +95,9 @@ class Agent:
         self.link_watcher: LinkWatcher | None = None
         self._running = False
         self._flush_lock = asyncio.Lock()
+        self.passive: PassiveSource | None = None
+        self._passive_stop = asyncio.Event()
+        self._passive_task: asyncio.Task[None] | None = None
 
     # --- configuration ----------------------------------------------------
 
@@ -116,6 +123,7 @@ class Agent:
             self._stop_schedulers()
             self._start_schedulers()
             self._restart_watcher()
+            self._restart_passive()
         log.info("agent %s: config reloaded (%d routes)", self.agent_name, len(plans))
 
     # --- publishing ---------------------------------------------------------
@@ -167,6 +175,16 @@ class Agent:
         if self.outbox.queued == queued_before:
             self.counters["batches_published"] += 1
 
+    async def _publish_passive(self, service: str, route: str, items: list[Measurement]) -> None:
+        """Publish one chunk of passive measurements of a route as a MeasurementBatch."""
+        key = f"{service}.{route}"
+        plan = next((p for p in self.plans if p.key == key), None)
+        if plan is None:
+            self.counters["passive_unplanned"] += len(items)
+            return
+        self.counters["measurements"] += len(items)
+        await self._publish_batch(plan, items)
+
     async def _publish_fast(self, evidence: FastEvidence) -> None:
         self.counters["fast_events"] += 1
         await self._send(subjects.fast(evidence.service, evidence.route), encode(evidence))
@@ -174,6 +192,8 @@ class Agent:
     def heartbeat(self) -> AgentHeartbeat:
         counters = dict(self.counters)
         counters.update(self.engine.counters.as_dict())
+        if self.passive is not None:
+            counters.update(self.passive.counter_values())
         counters["dropped"] = self.outbox.dropped
         counters["outbox"] = len(self.outbox)
         return AgentHeartbeat(
@@ -290,6 +310,30 @@ class Agent:
         )
         self._watcher_task = asyncio.create_task(self._watch(self.link_watcher, self._watcher_stop))
 
+    def _restart_passive(self) -> None:
+        """(Re)start the passive source for the current config, if it is enabled."""
+        self._passive_stop.set()
+        self._passive_stop = asyncio.Event()
+        self.passive = None
+        self._passive_task = None
+        if not self.config.passive.enabled:
+            return
+        routes = route_choices(self.config, self.node)
+        if not routes:
+            return
+        self.passive = PassiveSource(self.config, routes, self._publish_passive)
+        self._passive_task = asyncio.create_task(
+            self._follow(self.passive, self._passive_stop), name="passive"
+        )
+
+    @staticmethod
+    async def _follow(source: PassiveSource, stop: asyncio.Event) -> None:
+        try:
+            await source.run(stop)
+        except Exception:
+            log.exception("passive source failed")
+            source.ready.set()
+
     @staticmethod
     async def _watch(watcher: LinkWatcher, stop: asyncio.Event) -> None:
         try:
@@ -305,6 +349,7 @@ class Agent:
         self._running = True
         self.bus.reconnect_callbacks.append(self.flush_outbox)
         self._restart_watcher()
+        self._restart_passive()
         self._start_schedulers()
         try:
             while not stop.is_set():
@@ -320,11 +365,15 @@ class Agent:
         self._running = False
         self._stop_schedulers()
         self._watcher_stop.set()
+        self._passive_stop.set()
         if self._rounds:
             await asyncio.wait(set(self._rounds), timeout=25)
         if self._watcher_task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._watcher_task, 2)
+        if self._passive_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._passive_task, 5)
         if self.bus.nc.is_connected:
             await self.flush_outbox()
             await self._send_heartbeat()

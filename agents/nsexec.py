@@ -65,7 +65,7 @@ async def run_in_netns(name: str, factory: Callable[[], Awaitable[T]]) -> T:
 
 
 def socket_in_netns(
-    name: str, family: int = socket.AF_INET, kind: int = socket.SOCK_STREAM
+    name: str, family: int = socket.AF_INET, kind: int = socket.SOCK_STREAM, proto: int = 0
 ) -> socket.socket:
     """A new socket that lives in namespace `name` (usable from any thread)."""
     holder: list[socket.socket | BaseException] = []
@@ -73,7 +73,7 @@ def socket_in_netns(
     def body() -> None:
         try:
             enter_netns(name)
-            holder.append(socket.socket(family, kind))
+            holder.append(socket.socket(family, kind, proto))
         except BaseException as exc:
             holder.append(exc)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -48,14 +49,20 @@ def load_or_exit(path: Path | None) -> LoadedConfig:
 
 
 def bus_options(nats: NatsConfig, name: str, url: str | None = None) -> BusOptions:
-    """BusOptions for a component named `name`; `url` overrides `nats.url`."""
+    """BusOptions for a component named `name`; `url` overrides `nats.url`.
+
+    PATHWATCH_NATS_URL, PATHWATCH_NATS_USER, PATHWATCH_NATS_PASSWORD,
+    PATHWATCH_NATS_TOKEN and PATHWATCH_NATS_CREDENTIALS override the config, so
+    systemd credentials or Kubernetes Secrets need not be written into it.
+    """
+    env = os.environ
     return BusOptions.from_url(
-        url or nats.url,
+        url or env.get("PATHWATCH_NATS_URL") or nats.url,
         name=name,
-        credentials=nats.credentials,
-        user=nats.user,
-        password=nats.password,
-        token=nats.token,
+        credentials=env.get("PATHWATCH_NATS_CREDENTIALS") or nats.credentials,
+        user=env.get("PATHWATCH_NATS_USER") or nats.user,
+        password=env.get("PATHWATCH_NATS_PASSWORD") or nats.password,
+        token=env.get("PATHWATCH_NATS_TOKEN") or nats.token,
         tls_ca=nats.tls_ca,
         tls_cert=nats.tls_cert,
         tls_key=nats.tls_key,

@@ -259,6 +259,38 @@ class ProbeRef(_Cfg, frozen=True, kw_only=True):
         return None
 
 
+# --- passive learning ------------------------------------------------------
+
+
+class PassiveConfig(_Cfg, frozen=True, kw_only=True):
+    """Passive learning from conntrack (docs/passive.md); off unless `enabled`.
+
+    Sessions whose destination falls in a service's `address` are measured on
+    the route they leave by. `classifier` picks the traffic class: `port`
+    (destination port -> class from `port-classes`), `mark` (the conntrack
+    mark, masked by `mark-mask`, is the DSCP, mapped through `traffic-classes`)
+    or `fixed` (always `default-class`). A TCP / UDP session not established
+    after `tcp-timeout` / `udp-timeout` s is a timeout-before-establishment
+    even if the kernel still tracks it. Measurements go out every
+    `round-interval` s, at most `max-batch-items` per MeasurementBatch.
+    """
+
+    enabled: bool = False
+    netns: str | None = None
+    classifier: Literal["port", "mark", "fixed"] = "port"
+    default_class: TrafficClass = "best-effort"
+    port_classes: dict[Port, TrafficClass] = {}
+    mark_mask: Annotated[int, Meta(ge=1, le=4294967295)] = 63
+    protocols: list[Literal["tcp", "udp"]] = field(default_factory=lambda: ["tcp", "udp"])
+    tcp_timeout: Annotated[float, Meta(gt=0, le=3600)] = 30
+    udp_timeout: Annotated[float, Meta(gt=0, le=3600)] = 30
+    icmp_errors: bool = True
+    round_interval: Annotated[float, Meta(ge=0.05, le=60)] = 1.0
+    max_batch_items: Annotated[int, Meta(ge=1, le=100000)] = 2000
+    max_sessions: Annotated[int, Meta(ge=1, le=10000000)] = 200000
+    route_cache_ttl: Annotated[float, Meta(ge=0, le=3600)] = 5.0
+
+
 # --- services -------------------------------------------------------------
 
 
@@ -322,6 +354,7 @@ class PathwatchConfig(_Cfg, frozen=True, kw_only=True):
     udp_probe_profiles: dict[str, UdpProbeProfile] = {}
     http_probe_profiles: dict[str, HttpProbeProfile] = {}
     services: dict[str, Service] = {}
+    passive: PassiveConfig = field(default_factory=PassiveConfig)
 
     def dscp(self, traffic_class: TrafficClass) -> int:
         entry = self.traffic_classes.get(traffic_class)
