@@ -1,0 +1,41 @@
+"""The consecutive-failures fast path: N failures in a row on a lane, reported at once.
+
+A lane here is one probe towards one destination (the fine lane), so one
+dead probe address is seen even when other addresses of the same profile
+answer. Evidence is emitted once per run of failures; a success ends the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aggregator.lanes import FineKey
+
+
+@dataclass(frozen=True)
+class FailureRun:
+    """A lane that just reached the threshold."""
+
+    key: FineKey
+    count: int
+    last_outcome: str
+
+
+class FailureRuns:
+    """Run lengths of failures per fine lane of one route."""
+
+    __slots__ = ("runs", "threshold")
+
+    def __init__(self, threshold: int) -> None:
+        self.threshold = threshold
+        self.runs: dict[FineKey, int] = {}
+
+    def failure(self, key: FineKey, outcome: str) -> FailureRun | None:
+        count = self.runs.get(key, 0) + 1
+        self.runs[key] = count
+        if count == self.threshold:
+            return FailureRun(key, count, outcome)
+        return None
+
+    def success(self, key: FineKey) -> None:
+        self.runs.pop(key, None)

@@ -1,0 +1,154 @@
+"""`run_aggregator`: the aggregator on NATS (docs/internals.md, "Component entry points").
+
+Subscribes to its partition's share of `pw.meas.*` (queue group per
+partition), feeds every message to `Aggregator`, publishes consecutive-failure
+evidence on `pw.fast.<service>.<route>` at once, clock-skew alarms on
+`pw.alarm._system.<agent>` through JetStream, and every closed window on
+`pw.stats.<service>.<route>`; closed windows also go to the SQLite history and
+the Prometheus exporter when those are configured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from nats.aio.msg import Msg
+
+from aggregator.core import SYSTEM_SERVICE, Aggregator
+from aggregator.history import HistoryStore
+from aggregator.metrics import MetricsServer, MetricsState, watch_alarms, watch_paths
+from aggregator.partition import queue_group, subscriptions
+from pathwatch.bus import Bus
+from schemas import subjects
+from schemas.codec import encode
+from schemas.config import PathwatchConfig
+from schemas.wire import WindowStats
+
+log = logging.getLogger("pathwatch.aggregator")
+
+TICK_S = 0.05
+#: windows closed between two yields to the event loop
+CLOSE_SLICE = 200
+
+
+async def run_aggregator(
+    config: PathwatchConfig,
+    bus: Bus,
+    *,
+    stop: asyncio.Event,
+    partition: int = 0,
+    partitions: int = 1,
+    store_path: str | None = None,
+    metrics_listen: str | None = None,
+    clock: Callable[[], float] = time.time,
+    on_window: Callable[[WindowStats], None] | None = None,
+    ready: asyncio.Event | None = None,
+    core: Aggregator | None = None,
+) -> None:
+    """Run one aggregator partition until `stop` is set.
+
+    `clock`, `on_window` (called with each closed window), `ready` (set once
+    the subscriptions are in place on the server) and `core` (a prepared
+    Aggregator whose counters the caller watches) are for tests and benchmarks.
+    """
+    aggregator = core or Aggregator(config, partition=partition, partitions=partitions)
+    nc = bus.nc
+    alarms: asyncio.Queue[bytes] = asyncio.Queue()
+    alarm_subjects: dict[bytes, str] = {}
+
+    async def on_measurements(msg: Msg) -> None:
+        aggregator.handle(msg.subject, msg.data, clock())
+        if aggregator.fast_out:
+            for evidence in aggregator.take_fast():
+                await nc.publish(subjects.fast(evidence.service, evidence.route), encode(evidence))
+        if aggregator.alarm_out:
+            for alarm in aggregator.take_alarms():
+                payload = encode(alarm)
+                alarm_subjects[payload] = subjects.alarm(SYSTEM_SERVICE, alarm.agent)
+                alarms.put_nowait(payload)
+
+    async def publish_alarms() -> None:
+        while True:
+            payload = await alarms.get()
+            subject = alarm_subjects.pop(payload)
+            try:
+                await bus.js.publish(subject, payload)
+            except Exception as error:
+                log.warning("cannot publish alarm on %s: %s", subject, error)
+
+    store: HistoryStore | None = None
+    if store_path:
+        store = await HistoryStore(store_path, config.store.retention).open()
+    metrics_state = MetricsState(
+        aggregator.counters,
+        partition=partition,
+        per_destination=config.metrics.per_destination,
+    )
+    metrics_server: MetricsServer | None = None
+    tasks: list[asyncio.Task[None]] = [asyncio.create_task(publish_alarms())]
+    if metrics_listen:
+        metrics_server = MetricsServer(metrics_state).start(metrics_listen)
+        log.info("metrics on http://%s/metrics", metrics_listen)
+        tasks.append(asyncio.create_task(watch_paths(bus, metrics_state, stop)))
+        tasks.append(asyncio.create_task(watch_alarms(bus, metrics_state, stop)))
+    if store is not None:
+        tasks.append(asyncio.create_task(store.run(stop)))
+
+    subscriptions_made = [
+        await nc.subscribe(
+            subject,
+            queue=queue_group(partition),
+            cb=on_measurements,
+            pending_msgs_limit=1_000_000,
+            pending_bytes_limit=1 << 30,
+        )
+        for subject in subscriptions(partition, partitions)
+    ]
+    await nc.flush()
+    if ready is not None:
+        ready.set()
+    log.info(
+        "aggregator partition %d/%d: %d routes, subjects %s",
+        partition,
+        partitions,
+        len(aggregator.book.routes),
+        ", ".join(subscriptions(partition, partitions)),
+    )
+
+    async def publish_closed(now: float) -> None:
+        # close in slices so a burst of closing windows does not stall ingest
+        while closed := aggregator.close_due(now, CLOSE_SLICE):
+            await publish_windows(closed)
+            await asyncio.sleep(0)
+
+    async def publish_windows(closed: list[WindowStats]) -> None:
+        for stats in closed:
+            await nc.publish(subjects.stats(stats.service, stats.route), encode(stats))
+            metrics_state.window_closed(stats)
+            if store is not None:
+                store.add(stats)
+            if on_window is not None:
+                on_window(stats)
+
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=TICK_S)
+            await publish_closed(clock())
+    finally:
+        for subscription in subscriptions_made:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if metrics_server is not None:
+            metrics_server.stop()
+        if store is not None:
+            await store.close()

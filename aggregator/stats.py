@@ -1,0 +1,67 @@
+"""Statistics of one lane over one window (pure functions, no I/O).
+
+Definitions (docs/metrics.md repeats them):
+
+* median: the middle value of the sorted latencies, or the mean of the two
+  middle values when the count is even (exact, like `statistics.median`);
+* p90: nearest-rank percentile, the value at rank ceil(0.9 * n) of the sorted
+  latencies (always one of the samples);
+* jitter: mean absolute difference of consecutive round-trip times to the same
+  destination, in event-time order, pooled over the destinations of the lane;
+* loss: outcomes with no answer (`timeout`, `send-failed`,
+  `timeout-before-establishment`) as a percentage of the count;
+* MOS: the usual simplification of the ITU-T G.107 E-model used by network
+  monitors: effective latency = mean RTT + 2 x jitter + 10 ms; R = 93.2 -
+  effective / 40 below 160 ms, else 93.2 - (effective - 120) / 10; R -= 2.5 x
+  loss %; R clamped to 0..100; MOS = 1 + 0.035 R + 7e-6 R (R - 60) (100 - R),
+  clamped to 1..4.5.
+  No MOS without a latency sample.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+LOSS_OUTCOMES: frozenset[str] = frozenset(
+    {"timeout", "send-failed", "timeout-before-establishment"}
+)
+
+
+def median(sorted_values: Sequence[float]) -> float:
+    """Exact median of already sorted, non-empty values."""
+    n = len(sorted_values)
+    middle = n // 2
+    if n % 2:
+        return sorted_values[middle]
+    return (sorted_values[middle - 1] + sorted_values[middle]) / 2.0
+
+
+def nearest_rank(sorted_values: Sequence[float], percent: int) -> float:
+    """Nearest-rank percentile (integer percent, exact rank arithmetic) of sorted values."""
+    n = len(sorted_values)
+    rank = max(1, -(-percent * n // 100))
+    return sorted_values[min(rank, n) - 1]
+
+
+def jitter(series: Iterable[Sequence[float]]) -> float | None:
+    """Mean absolute difference of consecutive values, pooled over several series."""
+    total = 0.0
+    pairs = 0
+    for values in series:
+        previous: float | None = None
+        for value in values:
+            if previous is not None:
+                total += abs(value - previous)
+                pairs += 1
+            previous = value
+    return total / pairs if pairs else None
+
+
+def mos(mean_rtt_ms: float, jitter_ms: float | None, loss_pct: float) -> float:
+    """Mean opinion score (1..4.5) from the simplified E-model described above."""
+    effective = mean_rtt_ms + 2.0 * (jitter_ms or 0.0) + 10.0
+    r_factor = 93.2 - effective / 40.0 if effective < 160.0 else 93.2 - (effective - 120.0) / 10.0
+    r_factor -= 2.5 * loss_pct
+    r_factor = min(100.0, max(0.0, r_factor))
+    score = 1.0 + 0.035 * r_factor + 0.000007 * r_factor * (r_factor - 60.0) * (100.0 - r_factor)
+    return min(4.5, max(1.0, score))

@@ -1,0 +1,216 @@
+"""Tumbling windows per route, aligned to multiples of the detection-window by event time.
+
+A measurement with timestamp `ts` belongs to window `floor(ts / W)` of its
+route (W = detection-window). The window closes at `end + allowed lateness`
+by the aggregator's clock (the `now` passed in, so tests inject it); a
+measurement that arrives for a window whose close time has passed is late,
+counted and dropped. Timestamps more than `max_future` ahead of `now` are
+dropped as future.
+
+Hot path: `RouteWindows.add` keeps references to the decoded Measurement
+structs in per-fine-lane lists (no per-measurement objects beyond a key
+tuple); all statistics are computed once, at close.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from dataclasses import dataclass, field
+
+from aggregator.fastpath import FailureRun, FailureRuns
+from aggregator.lanes import FineKey, window_lanes
+from schemas.wire import Measurement, WindowStats
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """What the aggregator needs to know about one configured route."""
+
+    service: str
+    route: str
+    window_s: float
+    lateness_s: float
+    consecutive_failures: int = 3
+    tracked: frozenset[str] = frozenset()
+
+
+def default_lateness(window_s: float) -> float:
+    """The default allowed lateness: the smaller of 1 s and half the window."""
+    return min(1.0, window_s / 2.0)
+
+
+class Window:
+    """The measurements of one route in one window, per fine lane."""
+
+    __slots__ = ("agents", "end", "fine", "index", "start")
+
+    def __init__(self, index: int, start: float, end: float) -> None:
+        self.index = index
+        self.start = start
+        self.end = end
+        self.fine: dict[FineKey, list[Measurement]] = {}
+        self.agents: set[str] = set()
+
+
+@dataclass
+class AddResult:
+    """What happened to the items of one batch."""
+
+    accepted: int = 0
+    late: int = 0
+    future: int = 0
+    failure_runs: list[FailureRun] = field(default_factory=list)
+
+
+#: creation order of windows: ties in close time close in the order windows opened
+_creation_order = itertools.count()
+
+#: (close time, creation order, route windows, window index)
+Deadline = tuple[float, int, "RouteWindows", int]
+
+
+class RouteWindows:
+    """Open windows and fast-path state of one route."""
+
+    __slots__ = (
+        "_cached",
+        "_deadlines",
+        "duplicates",
+        "late",
+        "runs",
+        "spec",
+        "windows",
+    )
+
+    def __init__(self, spec: RouteSpec, deadlines: list[Deadline]) -> None:
+        self.spec = spec
+        self.windows: dict[int, Window] = {}
+        self.runs = FailureRuns(spec.consecutive_failures) if spec.consecutive_failures else None
+        self.late = 0
+        self.duplicates = 0
+        self._cached: Window | None = None
+        self._deadlines = deadlines
+
+    def _window_for(self, ts: float, now: float) -> Window | None:
+        width = self.spec.window_s
+        index = math.floor(ts / width)
+        window = self.windows.get(index)
+        if window is not None:
+            return window
+        end = (index + 1) * width
+        close_at = end + self.spec.lateness_s
+        if close_at <= now:
+            return None
+        window = Window(index, index * width, end)
+        self.windows[index] = window
+        heapq.heappush(self._deadlines, (close_at, next(_creation_order), self, index))
+        return window
+
+    def add(self, agent: str, items: list[Measurement], now: float, max_future: float) -> AddResult:
+        """Add the items of one batch; late and future items are counted, not kept."""
+        result = AddResult()
+        horizon = now + max_future
+        lateness = self.spec.lateness_s
+        current = self._cached
+        if current is not None and current.end + lateness <= now:
+            current = None
+        start = current.start if current is not None else 0.0
+        end = current.end if current is not None else 0.0
+        runs = self.runs
+        touched: set[Window] = set()
+        accepted = 0
+        for m in items:
+            ts = m.ts
+            if ts > horizon:
+                result.future += 1
+                continue
+            if not start <= ts < end:
+                found = self._window_for(ts, now)
+                if found is None:
+                    result.late += 1
+                    continue
+                if current is not None:
+                    touched.add(current)
+                current = found
+                start, end = found.start, found.end
+            key = (m.protocol, m.traffic_class, m.source, m.probe, m.destination)
+            lane = current.fine.get(key)  # type: ignore[union-attr]
+            if lane is None:
+                current.fine[key] = [m]  # type: ignore[union-attr]
+            else:
+                lane.append(m)
+            accepted += 1
+            if runs is not None:
+                if m.outcome != "ok":
+                    run = runs.failure(key, m.outcome)
+                    if run is not None:
+                        result.failure_runs.append(run)
+                elif runs.runs:
+                    runs.success(key)
+        if current is not None:
+            touched.add(current)
+        for window in touched:
+            window.agents.add(agent)
+        self._cached = current
+        result.accepted = accepted
+        self.late += result.late
+        return result
+
+    def close(self, index: int) -> WindowStats | None:
+        """Close window `index`; None when it had no measurements (or is already closed)."""
+        window = self.windows.pop(index, None)
+        if window is None:
+            return None
+        if self._cached is window:
+            self._cached = None
+        lanes = window_lanes(window.fine, self.spec.tracked)
+        if not lanes:
+            return None
+        stats = WindowStats(
+            service=self.spec.service,
+            route=self.spec.route,
+            window_start=window.start,
+            window_end=window.end,
+            lanes=lanes,
+            agents=sorted(window.agents),
+            late=self.late,
+            duplicates=self.duplicates,
+        )
+        self.late = 0
+        self.duplicates = 0
+        return stats
+
+
+class WindowBook:
+    """The windows of every configured route and their close times."""
+
+    def __init__(self, specs: list[RouteSpec]) -> None:
+        self._deadlines: list[Deadline] = []
+        self.routes: dict[tuple[str, str], RouteWindows] = {
+            (spec.service, spec.route): RouteWindows(spec, self._deadlines) for spec in specs
+        }
+
+    def route(self, service: str, route: str) -> RouteWindows | None:
+        return self.routes.get((service, route))
+
+    def open_windows(self) -> int:
+        return len(self._deadlines)
+
+    def next_close(self) -> float | None:
+        return self._deadlines[0][0] if self._deadlines else None
+
+    def close_due(self, now: float, limit: int | None = None) -> list[WindowStats]:
+        """Close the windows whose close time is at or before `now`, oldest first
+        (at most `limit` of them, so a caller can interleave other work)."""
+        closed: list[WindowStats] = []
+        deadlines = self._deadlines
+        budget = len(deadlines) if limit is None else limit
+        while deadlines and deadlines[0][0] <= now and budget > 0:
+            budget -= 1
+            _, _, route_windows, index = heapq.heappop(deadlines)
+            stats = route_windows.close(index)
+            if stats is not None:
+                closed.append(stats)
+        return closed

@@ -1,0 +1,169 @@
+"""Window closing, late, duplicate, future, clock skew and the fast path, with an injected clock."""
+
+from __future__ import annotations
+
+from aggregator.core import Aggregator
+from pathwatch.configfile import parse_config
+from schemas.codec import encode
+from schemas.wire import Measurement, MeasurementBatch
+
+CONFIG = parse_config(
+    """
+aggregator: {skew-alarm: 1, max-future-skew: 5}
+services:
+  web:
+    address: [127.0.0.1/32]
+    service-routes:
+      r1:
+        next-hop: {node: n1}
+        reachability-detection: {detection-window: 5, consecutive-failures: 3}
+      r10:
+        next-hop: {node: n1}
+        reachability-detection: {detection-window: 10, consecutive-failures: 0}
+""",
+    "test.yaml",
+).config
+T0 = 1_000_000.0  # a multiple of 5 and 10
+
+
+def batch(
+    seq: int,
+    items: list[Measurement],
+    *,
+    sent: float = T0,
+    agent: str = "a1",
+    route: str = "r1",
+) -> bytes:
+    return encode(
+        MeasurementBatch(
+            agent=agent, node="n1", seq=seq, sent=sent, service="web", route=route, items=items
+        )
+    )
+
+
+def ping(ts: float, outcome: str = "ok", latency: float | None = 1.0) -> Measurement:
+    return Measurement(
+        ts=ts,
+        protocol="icmp",
+        destination="127.0.0.1",
+        probe="ping",
+        outcome=outcome,  # type: ignore[arg-type]
+        latency_ms=latency if outcome == "ok" else None,
+    )
+
+
+def test_windows_are_aligned_and_close_after_the_allowed_lateness() -> None:
+    aggregator = Aggregator(CONFIG)
+    aggregator.handle("pw.meas.web.r1", batch(1, [ping(T0 + 1), ping(T0 + 6)]), T0 + 1)
+    aggregator.handle("pw.meas.web.r10", batch(2, [ping(T0 + 3)], route="r10"), T0 + 3)
+    # default lateness: min(1 s, window / 2) -> r1 closes [T0, T0+5) at T0+6
+    assert aggregator.close_due(T0 + 5.99) == []
+    closed = aggregator.close_due(T0 + 6.0)
+    assert [(s.route, s.window_start, s.window_end) for s in closed] == [("r1", T0, T0 + 5)]
+    assert closed[0].agents == ["a1"] and closed[0].lanes[0].count == 1
+    assert [(s.route, s.window_start) for s in aggregator.close_due(T0 + 11.0)] == [
+        ("r1", T0 + 5),
+        ("r10", T0),
+    ]
+
+
+def test_late_measurements_are_counted_and_dropped() -> None:
+    aggregator = Aggregator(CONFIG)
+    aggregator.handle("pw.meas.web.r1", batch(1, [ping(T0 + 1)]), T0 + 1)
+    assert len(aggregator.close_due(T0 + 6.0)) == 1
+    # ts T0+4 belongs to the closed window; T0+5.5 to the open one
+    aggregator.handle("pw.meas.web.r1", batch(2, [ping(T0 + 4), ping(T0 + 5.5)]), T0 + 6.2)
+    # never opened but already past its close time: late as well
+    aggregator.handle("pw.meas.web.r1", batch(3, [ping(T0 - 20)]), T0 + 6.3)
+    assert aggregator.counters.dropped["late"] == 2
+    assert aggregator.counters.measurements == 2
+    closed = aggregator.close_due(T0 + 11.0)
+    assert len(closed) == 1 and closed[0].late == 2 and closed[0].lanes[0].count == 1
+
+
+def test_within_the_lateness_a_measurement_still_counts() -> None:
+    aggregator = Aggregator(CONFIG)
+    aggregator.handle("pw.meas.web.r1", batch(1, [ping(T0 + 4.9)]), T0 + 5.9)
+    assert aggregator.counters.dropped["late"] == 0
+    assert aggregator.close_due(T0 + 6.0)[0].lanes[0].count == 1
+
+
+def test_duplicates_are_dropped_but_a_restarted_agent_is_not() -> None:
+    aggregator = Aggregator(CONFIG)
+    data = batch(7, [ping(T0 + 1)])
+    aggregator.handle("pw.meas.web.r1", data, T0 + 1)
+    aggregator.handle("pw.meas.web.r1", data, T0 + 1.1)
+    assert aggregator.counters.dropped["duplicate"] == 1
+    # same seq, another sent time: the agent restarted and counts again
+    aggregator.handle("pw.meas.web.r1", batch(7, [ping(T0 + 2)], sent=T0 + 2), T0 + 2)
+    # same seq from another agent is not a duplicate either
+    aggregator.handle("pw.meas.web.r1", batch(7, [ping(T0 + 2)], agent="a2"), T0 + 2)
+    assert aggregator.counters.dropped["duplicate"] == 1
+    closed = aggregator.close_due(T0 + 6)
+    assert closed[0].lanes[0].count == 3 and closed[0].duplicates == 1
+    assert closed[0].agents == ["a1", "a2"]
+
+
+def test_future_timestamps_are_dropped() -> None:
+    aggregator = Aggregator(CONFIG)
+    aggregator.handle("pw.meas.web.r1", batch(1, [ping(T0 + 1), ping(T0 + 60)]), T0 + 1)
+    assert aggregator.counters.dropped["future"] == 1
+    assert aggregator.counters.measurements == 1
+    assert aggregator.book.open_windows() == 1
+
+
+def test_clock_skew_raises_once_and_clears() -> None:
+    aggregator = Aggregator(CONFIG)
+    for seq in range(3):
+        aggregator.handle("pw.meas.web.r1", batch(seq, [ping(T0 + 1)], sent=T0 + 1 + 0.2), T0 + 1)
+    assert aggregator.take_alarms() == []
+    # the agent's clock jumps 3 s ahead
+    for seq in range(3, 6):
+        aggregator.handle("pw.meas.web.r1", batch(seq, [ping(T0 + 2)], sent=T0 + 5), T0 + 2)
+    raised = aggregator.take_alarms()
+    assert len(raised) == 1
+    alarm = raised[0]
+    assert (alarm.status, alarm.cause, alarm.agent, alarm.service) == (
+        "raised",
+        "clock-skew",
+        "a1",
+        "",
+    )
+    assert aggregator.skew.estimate("a1") == 3.0
+    # back in step: once the skewed samples have left the estimate, the alarm clears
+    for seq in range(6, 40):
+        aggregator.handle("pw.meas.web.r1", batch(seq, [ping(T0 + 3)], sent=T0 + 3), T0 + 3)
+    cleared = aggregator.take_alarms()
+    assert [(a.status, a.id, a.raised_at) for a in cleared] == [
+        ("cleared", alarm.id, alarm.raised_at)
+    ]
+
+
+def test_consecutive_failures_fire_once_per_run() -> None:
+    aggregator = Aggregator(CONFIG)
+    failures = [ping(T0 + 1 + i / 10, "timeout") for i in range(5)]
+    aggregator.handle("pw.meas.web.r1", batch(1, failures[:2]), T0 + 1.2)
+    assert aggregator.take_fast() == []
+    aggregator.handle("pw.meas.web.r1", batch(2, failures[2:]), T0 + 1.5)
+    fired = aggregator.take_fast()
+    assert len(fired) == 1
+    evidence = fired[0]
+    assert (evidence.kind, evidence.protocol, evidence.traffic_class, evidence.count) == (
+        "consecutive-failures",
+        "icmp",
+        "best-effort",
+        3,
+    )
+    assert "127.0.0.1" in evidence.detail and evidence.route == "r1"
+    # a success resets the run; three more failures fire again
+    aggregator.handle("pw.meas.web.r1", batch(3, [ping(T0 + 2)]), T0 + 2)
+    again = [ping(T0 + 2.1 + i / 10, "send-failed") for i in range(3)]
+    aggregator.handle("pw.meas.web.r1", batch(4, again), T0 + 2.5)
+    assert len(aggregator.take_fast()) == 1
+
+
+def test_consecutive_failures_zero_turns_the_fast_path_off() -> None:
+    aggregator = Aggregator(CONFIG)
+    failures = [ping(T0 + 1 + i / 10, "timeout") for i in range(10)]
+    aggregator.handle("pw.meas.web.r10", batch(1, failures, route="r10"), T0 + 2)
+    assert aggregator.take_fast() == []
