@@ -1,0 +1,1 @@
+"""Grafana side of pathwatch: dashboards as code, provisioning and alarm annotations."""
