@@ -1,0 +1,273 @@
+"""The route actuator: keeps a node's kernel routes in line with the path states.
+
+For every service route whose next hop is on the node, the service's prefixes route over
+the usable next hops (see `agents.routing.desired`). The truth is KV `pathwatch-paths`:
+it is read whole at start and after every NATS reconnect, then watched; route commands
+(`pw.cmd.route.<node>`) only make the router react sooner. Only routes of the router's
+own protocol number in its own table are ever changed, with atomic replaces, and the
+connection tracker is never touched. `dry_run` logs what would change and changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+
+import msgspec
+import nats.errors
+
+from agents.routing.capability import NetAdminMissing, require_net_admin
+from agents.routing.desired import desired_routes
+from agents.routing.follower import CommandFollower, PathStateFollower
+from agents.routing.kernel import KernelTable, RouteApplyError
+from agents.routing.plan import Change, plan_changes
+from pathwatch.bus import Bus
+from schemas.config import PathwatchConfig
+from schemas.subjects import path_key
+from schemas.wire import PathState, RouteCommand
+
+log = logging.getLogger("pathwatch.router")
+
+#: Routing protocol numbers the kernel and iproute2 reserve (redirect, kernel, boot,
+#: static): a router using one of them would treat other routes as its own.
+RESERVED_PROTOCOLS = range(0, 5)
+#: Seconds between attempts to read KV when NATS is not reachable.
+RESYNC_RETRY = 1.0
+
+
+class RouterError(RuntimeError):
+    """The router cannot start (bad protocol number, missing capability, no namespace)."""
+
+
+@dataclass
+class RouterStats:
+    """Counters of one router, for logs, tests and heartbeats."""
+
+    reconciles: int = 0
+    kv_resyncs: int = 0
+    changes_applied: int = 0
+    changes_skipped_dry_run: int = 0
+    apply_errors: int = 0
+    commands: int = 0
+    commands_ignored: int = 0
+    malformed: Counter[str] = field(default_factory=Counter)
+
+
+class Router:
+    """One node's route actuator; `run(stop)` until `stop` is set."""
+
+    def __init__(
+        self,
+        config: PathwatchConfig,
+        bus: Bus,
+        *,
+        node: str,
+        dry_run: bool = False,
+        netns: str | None = None,
+    ) -> None:
+        self.config = config
+        self.bus = bus
+        self.node = node
+        self.dry_run = dry_run or config.router.dry_run
+        self.netns = netns
+        self.stats = RouterStats()
+        self._dirty = asyncio.Event()
+        self._resync_needed = asyncio.Event()
+        self._overrides: dict[str, PathState] = {}
+        self._kv = PathStateFollower(
+            bus, self._kv_changed, self._resync_needed.set, self.stats.malformed
+        )
+        self._have_snapshot = False
+        self._last_problems: tuple[str, ...] = ()
+        self._last_dry_run: tuple[str, ...] = ()
+        self._routes_on_node = {
+            path_key(service_name, route_name)
+            for service_name, route_name, _, route in config.routes()
+            if route.next_hop.node == node
+        }
+
+    # --- inputs -----------------------------------------------------------
+
+    def _kv_changed(self, key: str | None) -> None:
+        if key is None:
+            self._overrides.clear()
+            self._have_snapshot = True
+        else:
+            self._overrides.pop(key, None)
+        self._dirty.set()
+
+    def _command(self, command: RouteCommand) -> None:
+        """A command is applied at once as a provisional state until KV says otherwise."""
+        key = path_key(command.service, command.route)
+        if key not in self._routes_on_node:
+            self.stats.commands_ignored += 1
+            log.debug("ignoring route command for %s: not a route of node %s", key, self.node)
+            return
+        current = self._overrides.get(key) or self._kv.states.get(key)
+        if current is not None and command.ts < current.updated:
+            self.stats.commands_ignored += 1
+            return
+        base = current or PathState(service=command.service, route=command.route)
+        self._overrides[key] = msgspec.structs.replace(
+            base,
+            in_service=command.action == "restore",
+            best_effort=command.best_effort,
+            updated=command.ts,
+            reason=command.reason,
+        )
+        self.stats.commands += 1
+        log.info("route command %s %s (%s)", command.action, key, command.reason or "no reason")
+        self._dirty.set()
+
+    async def _on_reconnect(self) -> None:
+        self._resync_needed.set()
+
+    def effective_states(self) -> dict[str, PathState]:
+        """KV states with the provisional command states on top."""
+        return {**self._kv.states, **self._overrides}
+
+    # --- actions ----------------------------------------------------------
+
+    async def reconcile(self, table: KernelTable) -> list[Change]:
+        """Make the kernel table match the desired routes; returns the changes planned."""
+        desired = desired_routes(self.config, self.node, self.effective_states())
+        wanted, resolve_problems = await table.resolve(desired.routes)
+        plan = plan_changes(wanted, await table.installed(own_only=True), protocol=table.protocol)
+        if any(change.action == "replace" for change in plan.changes):
+            # a replace could overwrite a route of another protocol: look at the whole table
+            plan = plan_changes(wanted, await table.installed(), protocol=table.protocol)
+        self._report_problems((*desired.problems, *resolve_problems, *plan.conflicts))
+        self.stats.reconciles += 1
+        if self.dry_run:
+            described = tuple(change.describe() for change in plan.changes)
+            if described != self._last_dry_run:
+                for line in described:
+                    log.info("dry-run: would %s", line)
+                self._last_dry_run = described
+            self.stats.changes_skipped_dry_run += len(plan.changes)
+            return list(plan.changes)
+        for change in plan.changes:
+            try:
+                await table.apply(change)
+            except RouteApplyError as exc:
+                self.stats.apply_errors += 1
+                log.error("route change failed: %s", exc)
+                continue
+            self.stats.changes_applied += 1
+            log.info("route %s", change.describe())
+        return list(plan.changes)
+
+    def _report_problems(self, problems: tuple[str, ...]) -> None:
+        if problems != self._last_problems:
+            for problem in problems:
+                if problem not in self._last_problems:
+                    log.warning("router %s: %s", self.node, problem)
+            self._last_problems = problems
+
+    async def _resync(self) -> bool:
+        """Re-read KV from scratch; False (and logged) when NATS cannot answer."""
+        try:
+            await self._kv.resync()
+        except (nats.errors.Error, TimeoutError, OSError) as exc:
+            log.warning("router %s: cannot read %s yet: %s", self.node, "pathwatch-paths", exc)
+            return False
+        self.stats.kv_resyncs += 1
+        return True
+
+    # --- main loop ------------------------------------------------------------
+
+    def _check_start(self) -> None:
+        protocol = self.config.router.protocol
+        if protocol in RESERVED_PROTOCOLS:
+            raise RouterError(
+                f"router.protocol {protocol} is reserved by the kernel (0-4);"
+                " pick a number of its own (default 199)"
+            )
+        if not self.dry_run:
+            require_net_admin()
+
+    async def _open_table(self) -> KernelTable:
+        settings = self.config.router
+        try:
+            return await KernelTable.open(
+                table=settings.table,
+                protocol=settings.protocol,
+                metric=settings.metric,
+                netns=self.netns,
+            )
+        except OSError as exc:
+            where = f"network namespace {self.netns!r}" if self.netns else "netlink"
+            raise RouterError(f"cannot open {where}: {exc}") from exc
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Reconcile from KV, follow it and the commands, until `stop` is set."""
+        self._check_start()
+        table = await self._open_table()
+        self.bus.reconnect_callbacks.append(self._on_reconnect)
+        commands = CommandFollower(self.bus, self.node, self._command, self.stats.malformed)
+        command_task = asyncio.create_task(commands.run(stop), name="router-commands")
+        log.info(
+            "router %s: table %d, protocol %d, mode %s%s%s",
+            self.node,
+            self.config.router.table,
+            self.config.router.protocol,
+            self.config.router.mode,
+            ", dry-run" if self.dry_run else "",
+            f", netns {self.netns}" if self.netns else "",
+        )
+        self._resync_needed.set()
+        try:
+            await self._loop(stop, table)
+        finally:
+            with contextlib.suppress(ValueError):
+                self.bus.reconnect_callbacks.remove(self._on_reconnect)
+            command_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await command_task
+            await self._kv.stop()
+            table.close()
+
+    async def _loop(self, stop: asyncio.Event, table: KernelTable) -> None:
+        interval = self.config.router.resync_interval
+        while not stop.is_set():
+            if self._resync_needed.is_set():
+                self._resync_needed.clear()
+                if not await self._resync():
+                    self._resync_needed.set()
+            if self._have_snapshot:
+                self._dirty.clear()
+                await self.reconcile(table)
+            wait_for = RESYNC_RETRY if self._resync_needed.is_set() else interval
+            await _wait_any((stop, self._dirty, self._resync_needed), wait_for)
+
+
+async def _wait_any(events: tuple[asyncio.Event, ...], timeout: float) -> None:
+    """Return when one of `events` is set or after `timeout` seconds."""
+    waiters = [asyncio.create_task(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+async def run_router(
+    config: PathwatchConfig,
+    bus: Bus,
+    *,
+    stop: asyncio.Event,
+    node: str,
+    dry_run: bool = False,
+    netns: str | None = None,
+) -> None:
+    """Run the route actuator of `node` until `stop` is set (see docs/router.md).
+
+    Raises RouterError (or NetAdminMissing, a PermissionError) when it cannot start.
+    """
+    await Router(config, bus, node=node, dry_run=dry_run, netns=netns).run(stop)
+
+
+__all__ = ["NetAdminMissing", "Router", "RouterError", "RouterStats", "run_router"]

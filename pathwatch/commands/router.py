@@ -1,0 +1,94 @@
+"""`pathwatch router`: run the route actuator of one node (see docs/router.md)."""
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pathwatch.app import app
+from pathwatch.bus import Bus, BusOptions
+from pathwatch.runtime import (
+    bus_options,
+    err_console,
+    load_or_exit,
+    run_until_signal,
+    setup_logging,
+)
+from schemas.names import is_subject_safe
+
+
+@app.command()
+def router(
+    config: Annotated[Path, typer.Option("-c", "--config", help="Config file (YAML or TOML).")],
+    node: Annotated[
+        str, typer.Option(help="Act on service routes whose next hop is on this node.")
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Log the route changes it would make; change nothing.")
+    ] = False,
+    nats: Annotated[
+        str | None, typer.Option("--nats", help="NATS server list; overrides nats.url.")
+    ] = None,
+    netns: Annotated[
+        str | None, typer.Option("--netns", help="Work inside this (existing) network namespace.")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
+) -> None:
+    """Keep this node's kernel routes in line with path state (needs CAP_NET_ADMIN).
+
+    Example: [bold]pathwatch router -c pathwatch.yaml --node edge-1 --dry-run[/]
+    """
+    from agents.router import RouterError, run_router
+    from agents.routing.capability import NetAdminMissing, require_net_admin
+
+    setup_logging(verbose)
+    loaded = load_or_exit(config)
+    url = nats or loaded.config.nats.url
+    if url == "embedded":
+        err_console.print(
+            "[bold red]error:[/] the router must share NATS with the enforcer:"
+            " set nats.url in the config or pass --nats"
+        )
+        raise typer.Exit(2)
+    if not is_subject_safe(node):
+        err_console.print(f"[bold red]error:[/] node {node!r}: letters, digits, '-' and '_' only")
+        raise typer.Exit(2)
+    if not (dry_run or loaded.config.router.dry_run):
+        try:
+            require_net_admin()
+        except NetAdminMissing as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(1) from None
+
+    async def main(stop: asyncio.Event) -> None:
+        bus = await _connect_unless_stopped(
+            bus_options(loaded.config.nats, f"router-{node}", url), stop
+        )
+        if bus is None:
+            return
+        try:
+            await bus.ensure()
+            await run_router(loaded.config, bus, stop=stop, node=node, dry_run=dry_run, netns=netns)
+        except (RouterError, NetAdminMissing) as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(1) from None
+        finally:
+            await bus.close()
+
+    run_until_signal(main)
+
+
+async def _connect_unless_stopped(options: BusOptions, stop: asyncio.Event) -> Bus | None:
+    """Connect to NATS (retrying), or None when `stop` is set first (SIGTERM while waiting)."""
+    connecting = asyncio.create_task(Bus.connect(options))
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if connecting.done():
+        return connecting.result()
+    connecting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await connecting
+    return None
