@@ -3,10 +3,14 @@
 A batch is a duplicate when its agent already sent that seq with the same
 `sent` time; an agent that restarts and counts from 0 again sends different
 `sent` times, so it is not mistaken for a replay. The memory per agent is
-bounded (the most recent `per_agent` sequence numbers).
+bounded (the most recent `per_agent` sequence numbers). The oldest entry is
+evicted with `OrderedDict.popitem(last=False)`, O(1): deleting the first key
+of a plain dict leaves dead slots that every later `next(iter(...))` scans.
 """
 
 from __future__ import annotations
+
+from collections import OrderedDict
 
 
 class Deduplicator:
@@ -14,18 +18,18 @@ class Deduplicator:
 
     def __init__(self, per_agent: int = 4096) -> None:
         self.per_agent = per_agent
-        self._seen: dict[str, dict[int, float]] = {}
+        self._seen: dict[str, OrderedDict[int, float]] = {}
 
     def is_duplicate(self, agent: str, seq: int, sent: float) -> bool:
         """True for a replay; otherwise remember (agent, seq) and return False."""
         seen = self._seen.get(agent)
         if seen is None:
-            seen = self._seen[agent] = {}
+            seen = self._seen[agent] = OrderedDict()
         elif seen.get(seq) == sent:
             return True
         seen[seq] = sent
         if len(seen) > self.per_agent:
-            del seen[next(iter(seen))]
+            seen.popitem(last=False)
         return False
 
     def agents(self) -> int:

@@ -1,7 +1,12 @@
-"""Which lanes a closed window reports, and the statistics of each (docs/internals.md, "Lanes").
+"""Per-lane accumulators filled at ingest, and the lanes a closed window reports
+(docs/internals.md, "Lanes").
 
-During a window the measurements of a route are kept per *fine lane*
-`(protocol, traffic_class, source, probe, destination)`. At close every fine
+During a window the measurements of a route are accumulated per *fine lane*
+`(protocol, traffic_class, source, probe, destination)` in a `LaneAccumulator`:
+the `ok` latencies (the decoded floats) and their timestamps (packed in an
+`array('d')`), the other outcomes counted, and the jitter of the
+series summed as it arrives (event-time order; an out-of-order arrival marks
+the lane, and only then is the series sorted at close). At close every fine
 lane is summarised once, and the reported lanes are merges of summaries:
 
 * the aggregate lane of each (protocol, traffic_class, source), destination and probe empty;
@@ -14,71 +19,117 @@ Jitter is computed per fine lane (one probe towards one destination) and pooled.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable, Mapping
-from operator import attrgetter
+from operator import itemgetter
 
-from aggregator.stats import LOSS_OUTCOMES, median, mos, nearest_rank
-from schemas.wire import LaneStats, Measurement, Protocol, SourceKind, TrafficClass
+from msgspec.structs import replace
+
+from aggregator.stats import LOSS_OUTCOMES, mos
+from schemas.wire import LaneStats, Protocol, SourceKind, TrafficClass
 
 #: (protocol, traffic_class, source, probe, destination)
 FineKey = tuple[Protocol, TrafficClass, SourceKind, str, str]
 
-_by_ts = attrgetter("ts")
+_by_time = itemgetter(0)
 
 
-class LaneSummary:
-    """Mergeable summary of a lane: counts, outcomes, ok latencies, jitter sums."""
+class LaneAccumulator:
+    """What a window keeps of one fine lane: compact, filled measurement by measurement.
 
-    __slots__ = ("count", "jitter_pairs", "jitter_total", "latencies", "outcomes")
+    `latencies` / `times`: latency and timestamp of every `ok` measurement with a
+    latency, in arrival order (the latency floats are the decoded ones, kept by
+    reference, so closing sorts them without creating objects; the timestamps
+    are packed, 8 bytes each); `others`: counts of every other measurement by
+    outcome (`ok` without a latency counts as "ok" here); `jitter_total`: sum
+    of absolute differences of consecutive latencies, valid while `ordered`.
+    """
+
+    __slots__ = ("jitter_total", "latencies", "ordered", "others", "times")
 
     def __init__(self) -> None:
-        self.count = 0
-        self.outcomes: dict[str, int] = {}
         self.latencies: list[float] = []
+        self.times = array("d")
+        self.others: dict[str, int] | None = None
         self.jitter_total = 0.0
-        self.jitter_pairs = 0
+        self.ordered = True
 
-    def add(self, other: LaneSummary) -> None:
-        self.count += other.count
-        outcomes = self.outcomes
-        for outcome, n in other.outcomes.items():
-            outcomes[outcome] = outcomes.get(outcome, 0) + n
-        self.latencies.extend(other.latencies)
-        self.jitter_total += other.jitter_total
-        self.jitter_pairs += other.jitter_pairs
+    def add_latency(self, ts: float, latency: float) -> None:
+        """One `ok` measurement with a latency (`RouteWindows.add` inlines this)."""
+        times = self.times
+        if times:
+            if ts >= times[-1]:
+                self.jitter_total += abs(latency - self.latencies[-1])
+            else:
+                self.ordered = False
+        times.append(ts)
+        self.latencies.append(latency)
+
+    def add_other(self, outcome: str) -> None:
+        """One measurement that is not an `ok` with a latency."""
+        others = self.others
+        if others is None:
+            self.others = {outcome: 1}
+        else:
+            others[outcome] = others.get(outcome, 0) + 1
 
 
-def summarize(items: list[Measurement]) -> LaneSummary:
-    """Summarise the measurements of one fine lane (one probe, one destination), one pass."""
-    summary = LaneSummary()
-    summary.count = len(items)
-    outcomes = summary.outcomes
-    latencies = summary.latencies
-    previous_ts = -1.0
-    ordered = True
-    for m in items:
-        outcome = m.outcome
-        outcomes[outcome] = outcomes.get(outcome, 0) + 1
-        if m.ts < previous_ts:
-            ordered = False
-        previous_ts = m.ts
-        if outcome == "ok" and m.latency_ms is not None:
-            latencies.append(m.latency_ms)
-    if not ordered:
-        latencies[:] = [
-            m.latency_ms
-            for m in sorted(items, key=_by_ts)
-            if m.outcome == "ok" and m.latency_ms is not None
-        ]
-    if len(latencies) > 1:
-        total = 0.0
-        previous = latencies[0]
-        for value in latencies:
-            total += abs(value - previous)
+#: summary of a lane: (count, outcomes, sorted ok latencies, jitter total, jitter pairs)
+Summary = tuple[int, dict[str, int], list[float], float, int]
+
+
+def summarize(lane: LaneAccumulator) -> Summary:
+    """Summarise one fine lane; consumes it (its latencies are sorted in place)."""
+    latencies = lane.latencies
+    n_latencies = len(latencies)
+    jitter_total = lane.jitter_total
+    if not lane.ordered:
+        # event-time order, ties in arrival order (a stable sort), then the differences
+        pairs = sorted(zip(lane.times, latencies, strict=True), key=_by_time)
+        series = [value for _, value in pairs]
+        jitter_total = 0.0
+        previous = series[0]
+        for value in series:
+            jitter_total += abs(value - previous)
             previous = value
-        summary.jitter_total = total
-        summary.jitter_pairs = len(latencies) - 1
-    return summary
+    latencies.sort()
+    others = lane.others
+    if others is None:
+        return (
+            n_latencies,
+            {"ok": n_latencies} if n_latencies else {},
+            latencies,
+            jitter_total,
+            n_latencies - 1 if n_latencies else 0,
+        )
+    outcomes = dict(others)
+    if n_latencies:
+        outcomes["ok"] = outcomes.get("ok", 0) + n_latencies
+    return (
+        n_latencies + sum(others.values()),
+        outcomes,
+        latencies,
+        jitter_total,
+        n_latencies - 1 if n_latencies else 0,
+    )
+
+
+def merge(summaries: list[Summary]) -> Summary:
+    """One summary of several lanes (outcomes summed, latencies merged and sorted)."""
+    outcomes: dict[str, int] = {}
+    latencies: list[float] = []
+    count = 0
+    jitter_total = 0.0
+    jitter_pairs = 0
+    for lane_count, lane_outcomes, lane_latencies, lane_jitter, lane_pairs in summaries:
+        count += lane_count
+        for outcome, n in lane_outcomes.items():
+            outcomes[outcome] = outcomes.get(outcome, 0) + n
+        latencies.extend(lane_latencies)
+        jitter_total += lane_jitter
+        jitter_pairs += lane_pairs
+    latencies.sort()
+    return (count, outcomes, latencies, jitter_total, jitter_pairs)
 
 
 def lane_stats(
@@ -87,92 +138,110 @@ def lane_stats(
     source: SourceKind,
     destination: str,
     probe: str,
-    summary: LaneSummary,
+    summary: Summary,
 ) -> LaneStats:
-    """LaneStats of a summary; latency figures over `ok` measurements only."""
-    count = summary.count
-    ok = summary.outcomes.get("ok", 0)
-    errors = count - ok
-    lost = 0
-    for outcome, n in summary.outcomes.items():
-        if outcome in LOSS_OUTCOMES:
-            lost += n
-    error_pct = 100.0 * errors / count if count else 0.0
-    loss_pct = 100.0 * lost / count if count else 0.0
-    jitter_ms = summary.jitter_total / summary.jitter_pairs if summary.jitter_pairs else None
-    values = summary.latencies
+    """LaneStats of a summary; latency figures over `ok` measurements only.
+
+    Only fields that differ from LaneStats' defaults are passed (msgspec's
+    keyword matching gets several times slower past about 15 keywords).
+    """
+    count, outcomes, values, jitter_total, jitter_pairs = summary
+    errors = count - outcomes.get("ok", 0)
+    loss_pct = 0.0
+    if errors:
+        lost = 0
+        for outcome, n in outcomes.items():
+            if outcome in LOSS_OUTCOMES:
+                lost += n
+        loss_pct = 100.0 * lost / count
+    jitter_ms = jitter_total / jitter_pairs if jitter_pairs else None
     if values:
-        values.sort()
-        mean = sum(values) / len(values)
-        return LaneStats(
+        n = len(values)
+        middle = n >> 1
+        mean = sum(values) / n
+        # exact median: the middle value, or the mean of the two middle values
+        median = values[middle] if n & 1 else (values[middle - 1] + values[middle]) / 2.0
+        stats = LaneStats(
             protocol=protocol,
             traffic_class=traffic_class,
-            source=source,
             destination=destination,
             probe=probe,
             count=count,
-            errors=errors,
-            error_pct=error_pct,
-            outcomes=summary.outcomes,
+            outcomes=outcomes,
             latency_min_ms=values[0],
             latency_max_ms=values[-1],
             latency_mean_ms=mean,
-            latency_median_ms=median(values),
-            latency_p90_ms=nearest_rank(values, 90),
+            latency_median_ms=median,
+            # nearest rank: the value at rank ceil(0.9 n), n >= 1
+            latency_p90_ms=values[(9 * n + 9) // 10 - 1],
             jitter_ms=jitter_ms,
-            loss_pct=loss_pct,
             mos=mos(mean, jitter_ms, loss_pct),
         )
-    return LaneStats(
-        protocol=protocol,
-        traffic_class=traffic_class,
-        source=source,
-        destination=destination,
-        probe=probe,
-        count=count,
-        errors=errors,
-        error_pct=error_pct,
-        outcomes=summary.outcomes,
-        jitter_ms=jitter_ms,
-        loss_pct=loss_pct,
-    )
+    else:
+        stats = LaneStats(
+            protocol=protocol,
+            traffic_class=traffic_class,
+            destination=destination,
+            probe=probe,
+            count=count,
+            outcomes=outcomes,
+            jitter_ms=jitter_ms,
+        )
+    if errors or source != "probe":
+        stats = replace(
+            stats,
+            source=source,
+            errors=errors,
+            error_pct=100.0 * errors / count,
+            loss_pct=loss_pct,
+        )
+    return stats
 
 
 def window_lanes(
-    fine: Mapping[FineKey, list[Measurement]], tracked: Iterable[str] = ()
+    fine: Mapping[FineKey, LaneAccumulator], tracked: Iterable[str] = ()
 ) -> list[LaneStats]:
-    """The lanes of a closed window, aggregate lanes first, in a stable order."""
-    tracked_set = set(tracked)
-    aggregates: dict[tuple[Protocol, TrafficClass, SourceKind], LaneSummary] = {}
-    details: dict[tuple[Protocol, TrafficClass, SourceKind, str, str], LaneSummary] = {}
-    for (protocol, traffic_class, source, probe, destination), items in fine.items():
-        if not items:
-            continue
-        summary = summarize(items)
-        aggregate = aggregates.get((protocol, traffic_class, source))
-        if aggregate is None:
-            aggregate = aggregates[(protocol, traffic_class, source)] = LaneSummary()
-        aggregate.add(summary)
+    """The lanes of a closed window (consumes the accumulators), aggregate lanes first,
+    in a stable order."""
+    tracked_set = tracked if isinstance(tracked, frozenset | set) else frozenset(tracked)
+    aggregates: dict[tuple[Protocol, TrafficClass, SourceKind], list[Summary]] = {}
+    details: dict[tuple[Protocol, TrafficClass, SourceKind, str, str], list[Summary]] = {}
+    for (protocol, traffic_class, source, probe, destination), lane in fine.items():
+        summary = summarize(lane)
+        members = aggregates.get((protocol, traffic_class, source))
+        if members is None:
+            aggregates[(protocol, traffic_class, source)] = [summary]
+        else:
+            members.append(summary)
         if source == "probe" and (probe or destination):
-            details[(protocol, traffic_class, source, destination, probe)] = summary
+            details[(protocol, traffic_class, source, destination, probe)] = [summary]
         elif source == "passive" and destination in tracked_set:
             key = (protocol, traffic_class, source, destination, "")
             existing = details.get(key)
             if existing is None:
-                details[key] = summary
+                details[key] = [summary]
             else:
-                merged = LaneSummary()
-                merged.add(existing)
-                merged.add(summary)
-                details[key] = merged
-    lanes = [
-        lane_stats(protocol, traffic_class, source, "", "", summary)
-        for (protocol, traffic_class, source), summary in sorted(aggregates.items())
-    ]
-    lanes.extend(
-        lane_stats(protocol, traffic_class, source, destination, probe, summary)
-        for (protocol, traffic_class, source, destination, probe), summary in sorted(
-            details.items()
-        )
-    )
+                existing.append(summary)
+    #: LaneStats of single-member detail lanes, by summary, to copy into their aggregate
+    single: dict[int, LaneStats] = {}
+    detail_lanes: list[LaneStats] = []
+    for (protocol, traffic_class, source, destination, probe), members in sorted(details.items()):
+        if len(members) == 1:
+            stats = lane_stats(protocol, traffic_class, source, destination, probe, members[0])
+            single[id(members[0])] = stats
+        else:
+            stats = lane_stats(protocol, traffic_class, source, destination, probe, merge(members))
+        detail_lanes.append(stats)
+    lanes: list[LaneStats] = []
+    for (protocol, traffic_class, source), members in sorted(aggregates.items()):
+        if len(members) == 1:
+            twin = single.get(id(members[0]))
+            if twin is not None:
+                # the same figures as its only detail lane: a copy without the detail
+                lanes.append(replace(twin, destination="", probe=""))
+                continue
+            lanes.append(lane_stats(protocol, traffic_class, source, "", "", members[0]))
+        else:
+            lanes.append(lane_stats(protocol, traffic_class, source, "", "", merge(members)))
+    lanes.extend(detail_lanes)
     return lanes

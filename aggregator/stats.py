@@ -62,6 +62,12 @@ def mos(mean_rtt_ms: float, jitter_ms: float | None, loss_pct: float) -> float:
     effective = mean_rtt_ms + 2.0 * (jitter_ms or 0.0) + 10.0
     r_factor = 93.2 - effective / 40.0 if effective < 160.0 else 93.2 - (effective - 120.0) / 10.0
     r_factor -= 2.5 * loss_pct
-    r_factor = min(100.0, max(0.0, r_factor))
+    # clamps written as comparisons: this runs once per lane at every close
+    if r_factor > 100.0:
+        r_factor = 100.0
+    elif r_factor < 0.0:
+        r_factor = 0.0
     score = 1.0 + 0.035 * r_factor + 0.000007 * r_factor * (r_factor - 60.0) * (100.0 - r_factor)
-    return min(4.5, max(1.0, score))
+    if score > 4.5:
+        return 4.5
+    return score if score > 1.0 else 1.0

@@ -7,9 +7,10 @@ measurement that arrives for a window whose close time has passed is late,
 counted and dropped. Timestamps more than `max_future` ahead of `now` are
 dropped as future.
 
-Hot path: `RouteWindows.add` keeps references to the decoded Measurement
-structs in per-fine-lane lists (no per-measurement objects beyond a key
-tuple); all statistics are computed once, at close.
+Hot path: `RouteWindows.add` folds every measurement into the compact
+accumulator of its fine lane (`aggregator.lanes.LaneAccumulator`: 16 bytes per
+`ok` latency, running jitter, outcome counts) and keeps no reference to the
+decoded structs, so memory stays small and closing only sorts the latencies.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import math
 from dataclasses import dataclass, field
 
 from aggregator.fastpath import FailureRun, FailureRuns
-from aggregator.lanes import FineKey, window_lanes
+from aggregator.lanes import FineKey, LaneAccumulator, window_lanes
 from schemas.wire import Measurement, WindowStats
 
 
@@ -50,7 +51,7 @@ class Window:
         self.index = index
         self.start = start
         self.end = end
-        self.fine: dict[FineKey, list[Measurement]] = {}
+        self.fine: dict[FineKey, LaneAccumulator] = {}
         self.agents: set[str] = set()
 
 
@@ -119,6 +120,7 @@ class RouteWindows:
         start = current.start if current is not None else 0.0
         end = current.end if current is not None else 0.0
         runs = self.runs
+        fine: dict[FineKey, LaneAccumulator] = current.fine if current is not None else {}
         touched: set[Window] = set()
         accepted = 0
         for m in items:
@@ -135,20 +137,35 @@ class RouteWindows:
                     touched.add(current)
                 current = found
                 start, end = found.start, found.end
+                fine = found.fine
             key = (m.protocol, m.traffic_class, m.source, m.probe, m.destination)
-            lane = current.fine.get(key)  # type: ignore[union-attr]
+            lane = fine.get(key)
             if lane is None:
-                current.fine[key] = [m]  # type: ignore[union-attr]
-            else:
-                lane.append(m)
+                lane = fine[key] = LaneAccumulator()
             accepted += 1
-            if runs is not None:
-                if m.outcome != "ok":
-                    run = runs.failure(key, m.outcome)
+            outcome = m.outcome
+            if outcome == "ok":
+                latency = m.latency_ms
+                if latency is not None:
+                    # LaneAccumulator.add_latency, inlined
+                    times = lane.times
+                    if times:
+                        if ts >= times[-1]:
+                            lane.jitter_total += abs(latency - lane.latencies[-1])
+                        else:
+                            lane.ordered = False
+                    times.append(ts)
+                    lane.latencies.append(latency)
+                else:
+                    lane.add_other(outcome)
+                if runs is not None and runs.runs:
+                    runs.success(key)
+            else:
+                lane.add_other(outcome)
+                if runs is not None:
+                    run = runs.failure(key, outcome)
                     if run is not None:
                         result.failure_runs.append(run)
-                elif runs.runs:
-                    runs.success(key)
         if current is not None:
             touched.add(current)
         for window in touched:

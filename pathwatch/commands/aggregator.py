@@ -164,7 +164,7 @@ def history_command(
 
 @bench_app.command("ingest")
 def bench_ingest(
-    batches: Annotated[int, typer.Option(help="Batches of 100 per phase.")] = 5_000,
+    batches: Annotated[int, typer.Option(help="Batches of 100 per phase.")] = 30_000,
     routes: Annotated[int, typer.Option(help="Routes the batches are spread over.")] = 1000,
     memory_routes: Annotated[int, typer.Option(help="Routes for the memory / close phase.")] = (
         10_000
