@@ -1,0 +1,311 @@
+"""The REST API (litestar under uvicorn): service paths, load balancer, alarms,
+probe state for plugin probes, health, and its own OpenAPI schema at
+`/schema/openapi.json`.
+
+A bearer token (`api.token`) is required on every `/api/` route when set;
+config refuses a listen address off loopback without one. Bad requests get
+401 (no token), 403 (wrong token), 404 (unknown route or probe state) or 422
+(malformed input), each with a `detail` saying why.
+"""
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import socket
+import time
+from typing import Annotated, Any, Literal
+
+import msgspec
+import uvicorn
+from litestar import Litestar, Request, Response, delete, get, put
+from litestar.connection import ASGIConnection
+from litestar.exceptions import (
+    HTTPException,
+    NotAuthorizedException,
+    NotFoundException,
+    PermissionDeniedException,
+    ValidationException,
+)
+from litestar.handlers.base import BaseRouteHandler
+from litestar.openapi import OpenAPIConfig
+from litestar.params import Parameter
+
+from enforcer.api_backend import ApiBackend
+from enforcer.load_balancer import LoadBalancerRow, load_balancer_rows
+from pathwatch.bus import Bus
+from schemas.config import PathwatchConfig
+from schemas.names import is_subject_safe
+from schemas.wire import Alarm, PathState, ProbeState
+
+log = logging.getLogger("pathwatch.api")
+
+NameParam = Annotated[str, Parameter(min_length=1, max_length=64)]
+
+
+class ProbeStateRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Set a plugin probe's state for one service route or for every route through an interface."""
+
+    state: Literal["up", "down"]
+    service: str | None = None
+    route: str | None = None
+    node: str | None = None
+    interface: str | None = None
+    reason: Annotated[str, msgspec.Meta(max_length=1024)] = ""
+    ttl: Annotated[float, msgspec.Meta(gt=0, le=2592000)] | None = None
+
+
+class Health(msgspec.Struct, frozen=True):
+    status: str
+    paths: int
+    alarms: int
+
+
+class Deleted(msgspec.Struct, frozen=True):
+    deleted: list[str]
+
+
+def _unprocessable(detail: str) -> HTTPException:
+    return HTTPException(status_code=422, detail=detail)
+
+
+def _validation_to_422(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    return Response({"status_code": 422, "detail": exc.detail, "extra": exc.extra}, status_code=422)
+
+
+def create_app(config: PathwatchConfig, backend: ApiBackend) -> Litestar:
+    """The litestar application over `backend`."""
+    token = config.api.token
+    routes: dict[tuple[str, str], tuple[str, str, str]] = {
+        (service, route): (
+            spec.next_hop.node,
+            spec.next_hop.interface or "",
+            spec.reachability_detection.probe_type,
+        )
+        for service, route, _, spec in config.routes()
+    }
+
+    def require_token(
+        connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+    ) -> None:
+        if not token:
+            return
+        header = connection.headers.get("authorization", "")
+        scheme, _, presented = header.partition(" ")
+        if scheme.lower() != "bearer" or not presented:
+            raise NotAuthorizedException(
+                detail="a bearer token is required (Authorization: Bearer ...)"
+            )
+        if not hmac.compare_digest(presented.strip().encode(), token.encode()):
+            raise PermissionDeniedException(detail="the bearer token is not valid")
+
+    @get("/healthz", sync_to_thread=False)
+    def healthz() -> Health:
+        return Health(
+            "ok", len(backend.paths), sum(a.status == "raised" for a in backend.alarms.values())
+        )
+
+    @get("/api/v1/service-paths", guards=[require_token], sync_to_thread=False)
+    def service_paths(service: str | None = None) -> list[PathState]:
+        """Every route's PathState (optionally of one service)."""
+        return [
+            state
+            for _, state in sorted(backend.paths.items())
+            if service is None or state.service == service
+        ]
+
+    @get(
+        "/api/v1/service-paths/{service:str}/{route:str}",
+        guards=[require_token],
+        sync_to_thread=False,
+    )
+    def service_path(service: str, route: str) -> PathState:
+        state = backend.paths.get(f"{service}.{route}")
+        if state is None:
+            if (service, route) in routes:
+                raise NotFoundException(detail=f"no state yet for {service}/{route}")
+            raise NotFoundException(detail=f"unknown service route {service}/{route}")
+        return state
+
+    @get("/api/v1/load-balancer", guards=[require_token], sync_to_thread=False)
+    def load_balancer(service: str | None = None) -> list[LoadBalancerRow]:
+        """Routes with the router's load-balancer columns, best first per service."""
+        if service is not None and not any(s == service for s, _ in routes):
+            raise NotFoundException(detail=f"unknown service {service!r}")
+        return load_balancer_rows(list(backend.paths.values()), service)
+
+    @get("/api/v1/alarms", guards=[require_token], sync_to_thread=False)
+    def alarms(include_cleared: bool = False, service: str | None = None) -> list[Alarm]:
+        """Active alarms (raised, not cleared); `include_cleared` adds recently cleared ones."""
+        return sorted(
+            (
+                alarm
+                for alarm in backend.alarms.values()
+                if (include_cleared or alarm.status == "raised")
+                and (service is None or alarm.service == service)
+            ),
+            key=lambda a: a.raised_at,
+        )
+
+    def _target_keys(
+        probe: str,
+        service: str | None,
+        route: str | None,
+        node: str | None,
+        interface: str | None,
+        for_write: bool,
+    ) -> tuple[list[str], dict[str, str]]:
+        if not is_subject_safe(probe):
+            raise _unprocessable(f"probe name {probe!r} must match [A-Za-z0-9_-]+")
+        by_route = service is not None or route is not None
+        by_interface = node is not None or interface is not None
+        if by_route and by_interface:
+            raise _unprocessable("address either service + route or node + interface, not both")
+        if by_route:
+            if not service or not route:
+                raise _unprocessable("service and route must be given together")
+            found = routes.get((service, route))
+            if found is None:
+                raise NotFoundException(detail=f"unknown service route {service}/{route}")
+            if for_write and found[2] == "disabled":
+                raise _unprocessable(f"probe-type is disabled on {service}/{route}")
+            return [f"{probe}.{service}.{route}"], {"service": service, "route": route}
+        if by_interface:
+            if not node or not interface:
+                raise _unprocessable("node and interface must be given together")
+            if not is_subject_safe(node) or not is_subject_safe(interface):
+                raise _unprocessable("node and interface must match [A-Za-z0-9_-]+")
+            through = [key for key, value in routes.items() if value[:2] == (node, interface)]
+            if not through:
+                raise NotFoundException(detail=f"no service route goes through {node}/{interface}")
+            if for_write and all(routes[key][2] == "disabled" for key in through):
+                raise _unprocessable(
+                    f"probe-type is disabled on every route via {node}/{interface}"
+                )
+            return [f"{probe}.if.{node}.{interface}"], {"node": node, "interface": interface}
+        if for_write:
+            raise _unprocessable("address the probe by service + route or by node + interface")
+        return [], {}
+
+    @put("/api/v1/probe-state/{probe:str}", guards=[require_token], status_code=200)
+    async def set_probe_state(probe: str, data: ProbeStateRequest) -> ProbeState:
+        """Set a plugin probe's state; `ttl` seconds bounds how long it holds."""
+        keys, where = _target_keys(probe, data.service, data.route, data.node, data.interface, True)
+        now = time.time()
+        state = ProbeState(
+            probe=probe,
+            state=data.state,
+            reason=data.reason,
+            set_at=now,
+            expires_at=now + data.ttl if data.ttl else None,
+            service=where.get("service", ""),
+            route=where.get("route", ""),
+            node=where.get("node", ""),
+            interface=where.get("interface", ""),
+        )
+        await backend.put_probe_state(keys[0], state)
+        return state
+
+    async def _current(keys: list[str]) -> list[ProbeState]:
+        now = time.time()
+        states = [await backend.get_probe_state(key) for key in keys]
+        return [s for s in states if s is not None and (s.expires_at is None or s.expires_at > now)]
+
+    @get("/api/v1/probe-state/{probe:str}", guards=[require_token])
+    async def get_probe_state(
+        probe: str,
+        service: str | None = None,
+        route: str | None = None,
+        node: str | None = None,
+        interface: str | None = None,
+    ) -> list[ProbeState]:
+        """The probe's state at one address, or at every address when none is given."""
+        keys, _ = _target_keys(probe, service, route, node, interface, False)
+        addressed = bool(keys)
+        states = await _current(keys or await backend.probe_keys(probe))
+        if addressed and not states:
+            raise NotFoundException(detail=f"no state set for probe {probe!r} there")
+        return states
+
+    @delete("/api/v1/probe-state/{probe:str}", guards=[require_token], status_code=200)
+    async def delete_probe_state(
+        probe: str,
+        service: str | None = None,
+        route: str | None = None,
+        node: str | None = None,
+        interface: str | None = None,
+    ) -> Deleted:
+        """Delete the probe's state at one address, or everywhere when none is given."""
+        keys, _ = _target_keys(probe, service, route, node, interface, False)
+        existing = keys if keys else await backend.probe_keys(probe)
+        present = [key for key in existing if await backend.get_probe_state(key) is not None]
+        if not present:
+            raise NotFoundException(detail=f"no state set for probe {probe!r}")
+        for key in present:
+            await backend.delete_probe_state(key)
+        return Deleted(present)
+
+    return Litestar(
+        route_handlers=[
+            healthz,
+            service_paths,
+            service_path,
+            load_balancer,
+            alarms,
+            set_probe_state,
+            get_probe_state,
+            delete_probe_state,
+        ],
+        exception_handlers={ValidationException: _validation_to_422},
+        openapi_config=OpenAPIConfig(title="pathwatch", version="1.0.0", path="/schema"),
+        debug=False,
+    )
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the caller's `stop` event rules."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Any:
+        yield
+
+
+async def run_api(
+    config: PathwatchConfig, bus: Bus, *, stop: asyncio.Event, listen: str | None = None
+) -> None:
+    """Serve the API on `listen` (default `api.listen`) until `stop` is set."""
+    host, port = parse_listen(listen or config.api.listen)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    sock.setblocking(False)
+    backend = ApiBackend(bus)
+    server = _Server(
+        uvicorn.Config(
+            create_app(config, backend),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+        )
+    )
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    await backend.start()
+    log.info("API on http://%s:%d (OpenAPI at /schema/openapi.json)", host, port)
+    try:
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(serving, timeout=3)
+        await backend.stop()
+        sock.close()

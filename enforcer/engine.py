@@ -1,0 +1,434 @@
+"""The enforcer's brain without I/O: inputs in, path states and messages out.
+
+`Engine` owns a `RouteTracker` per route, the agent liveness table and the
+best-effort choice per service. Each input method returns `Outputs`: the path
+states to write to KV and the events, alarms and commands to publish (with
+deterministic ids for JetStream de-duplication). Commands are produced only
+for routes in enforcement mode; whether they are sent is the caller's call
+(only the active instance sends).
+"""
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Literal
+
+import msgspec
+
+from enforcer import ids
+from enforcer.liveness import AgentLiveness
+from enforcer.route_spec import RouteSpec, route_specs
+from enforcer.route_tracker import Change, RouteTracker
+from enforcer.selection import Candidate, best_effort_choice, select
+from enforcer.state_machine import Clock
+from schemas import subjects
+from schemas.config import PathwatchConfig
+from schemas.wire import (
+    AgentHeartbeat,
+    Alarm,
+    FastEvidence,
+    HealCommand,
+    LbSelectReply,
+    LbSelectRequest,
+    PathEvent,
+    PathEventKind,
+    PathState,
+    ProbeState,
+    RouteCommand,
+    WindowStats,
+)
+
+log = logging.getLogger("pathwatch.enforcer")
+
+_EVENT_OF_STATE: dict[str, PathEventKind] = {
+    "down": "path-down",
+    "up": "path-up",
+    "probation": "probation",
+}
+
+
+@dataclass(frozen=True)
+class Publication:
+    """One JetStream message: subject, `Nats-Msg-Id`, payload."""
+
+    subject: str
+    msg_id: str
+    message: msgspec.Struct
+
+
+@dataclass
+class Outputs:
+    """What one input produced."""
+
+    paths: list[PathState] = field(default_factory=list)
+    publications: list[Publication] = field(default_factory=list)
+    expired_probe_keys: list[str] = field(default_factory=list)
+
+    def extend(self, other: "Outputs") -> None:
+        self.paths.extend(other.paths)
+        self.publications.extend(other.publications)
+        self.expired_probe_keys.extend(other.expired_probe_keys)
+
+
+def probe_key_target(key: str) -> tuple[str, str, str] | None:
+    """(probe, 'route'|'if', rest) of a `pathwatch-probes` key, None when malformed."""
+    parts = key.split(".")
+    if len(parts) == 3:
+        return parts[0], "route", f"{parts[1]}.{parts[2]}"
+    if len(parts) == 4 and parts[1] == "if":
+        return parts[0], "if", f"{parts[2]}.{parts[3]}"
+    return None
+
+
+class Engine:
+    """Judgement, state machines, alarms, best-effort and selection for every route."""
+
+    def __init__(self, config: PathwatchConfig, clock: Clock) -> None:
+        self.config = config
+        self.clock = clock
+        self.silence_windows = config.enforcer.agent_silence_windows
+        self.trackers: dict[str, RouteTracker] = {}
+        self.services: dict[str, list[RouteTracker]] = {}
+        for spec in route_specs(config):
+            tracker = RouteTracker(spec, clock)
+            self.trackers[spec.key] = tracker
+            self.services.setdefault(spec.service, []).append(tracker)
+        self.previous: dict[str, PathState] = {}
+        self.liveness = AgentLiveness(self.silence_windows, self._agent_window)
+        self.agent_alarms: dict[str, Alarm] = {}
+        self.dropped: Counter[str] = Counter()
+
+    # --- helpers ------------------------------------------------------------
+
+    def _agent_window(self, routes: frozenset[str], node: str) -> float:
+        windows = [self.trackers[key].spec.window for key in routes if key in self.trackers]
+        return max(windows, default=5.0)
+
+    def _covered(self, heartbeat: AgentHeartbeat) -> frozenset[str]:
+        listed = frozenset(key for key in heartbeat.routes if key in self.trackers)
+        if listed:
+            return listed
+        on_node = frozenset(k for k, t in self.trackers.items() if t.spec.node == heartbeat.node)
+        return on_node or frozenset(self.trackers)
+
+    def path_states(self) -> list[PathState]:
+        return list(self.previous.values())
+
+    def spec(self, service: str, route: str) -> RouteSpec | None:
+        tracker = self.trackers.get(f"{service}.{route}")
+        return tracker.spec if tracker else None
+
+    # --- inputs -----------------------------------------------------------------
+
+    def restore(self, state: PathState) -> bool:
+        """Resume a route from its PathState in KV; False when the route is not configured."""
+        tracker = self.trackers.get(f"{state.service}.{state.route}")
+        if tracker is None:
+            return False
+        tracker.restore(state)
+        self.previous[tracker.spec.key] = state
+        return True
+
+    def restore_agent_alarm(self, alarm: Alarm) -> None:
+        """An agent-lost alarm raised before a restart, so its clear has the right id."""
+        if alarm.agent:
+            self.agent_alarms[alarm.agent] = alarm
+
+    def on_window(self, window: WindowStats) -> Outputs:
+        tracker = self.trackers.get(f"{window.service}.{window.route}")
+        if tracker is None:
+            self.dropped["unknown-route"] += 1
+            return Outputs()
+        changes = tracker.on_window(window)
+        return self._settle(tracker.spec.service, {tracker: window.window_end}, changes)
+
+    def on_fast(self, evidence: FastEvidence) -> Outputs:
+        tracker = self.trackers.get(f"{evidence.service}.{evidence.route}")
+        if tracker is None:
+            self.dropped["unknown-route"] += 1
+            return Outputs()
+        changes = tracker.on_fast(evidence)
+        if not changes:
+            return Outputs()
+        return self._settle(tracker.spec.service, {tracker: evidence.ts}, changes)
+
+    def targets(self, state: ProbeState) -> list[RouteTracker]:
+        """Routes a probe state applies to: one service route, or every route via an interface."""
+        if state.service and state.route:
+            tracker = self.trackers.get(f"{state.service}.{state.route}")
+            return [tracker] if tracker else []
+        return [
+            t
+            for t in self.trackers.values()
+            if t.spec.node == state.node and t.spec.interface == state.interface
+        ]
+
+    def on_probe_state(self, key: str, state: ProbeState | None) -> Outputs:
+        """A `pathwatch-probes` entry put (state) or deleted (None)."""
+        now = self.clock()
+        if state is not None and state.expires_at is not None and state.expires_at <= now:
+            state = None
+        affected: dict[str, list[tuple[RouteTracker, list[Change]]]] = {}
+        trackers = (
+            self.targets(state)
+            if state is not None
+            else [t for t in self.trackers.values() if key in t.plugin_states]
+        )
+        for tracker in trackers:
+            changes = tracker.set_plugin_state(key, state, now)
+            affected.setdefault(tracker.spec.service, []).append((tracker, changes))
+        out = Outputs()
+        for service, items in affected.items():
+            at = state.set_at if state is not None and state.set_at else now
+            out.extend(
+                self._settle(
+                    service,
+                    {tracker: at for tracker, _ in items},
+                    [change for _, changes in items for change in changes],
+                )
+            )
+        return out
+
+    def on_heartbeat(self, heartbeat: AgentHeartbeat) -> Outputs:
+        covered = self._covered(heartbeat)
+        back = self.liveness.beat(heartbeat, covered, heartbeat.ts)
+        out = Outputs()
+        raised = self.agent_alarms.pop(heartbeat.agent, None)
+        if raised is not None:
+            cleared = msgspec.structs.replace(
+                raised,
+                status="cleared",
+                cleared_at=heartbeat.ts,
+                reason=f"agent {heartbeat.agent} heard again",
+            )
+            out.publications.append(
+                Publication(
+                    subjects.system_alarm(heartbeat.agent),
+                    ids.msg_id(raised.id, "cleared"),
+                    cleared,
+                )
+            )
+        if back or raised is not None:
+            out.extend(self._restale(heartbeat.ts))
+        return out
+
+    def tick(self) -> Outputs:
+        """Hold-down expiry, agent silence, window silence, probe-state TTL."""
+        now = self.clock()
+        out = Outputs()
+        for seen in self.liveness.newly_lost(now):
+            lost_at = seen.last_seen + seen.silence_limit
+            alarm = Alarm(
+                id=ids.agent_alarm_id(seen.agent, seen.last_seen),
+                status="raised",
+                severity="major",
+                service=subjects.SYSTEM_SERVICE,
+                route=seen.agent,
+                cause="agent-lost",
+                agent=seen.agent,
+                reason=(
+                    f"agent {seen.agent} on {seen.node} silent for"
+                    f" {seen.silence_limit:g} s ({self.silence_windows} windows)"
+                ),
+                raised_at=lost_at,
+            )
+            if seen.agent not in self.agent_alarms:
+                self.agent_alarms[seen.agent] = alarm
+                out.publications.append(
+                    Publication(
+                        subjects.system_alarm(seen.agent), ids.msg_id(alarm.id, "raised"), alarm
+                    )
+                )
+        for service, trackers in self.services.items():
+            moved: dict[RouteTracker, float] = {}
+            changes: list[Change] = []
+            for tracker in trackers:
+                was_stale = tracker.window_stale
+                tracker_changes = tracker.tick(now, self.silence_windows)
+                for key in tracker.expired_plugin_keys(now):
+                    if key not in out.expired_probe_keys:
+                        out.expired_probe_keys.append(key)
+                    tracker_changes.extend(tracker.set_plugin_state(key, None, now))
+                if tracker_changes or was_stale != tracker.window_stale:
+                    changes.extend(tracker_changes)
+                    moved[tracker] = max((c.transition.at for c in tracker_changes), default=now)
+            if moved:
+                out.extend(self._settle(service, moved, changes))
+        out.extend(self._restale(now))
+        return out
+
+    def _restale(self, now: float) -> Outputs:
+        stale_routes = self.liveness.stale_routes()
+        out = Outputs()
+        for service, trackers in self.services.items():
+            moved = {
+                t: now
+                for t in trackers
+                if t.stale != (t.window_stale or t.spec.key in stale_routes)
+            }
+            if moved:
+                out.extend(self._settle(service, moved, []))
+        return out
+
+    # --- settle: alarms, best-effort, events, commands ------------------------
+
+    def _alarm(self, tracker: RouteTracker, change: Change, out: Outputs) -> None:
+        tracked, transition = change.tracked, change.transition
+        if not tracked.enforced:
+            return
+        track = tracked.machine.track
+        spec = tracker.spec
+        if transition.state == "down" and track.alarm_raised_at is None:
+            track.alarm_raised_at = transition.at
+            status = "raised"
+            at = transition.at
+            cleared_at = None
+        elif transition.state == "up" and track.alarm_raised_at is not None:
+            at = track.alarm_raised_at
+            track.alarm_raised_at = None
+            status = "cleared"
+            cleared_at = transition.at
+        else:
+            return
+        alarm_id = ids.alarm_id(
+            spec.service, spec.route, tracked.protocol, tracked.traffic_class, tracked.cause, at
+        )
+        alarm = Alarm(
+            id=alarm_id,
+            status=status,  # type: ignore[arg-type]
+            severity="major" if spec.enforcement else "minor",
+            service=spec.service,
+            route=spec.route,
+            protocol=tracked.protocol,
+            traffic_class=tracked.traffic_class,
+            cause=tracked.cause,
+            reason=transition.reason,
+            raised_at=at,
+            cleared_at=cleared_at,
+        )
+        out.publications.append(
+            Publication(
+                subjects.alarm(spec.service, spec.route), ids.msg_id(alarm_id, status), alarm
+            )
+        )
+
+    def _settle(
+        self, service: str, touched: dict[RouteTracker, float], changes: list[Change]
+    ) -> Outputs:
+        out = Outputs()
+        for change in changes:
+            self._alarm(self.trackers[change.route], change, out)
+        for tracker in touched:
+            tracker.evaluate()
+        stale_routes = self.liveness.stale_routes()
+        for tracker in touched:
+            tracker.stale = tracker.window_stale or tracker.spec.key in stale_routes
+        routes = self.services[service]
+        enabled = [t for t in routes if t.spec.enabled]
+        chosen: str | None = None
+        if (
+            enabled
+            and routes[0].spec.best_effort_allowed
+            and all(not t.raw_in_service for t in enabled)
+        ):
+            chosen = best_effort_choice(
+                [Candidate(t.spec.route, t.quality, t.spec.cost, t.best_effort) for t in enabled]
+            )
+        touched = dict(touched)
+        for tracker in routes:
+            wanted = tracker.spec.route == chosen
+            if tracker.best_effort != wanted:
+                tracker.best_effort = wanted
+                touched.setdefault(tracker, max(touched.values(), default=self.clock()))
+        now = self.clock()
+        for tracker, at in touched.items():
+            self._emit(tracker, at, now, out)
+        return out
+
+    def _emit(self, tracker: RouteTracker, at: float, now: float, out: Outputs) -> None:
+        spec = tracker.spec
+        key = spec.key
+        previous = self.previous.get(key)
+        previous_state = previous.state if previous else "unknown"
+        since = previous.since if previous and previous.state == tracker.state else at
+        state = tracker.snapshot(since, now)
+        self.previous[key] = state
+        out.paths.append(state)
+        events: list[tuple[PathEventKind, str]] = []
+        if previous_state != state.state and state.state in _EVENT_OF_STATE:
+            events.append((_EVENT_OF_STATE[state.state], state.reason))
+        if state.best_effort and not (previous and previous.best_effort):
+            events.append(
+                ("best-effort", f"every route of {spec.service} is down; kept in service")
+            )
+        if previous is not None and previous.stale != state.stale:
+            events.append(
+                (
+                    "stale" if state.stale else "fresh",
+                    "no fresh data" if state.stale else "data again",
+                )
+            )
+        for kind, reason in events:
+            event_id = ids.event_id(spec.service, spec.route, kind, at)
+            out.publications.append(
+                Publication(
+                    subjects.event(spec.service, spec.route),
+                    event_id,
+                    PathEvent(
+                        id=event_id,
+                        service=spec.service,
+                        route=spec.route,
+                        kind=kind,
+                        ts=at,
+                        state=state.state,
+                        previous=previous_state,
+                        reason=reason,
+                        in_service=state.in_service,
+                        hold_down_until=state.hold_down_until,
+                    ),
+                )
+            )
+        was_in_service = previous.in_service if previous else True
+        if spec.enforcement and was_in_service != state.in_service:
+            action: Literal["withdraw", "restore"] = "restore" if state.in_service else "withdraw"
+            command_id = ids.command_id(spec.service, spec.route, action, at)
+            out.publications.append(
+                Publication(
+                    subjects.cmd_route(spec.node),
+                    command_id,
+                    RouteCommand(
+                        id=command_id,
+                        action=action,
+                        node=spec.node,
+                        service=spec.service,
+                        route=spec.route,
+                        prefixes=list(spec.prefixes),
+                        interface=spec.interface,
+                        gateway=spec.gateway,
+                        cost=spec.cost,
+                        best_effort=state.best_effort,
+                        reason=state.reason,
+                        ts=at,
+                    ),
+                )
+            )
+            if action == "withdraw":
+                heal_id = ids.command_id(spec.service, spec.route, "reselect", at)
+                out.publications.append(
+                    Publication(
+                        subjects.cmd_heal(spec.service, spec.route),
+                        heal_id,
+                        HealCommand(
+                            id=heal_id,
+                            service=spec.service,
+                            route=spec.route,
+                            reason=state.reason,
+                            ts=at,
+                        ),
+                    )
+                )
+
+    # --- selection ---------------------------------------------------------------
+
+    def select(self, request: LbSelectRequest) -> LbSelectReply:
+        return select(self.path_states(), request)

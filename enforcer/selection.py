@@ -1,0 +1,100 @@
+"""Choosing routes: the best-effort survivor of a dead service and load-balancer selection.
+
+Best-effort: when no route of a service is in service, the one with the best
+quality (then the lowest cost, then the name) stays in service, and keeps
+that role while the service remains dead. Load balancing ranks in-service
+routes by Meets-SLA (of the asked protocol / class when given), then state
+(up, probation, unknown, best-effort), then quality, then cost.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from schemas.wire import LbSelectReply, LbSelectRequest, PathState
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What best-effort selection needs to know about one route."""
+
+    route: str
+    quality: float
+    cost: int
+    current: bool
+
+
+def best_effort_choice(candidates: Sequence[Candidate]) -> str | None:
+    """The sticky current best-effort route, else the best by quality, then cost, then name."""
+    for candidate in candidates:
+        if candidate.current:
+            return candidate.route
+    if not candidates:
+        return None
+    return min(candidates, key=lambda c: (-c.quality, c.cost, c.route)).route
+
+
+_STATE_RANK = {"up": 0, "probation": 1, "unknown": 2, "down": 3}
+
+
+def _lane_meets(state: PathState, request: LbSelectRequest) -> bool:
+    if request.protocol is None and request.traffic_class is None:
+        return state.meets_sla
+    lanes = [
+        lane
+        for lane in state.lanes
+        if not lane.probe
+        and not lane.destination
+        and (request.protocol is None or lane.protocol == request.protocol)
+        and (request.traffic_class is None or lane.traffic_class == request.traffic_class)
+    ]
+    if not lanes:
+        return state.meets_sla
+    return all(lane.meets_sla for lane in lanes) and state.state != "down"
+
+
+def rank(states: Sequence[PathState], request: LbSelectRequest) -> list[PathState]:
+    """In-service, non-excluded routes of the request's service, best first."""
+    usable = [
+        s
+        for s in states
+        if s.service == request.service and s.in_service and s.route not in request.exclude
+    ]
+    return sorted(
+        usable,
+        key=lambda s: (
+            not _lane_meets(s, request),
+            s.best_effort,
+            _STATE_RANK[s.state],
+            -s.quality,
+            s.cost,
+            s.route,
+        ),
+    )
+
+
+def select(states: Sequence[PathState], request: LbSelectRequest) -> LbSelectReply:
+    """Answer a load-balancer request from the current path states."""
+    known = [s for s in states if s.service == request.service]
+    if not known:
+        return LbSelectReply(
+            service=request.service, route=None, error=f"unknown service {request.service!r}"
+        )
+    ranked = rank(known, request)
+    if not ranked:
+        return LbSelectReply(
+            service=request.service,
+            route=None,
+            reason="no route in service"
+            + (f" outside {sorted(request.exclude)}" if request.exclude else ""),
+        )
+    best = ranked[0]
+    return LbSelectReply(
+        service=best.service,
+        route=best.route,
+        state=best.state,
+        best_effort=best.best_effort,
+        node=best.node,
+        interface=best.interface,
+        gateway=best.gateway,
+        reason=best.reason,
+    )

@@ -1,0 +1,212 @@
+"""`run_enforcer`: the engine wired to NATS (inputs, KV, lease, outputs).
+
+Every instance judges every input (hot standby), so a standby's state is the
+active's state; only the lease holder writes KV, publishes and commands.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from nats.aio.msg import Msg
+from nats.js.errors import NoKeysError
+from nats.js.kv import KeyValue
+
+from enforcer.engine import Engine, probe_key_target
+from enforcer.lease import Lease
+from enforcer.sink import OutputSink
+from enforcer.store import EnforcerStore
+from pathwatch.bus import Bus
+from schemas import subjects
+from schemas.codec import DecodeError, decode_message, encode
+from schemas.config import PathwatchConfig
+from schemas.wire import (
+    AgentHeartbeat,
+    FastEvidence,
+    LbSelectReply,
+    LbSelectRequest,
+    PathState,
+    ProbeState,
+    WindowStats,
+)
+
+log = logging.getLogger("pathwatch.enforcer")
+
+T = TypeVar("T")
+
+TICK_SECONDS = 0.2
+
+
+async def restore_from_kv(engine: Engine, paths: KeyValue) -> int:
+    """Resume every configured route from its PathState in KV; returns how many."""
+    try:
+        keys = await paths.keys()
+    except NoKeysError:
+        return 0
+    restored = 0
+    for key in keys:
+        try:
+            entry = await paths.get(key)
+            if entry.value and engine.restore(decode_message(entry.value, PathState)):
+                restored += 1
+        except DecodeError as exc:
+            engine.dropped[f"kv-path:{exc.reason}"] += 1
+        except Exception as exc:
+            log.warning("cannot restore %s: %s", key, exc)
+    return restored
+
+
+async def clear_disabled_probe_states(engine: Engine, probes: KeyValue) -> None:
+    """Probe state of routes whose probe-type is disabled is deleted."""
+    try:
+        keys = await probes.keys()
+    except NoKeysError:
+        return
+    for key in keys:
+        target = probe_key_target(key)
+        if target is None:
+            continue
+        _, kind, where = target
+        if kind == "route":
+            specs = [engine.trackers[where].spec] if where in engine.trackers else []
+        else:
+            node, _, interface = where.partition(".")
+            specs = [
+                t.spec
+                for t in engine.trackers.values()
+                if t.spec.node == node and t.spec.interface == interface
+            ]
+        if specs and all(spec.probe_type == "disabled" for spec in specs):
+            with contextlib.suppress(Exception):
+                await probes.delete(key)
+
+
+async def run_enforcer(
+    config: PathwatchConfig,
+    bus: Bus,
+    *,
+    stop: asyncio.Event,
+    instance: str,
+    store_path: str | Path | None = None,
+    clock: Callable[[], float] = time.time,
+) -> None:
+    """Judge, decide and (when holding the lease) publish until `stop` is set."""
+    engine = Engine(config, clock)
+    paths = await bus.kv(subjects.KV_PATHS)
+    probes = await bus.kv(subjects.KV_PROBES)
+    leases = await bus.kv(subjects.KV_LEASES)
+    store = await EnforcerStore.open(store_path) if store_path else None
+    restored = await restore_from_kv(engine, paths)
+    if store is not None:
+        for alarm in await store.active_alarms():
+            if alarm.cause == "agent-lost":
+                engine.restore_agent_alarm(alarm)
+    lease = Lease(leases, instance, config.enforcer.lease_ttl, clock)
+    sink = OutputSink(bus, paths, probes, store, lease)
+
+    def decoded(msg: Msg, kind: type[T], label: str) -> T | None:
+        try:
+            return decode_message(msg.data, kind)
+        except DecodeError as exc:
+            engine.dropped[f"{label}:{exc.reason}"] += 1
+            log.debug("dropped %s on %s: %s", label, msg.subject, exc)
+            return None
+
+    async def on_stats(msg: Msg) -> None:
+        window = decoded(msg, WindowStats, "stats")
+        if window is not None:
+            sink.submit(engine.on_window(window))
+
+    async def on_fast(msg: Msg) -> None:
+        evidence = decoded(msg, FastEvidence, "fast")
+        if evidence is not None:
+            sink.submit(engine.on_fast(evidence))
+
+    async def on_heartbeat(msg: Msg) -> None:
+        heartbeat = decoded(msg, AgentHeartbeat, "heartbeat")
+        if heartbeat is not None:
+            sink.submit(engine.on_heartbeat(heartbeat))
+
+    async def on_select(msg: Msg) -> None:
+        if not lease.held or not msg.reply:
+            return
+        request = decoded(msg, LbSelectRequest, "lb-select")
+        service = msg.subject.rpartition(".")[2]
+        if request is None:
+            reply = LbSelectReply(service=service, route=None, error="malformed request")
+        else:
+            reply = engine.select(request)
+        await msg.respond(encode(reply))
+
+    async def watch_probes() -> None:
+        watcher = await probes.watchall()
+        try:
+            async for entry in watcher:
+                if entry is None:
+                    continue
+                if entry.operation in ("DEL", "PURGE") or not entry.value:
+                    sink.submit(engine.on_probe_state(entry.key, None))
+                    continue
+                try:
+                    state = decode_message(entry.value, ProbeState)
+                except DecodeError as exc:
+                    engine.dropped[f"probe-state:{exc.reason}"] += 1
+                    continue
+                sink.submit(engine.on_probe_state(entry.key, state))
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]
+
+    async def ticker() -> None:
+        next_lease = 0.0
+        while not stop.is_set():
+            now = time.monotonic()
+            if now >= next_lease:
+                was_held = lease.held
+                held = await lease.refresh()
+                next_lease = now + config.enforcer.lease_ttl / 3
+                if held and not was_held:
+                    log.info("enforcer %s: active", instance)
+                    await clear_disabled_probe_states(engine, probes)
+                    sink.takeover(engine.path_states())
+                elif was_held and not held:
+                    log.warning("enforcer %s: lost the lease, standby", instance)
+            sink.submit(engine.tick())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=TICK_SECONDS)
+
+    subscriptions = [
+        await bus.nc.subscribe(subjects.STATS_ALL, cb=on_stats),
+        await bus.nc.subscribe(subjects.FAST_ALL, cb=on_fast),
+        await bus.nc.subscribe(subjects.HEARTBEAT_ALL, cb=on_heartbeat),
+        await bus.nc.subscribe(f"{subjects.LB_SELECT_PREFIX}.*", cb=on_select),
+    ]
+    await bus.nc.flush()
+    log.info(
+        "enforcer %s: ready, %d routes, %d restored from KV",
+        instance,
+        len(engine.trackers),
+        restored,
+    )
+    tasks = [
+        asyncio.create_task(watch_probes(), name="enforcer-probes"),
+        asyncio.create_task(ticker(), name="enforcer-ticker"),
+        asyncio.create_task(sink.run(stop), name="enforcer-sink"),
+    ]
+    try:
+        await stop.wait()
+    finally:
+        for subscription in subscriptions:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+        tasks[0].cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await lease.release()
+        if store is not None:
+            await store.close()
+        if engine.dropped:
+            log.info("enforcer %s dropped: %s", instance, dict(engine.dropped))

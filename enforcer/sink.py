@@ -1,0 +1,117 @@
+"""Where the engine's outputs go: KV, JetStream and SQLite when active, a buffer when standby.
+
+Outputs are queued and written in order by one task. A standby keeps the
+messages it computed in the last `BUFFER_SECONDS` (shorter than the streams'
+two-minute de-duplication window); on takeover it publishes them all with
+their deterministic `Nats-Msg-Id`, so whatever the old active had already
+published is dropped by JetStream and whatever it had not is not lost.
+"""
+
+import asyncio
+import logging
+import time
+from collections import deque
+
+from nats.js.kv import KeyValue
+
+from enforcer.engine import Outputs, Publication
+from enforcer.lease import Lease
+from enforcer.store import EnforcerStore
+from pathwatch.bus import Bus
+from schemas import subjects
+from schemas.codec import encode
+from schemas.wire import Alarm, PathEvent, PathState
+
+log = logging.getLogger("pathwatch.enforcer.sink")
+
+BUFFER_SECONDS = 100.0
+
+
+class OutputSink:
+    """Serialises writes; publishes only while the lease is held."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        paths: KeyValue,
+        probes: KeyValue,
+        store: EnforcerStore | None,
+        lease: Lease,
+    ) -> None:
+        self.bus = bus
+        self.paths = paths
+        self.probes = probes
+        self.store = store
+        self.lease = lease
+        self.queue: asyncio.Queue[Outputs | list[PathState]] = asyncio.Queue()
+        self.buffer: deque[tuple[float, Publication]] = deque()
+        self.published = 0
+        self.failures = 0
+
+    def submit(self, outputs: Outputs) -> None:
+        if outputs.paths or outputs.publications or outputs.expired_probe_keys:
+            self.queue.put_nowait(outputs)
+
+    def takeover(self, states: list[PathState]) -> None:
+        """Became active: write every current state, then flush the standby buffer."""
+        flush = Outputs(publications=[pub for _, pub in self.buffer])
+        self.buffer.clear()
+        self.queue.put_nowait(states)
+        self.queue.put_nowait(flush)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not (stop.is_set() and self.queue.empty()):
+            try:
+                item = await asyncio.wait_for(self.queue.get(), timeout=0.25)
+            except TimeoutError:
+                continue
+            try:
+                if isinstance(item, list):
+                    for state in item:
+                        await self._put_state(state)
+                else:
+                    await self._write(item)
+            except Exception:
+                self.failures += 1
+                log.exception("writing enforcer outputs failed")
+
+    async def _put_state(self, state: PathState) -> None:
+        await self.paths.put(subjects.path_key(state.service, state.route), encode(state))
+
+    async def _write(self, outputs: Outputs) -> None:
+        if not self.lease.held:
+            now = time.monotonic()
+            self.buffer.extend((now, pub) for pub in outputs.publications)
+            while self.buffer and self.buffer[0][0] < now - BUFFER_SECONDS:
+                self.buffer.popleft()
+            return
+        for state in outputs.paths:
+            await self._put_state(state)
+        for publication in outputs.publications:
+            await self._publish(publication)
+        for key in outputs.expired_probe_keys:
+            try:
+                await self.probes.delete(key)
+            except Exception as exc:
+                log.debug("deleting expired probe state %s: %s", key, exc)
+
+    async def _publish(self, publication: Publication) -> None:
+        message = publication.message
+        store = self.store
+        if (
+            isinstance(message, Alarm)
+            and store is not None
+            and await store.has_alarm(message.id, message.status)
+        ):
+            return
+        await self.bus.js.publish(
+            publication.subject,
+            encode(message),
+            headers={"Nats-Msg-Id": publication.msg_id},
+        )
+        self.published += 1
+        if store is not None:
+            if isinstance(message, Alarm):
+                await store.record_alarm(message)
+            elif isinstance(message, PathEvent):
+                await store.record_event(message)

@@ -1,0 +1,134 @@
+"""The path state machine of one lane or one probe, pure and clock-injected.
+
+States: `unknown` (no judged window yet; usable, not meeting SLA), `up`,
+`down` (for the hold-down), `probation` (back in service after the hold-down
+for one window judged on fresh data only). Times of transitions come from the
+evidence (window end, evidence timestamp, hold-down end), never from the
+local clock, so two enforcers fed the same input reach the same states at the
+same instants; the clock only decides *when* an expired hold-down is noticed.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from enforcer.holddown import HoldDownPolicy
+from schemas.wire import PathStateName
+
+Clock = Callable[[], float]
+
+#: Tolerance when comparing window bounds with transition instants.
+_EPSILON = 1e-6
+
+
+@dataclass
+class TrackState:
+    """Everything a machine must persist to survive a restart or a failover."""
+
+    state: PathStateName = "unknown"
+    since: float = 0.0
+    reason: str = ""
+    hold_down_until: float | None = None
+    multiplier: int = 0
+    healthy_since: float | None = None
+    meets_sla: bool = False
+    alarm_raised_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A change of state, when it took effect and why."""
+
+    previous: PathStateName
+    state: PathStateName
+    at: float
+    reason: str
+
+
+class PathMachine:
+    """unknown / up / down / probation with a growing, decaying hold-down."""
+
+    __slots__ = ("clock", "policy", "track")
+
+    def __init__(
+        self, policy: HoldDownPolicy, clock: Clock, track: TrackState | None = None
+    ) -> None:
+        self.policy = policy
+        self.clock = clock
+        self.track = track if track is not None else TrackState()
+
+    @property
+    def state(self) -> PathStateName:
+        return self.track.state
+
+    def _move(self, state: PathStateName, at: float, reason: str) -> Transition:
+        track = self.track
+        transition = Transition(track.state, state, at, reason)
+        track.state = state
+        track.since = at
+        track.reason = reason
+        return transition
+
+    def _go_down(self, at: float, reason: str) -> Transition:
+        track = self.track
+        if track.state == "up" and track.healthy_since is not None:
+            track.multiplier, track.healthy_since = self.policy.decay(
+                track.multiplier, track.healthy_since, at
+            )
+        track.multiplier += 1
+        track.hold_down_until = at + self.policy.duration(track.multiplier)
+        track.healthy_since = None
+        track.meets_sla = False
+        return self._move("down", at, reason)
+
+    def _expire(self, now: float) -> Transition | None:
+        track = self.track
+        if track.state != "down" or track.hold_down_until is None:
+            return None
+        if track.hold_down_until > now:
+            return None
+        at = track.hold_down_until
+        track.hold_down_until = None
+        return self._move(
+            "probation", at, f"hold-down over, on probation for one window ({track.reason})"
+        )
+
+    def tick(self) -> Transition | None:
+        """Notice an expired hold-down: `down` -> `probation` at the hold-down end."""
+        return self._expire(self.clock())
+
+    def observe(
+        self, passed: bool | None, reason: str, window_start: float, window_end: float
+    ) -> list[Transition]:
+        """Judge one closed window: `passed` None means too few samples to judge."""
+        transitions: list[Transition] = []
+        expired = self._expire(max(window_end, self.clock()))
+        if expired is not None:
+            transitions.append(expired)
+        track = self.track
+        if passed is None:
+            return transitions
+        if track.state == "down":
+            return transitions
+        if track.state == "probation" and window_start < track.since - _EPSILON:
+            # the window holds data from before probation: tracking restarts after it
+            return transitions
+        track.meets_sla = passed
+        if not passed:
+            transitions.append(self._go_down(window_end, reason))
+        elif track.state in ("unknown", "probation"):
+            track.healthy_since = window_end
+            transitions.append(self._move("up", window_end, reason or "meets SLA"))
+        else:
+            if track.healthy_since is None:
+                track.healthy_since = window_end
+            track.multiplier, track.healthy_since = self.policy.decay(
+                track.multiplier, track.healthy_since, window_end
+            )
+            track.reason = reason or "meets SLA"
+        return transitions
+
+    def fail(self, reason: str, at: float) -> Transition | None:
+        """Immediate evidence of failure (fast path): down unless already down."""
+        if self.track.state == "down":
+            return None
+        return self._go_down(at, reason)

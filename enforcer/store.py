@@ -1,0 +1,115 @@
+"""SQLite record of alarms and transitions (tables `enforcer_*`, WAL, busy timeout).
+
+The aggregator writes its history into the same file, so every table here is
+prefixed `enforcer_`. A (alarm id, status) pair is recorded once: `record_alarm`
+tells whether it is new, which is how a restarted enforcer avoids publishing
+an alarm twice.
+"""
+
+from pathlib import Path
+
+import aiosqlite
+import msgspec
+
+from schemas.wire import Alarm, PathEvent
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS enforcer_alarms (
+    id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    service TEXT NOT NULL,
+    route TEXT NOT NULL,
+    cause TEXT NOT NULL,
+    at REAL NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (id, status)
+);
+CREATE TABLE IF NOT EXISTS enforcer_transitions (
+    id TEXT PRIMARY KEY,
+    service TEXT NOT NULL,
+    route TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    ts REAL NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS enforcer_transitions_route ON enforcer_transitions (service, route, ts);
+"""
+
+
+class EnforcerStore:
+    """Alarms and transitions in SQLite; open with `await EnforcerStore.open(path)`."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self.db = db
+
+    @classmethod
+    async def open(cls, path: str | Path) -> "EnforcerStore":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(str(path), timeout=10.0)
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA busy_timeout=10000")
+        await db.executescript(_SCHEMA)
+        await db.commit()
+        return cls(db)
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def has_alarm(self, alarm_id: str, status: str) -> bool:
+        async with self.db.execute(
+            "SELECT 1 FROM enforcer_alarms WHERE id = ? AND status = ?", (alarm_id, status)
+        ) as cursor:
+            return await cursor.fetchone() is not None
+
+    async def record_alarm(self, alarm: Alarm) -> bool:
+        """Store a raise or a clear; False when it was already recorded."""
+        at = alarm.cleared_at if alarm.status == "cleared" and alarm.cleared_at else alarm.raised_at
+        cursor = await self.db.execute(
+            "INSERT OR IGNORE INTO enforcer_alarms (id, status, service, route, cause, at, body)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                alarm.id,
+                alarm.status,
+                alarm.service,
+                alarm.route,
+                alarm.cause,
+                at,
+                msgspec.json.encode(alarm).decode(),
+            ),
+        )
+        await self.db.commit()
+        return cursor.rowcount > 0
+
+    async def record_event(self, event: PathEvent) -> bool:
+        cursor = await self.db.execute(
+            "INSERT OR IGNORE INTO enforcer_transitions (id, service, route, kind, ts, body)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                event.id,
+                event.service,
+                event.route,
+                event.kind,
+                event.ts,
+                msgspec.json.encode(event).decode(),
+            ),
+        )
+        await self.db.commit()
+        return cursor.rowcount > 0
+
+    async def active_alarms(self) -> list[Alarm]:
+        """Raised alarms without a clear, oldest first."""
+        async with self.db.execute(
+            "SELECT body FROM enforcer_alarms a WHERE status = 'raised' AND NOT EXISTS"
+            " (SELECT 1 FROM enforcer_alarms c WHERE c.id = a.id AND c.status = 'cleared')"
+            " ORDER BY at"
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [msgspec.json.decode(row[0], type=Alarm) for row in rows]
+
+    async def transitions(self, service: str, route: str) -> list[PathEvent]:
+        async with self.db.execute(
+            "SELECT body FROM enforcer_transitions WHERE service = ? AND route = ? ORDER BY ts",
+            (service, route),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [msgspec.json.decode(row[0], type=PathEvent) for row in rows]

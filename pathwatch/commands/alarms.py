@@ -1,0 +1,94 @@
+"""`pathwatch alarms --follow`: stream alarm raises and clears live from PATHWATCH_ALARMS."""
+
+from __future__ import annotations
+
+import asyncio
+import json as jsonlib
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pathwatch.app import app
+from pathwatch.bus import Bus
+from pathwatch.commands.show import DEFAULT_API, ApiOption, TokenOption, alarm_table, api_request
+from pathwatch.commands.show import console as show_console
+from pathwatch.runtime import bus_options, err_console, load_or_exit, run_until_signal
+from schemas import subjects
+from schemas.codec import DecodeError, decode_message
+from schemas.wire import Alarm
+
+
+@app.command("alarms")
+def alarms_command(
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Stream raises and clears as they happen.")
+    ] = False,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Config file (for nats.url).")
+    ] = None,
+    nats: Annotated[
+        str | None, typer.Option("--nats", help="NATS URL; without it, alarms come from the API.")
+    ] = None,
+    since_start: Annotated[
+        bool, typer.Option("--all", help="With --follow: replay the stream from its start.")
+    ] = False,
+    json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+) -> None:
+    """List active alarms, or follow raises and clears live (`--follow`)."""
+    if not follow:
+        alarms = api_request("GET", api, "/api/v1/alarms", token=token)
+        if json:
+            for alarm in alarms:
+                print(jsonlib.dumps(alarm))
+        else:
+            show_console.print(alarm_table(alarms) if alarms else "no active alarms")
+        return
+    loaded = load_or_exit(config) if config else None
+    url = nats or (loaded.config.nats.url if loaded else None)
+    if not url or url == "embedded":
+        err_console.print("[bold red]error:[/] --follow needs --nats URL (or -c with nats.url)")
+        raise typer.Exit(2)
+    nats_config = loaded.config.nats if loaded else None
+
+    async def main(stop: asyncio.Event) -> None:
+        from nats.js.api import DeliverPolicy
+
+        from schemas.config import NatsConfig
+
+        bus = await Bus.connect(bus_options(nats_config or NatsConfig(), "alarms-follow", url))
+
+        async def on_alarm(msg: object) -> None:
+            data: bytes = getattr(msg, "data", b"")
+            try:
+                alarm = decode_message(data, Alarm)
+            except DecodeError as exc:
+                err_console.print(f"[yellow]skipped malformed alarm:[/] {exc.reason}")
+                return
+            if json:
+                print(data.decode(), flush=True)
+            else:
+                colour = "red" if alarm.status == "raised" else "green"
+                where = "/".join(p for p in (alarm.service, alarm.route) if p)
+                lane = "/".join(p for p in (alarm.protocol, alarm.traffic_class) if p)
+                show_console.print(
+                    f"[{colour}]{alarm.status:7}[/] {alarm.severity:8} {where} {lane}"
+                    f" {alarm.cause}: {alarm.reason}  [dim]{alarm.id}[/]",
+                    highlight=False,
+                )
+
+        try:
+            subscription = await bus.js.subscribe(
+                subjects.ALARM_ALL,
+                ordered_consumer=True,
+                deliver_policy=DeliverPolicy.ALL if since_start else DeliverPolicy.NEW,
+                cb=on_alarm,
+            )
+            await stop.wait()
+            await subscription.unsubscribe()
+        finally:
+            await bus.close()
+
+    run_until_signal(main)

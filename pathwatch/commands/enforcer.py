@@ -1,0 +1,123 @@
+"""`pathwatch enforcer` (judge and enforce, active / standby) and `pathwatch api` (REST API)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pathwatch.app import app, bench_app
+from pathwatch.bus import Bus
+from pathwatch.runtime import (
+    bus_options,
+    err_console,
+    load_or_exit,
+    run_until_signal,
+    setup_logging,
+)
+
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Config file (YAML or TOML).")]
+NatsOption = Annotated[
+    str | None, typer.Option("--nats", help="NATS server URL(s), overriding nats.url.")
+]
+
+
+def _url_or_exit(url: str, role: str) -> str:
+    if url == "embedded":
+        err_console.print(
+            f"[bold red]error:[/] the {role} connects to a NATS server: give --nats URL or set"
+            " nats.url (`embedded` is only for `pathwatch up`)"
+        )
+        raise typer.Exit(2)
+    return url
+
+
+@app.command("enforcer")
+def enforcer_command(
+    config: ConfigOption,
+    instance: Annotated[
+        str | None,
+        typer.Option("--instance", help="Instance name for the lease (default: host name)."),
+    ] = None,
+    nats: NatsOption = None,
+    store: Annotated[
+        Path | None, typer.Option("--store", help="SQLite file (default: store.path).")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Judge windows, run the path state machine, raise alarms and command routers / healers.
+
+    Run two for high availability: one is active through a lease in NATS KV, the other
+    follows every input and takes over within two lease TTLs.
+    """
+    from enforcer.service import run_enforcer
+
+    setup_logging(verbose)
+    loaded = load_or_exit(config)
+    url = _url_or_exit(nats or loaded.config.nats.url, "enforcer")
+    name = instance or socket.gethostname()
+
+    async def main(stop: asyncio.Event) -> None:
+        bus = await Bus.connect(bus_options(loaded.config.nats, f"enforcer-{name}", url))
+        try:
+            await bus.ensure()
+            await run_enforcer(
+                loaded.config,
+                bus,
+                stop=stop,
+                instance=name,
+                store_path=store or loaded.config.store.path,
+            )
+        finally:
+            await bus.close()
+
+    run_until_signal(main)
+
+
+@app.command("api")
+def api_command(
+    config: ConfigOption,
+    nats: NatsOption = None,
+    listen: Annotated[
+        str | None, typer.Option("--listen", help="HOST:PORT, overriding api.listen.")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Serve the REST API (service paths, load balancer, alarms, probe state, OpenAPI)."""
+    from enforcer.api import run_api
+
+    setup_logging(verbose)
+    loaded = load_or_exit(config)
+    url = _url_or_exit(nats or loaded.config.nats.url, "API")
+    if listen:
+        host = listen.rpartition(":")[0].strip("[]")
+        if host not in ("127.0.0.1", "::1", "localhost") and not loaded.config.api.token:
+            err_console.print("[bold red]error:[/] a token (api.token) is required off loopback")
+            raise typer.Exit(2)
+
+    async def main(stop: asyncio.Event) -> None:
+        bus = await Bus.connect(bus_options(loaded.config.nats, "api", url))
+        try:
+            await bus.ensure()
+            await run_api(loaded.config, bus, stop=stop, listen=listen)
+        finally:
+            await bus.close()
+
+    run_until_signal(main)
+
+
+@bench_app.command("enforce")
+def bench_enforce(
+    lanes: Annotated[int, typer.Option(help="Lanes judged per window close.")] = 100_000,
+    closes: Annotated[int, typer.Option(help="Window closes to time.")] = 5,
+) -> None:
+    """Time to judge every lane of one window close, against a no-judgement baseline."""
+    from pathwatch.bench.enforce import report, run_bench
+
+    if lanes < 1 or closes < 1:
+        raise typer.BadParameter("lanes and closes must be positive")
+    for line in report(run_bench(lanes, closes)):
+        typer.echo(line)

@@ -1,0 +1,96 @@
+"""`pathwatch probe-state set|get|delete`: plugin probe state through the REST API."""
+
+from __future__ import annotations
+
+import json as jsonlib
+from typing import Annotated, Any
+
+import typer
+
+from pathwatch.app import app
+from pathwatch.commands.show import DEFAULT_API, ApiOption, TokenOption, api_request, console
+
+probe_state_app = typer.Typer(
+    help="Set, get or delete the state of a plugin probe (by service + route or node + interface).",
+    no_args_is_help=True,
+)
+app.add_typer(probe_state_app, name="probe-state")
+
+ServiceOption = Annotated[str | None, typer.Option("--service", help="Service of the route.")]
+RouteOption = Annotated[str | None, typer.Option("--route", help="Service-route.")]
+NodeOption = Annotated[str | None, typer.Option("--node", help="Node of the interface.")]
+InterfaceOption = Annotated[
+    str | None, typer.Option("--interface", help="Interface: every route through it.")
+]
+
+
+def _where(
+    service: str | None, route: str | None, node: str | None, interface: str | None
+) -> dict[str, Any]:
+    return {"service": service, "route": route, "node": node, "interface": interface}
+
+
+@probe_state_app.command("set")
+def probe_state_set(
+    probe: Annotated[str, typer.Argument(help="Probe name.")],
+    state: Annotated[str, typer.Argument(help="up or down.")],
+    service: ServiceOption = None,
+    route: RouteOption = None,
+    node: NodeOption = None,
+    interface: InterfaceOption = None,
+    reason: Annotated[str, typer.Option("--reason", help="Why (shown in reasons).")] = "",
+    ttl: Annotated[
+        float | None, typer.Option("--ttl", help="Seconds after which the state lapses.")
+    ] = None,
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+) -> None:
+    """Example: [bold]pathwatch probe-state set bgp down --service web --route r1 --ttl 300[/]"""
+    body = {k: v for k, v in _where(service, route, node, interface).items() if v is not None}
+    body.update({"state": state, "reason": reason})
+    if ttl is not None:
+        body["ttl"] = ttl
+    result = api_request("PUT", api, f"/api/v1/probe-state/{probe}", body=body, token=token)
+    console.print(jsonlib.dumps(result, indent=2))
+
+
+@probe_state_app.command("get")
+def probe_state_get(
+    probe: Annotated[str, typer.Argument(help="Probe name.")],
+    service: ServiceOption = None,
+    route: RouteOption = None,
+    node: NodeOption = None,
+    interface: InterfaceOption = None,
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+) -> None:
+    """The probe's state at one address, or everywhere it is set."""
+    result = api_request(
+        "GET",
+        api,
+        f"/api/v1/probe-state/{probe}",
+        params=_where(service, route, node, interface),
+        token=token,
+    )
+    print(jsonlib.dumps(result, indent=2))
+
+
+@probe_state_app.command("delete")
+def probe_state_delete(
+    probe: Annotated[str, typer.Argument(help="Probe name.")],
+    service: ServiceOption = None,
+    route: RouteOption = None,
+    node: NodeOption = None,
+    interface: InterfaceOption = None,
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+) -> None:
+    """Delete the probe's state at one address, or everywhere."""
+    result = api_request(
+        "DELETE",
+        api,
+        f"/api/v1/probe-state/{probe}",
+        params=_where(service, route, node, interface),
+        token=token,
+    )
+    console.print(f"deleted {', '.join(result['deleted'])}")

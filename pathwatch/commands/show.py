@@ -1,0 +1,327 @@
+"""`pathwatch show service-path | load-balancer | alarms`: live state from the REST API,
+rendered like the router's show commands (or raw with `--json`)."""
+
+from __future__ import annotations
+
+import json as jsonlib
+import os
+import time
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pathwatch.app import show_app
+from pathwatch.runtime import err_console
+
+DEFAULT_API = "http://127.0.0.1:8640"
+console = Console()
+
+ApiOption = Annotated[
+    str, typer.Option("--api", help="Base URL of the pathwatch REST API.", envvar="PATHWATCH_API")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print raw JSON.")]
+TokenOption = Annotated[
+    str | None,
+    typer.Option("--token", help="Bearer token of the API.", envvar="PATHWATCH_API_TOKEN"),
+]
+
+
+def api_request(
+    method: str,
+    api: str,
+    path: str,
+    *,
+    params: dict[str, Any] | None = None,
+    body: Any = None,
+    token: str | None = None,
+) -> Any:
+    """Call the API and return its decoded JSON; on failure print why and exit 1."""
+    headers: dict[str, str] = {}
+    token = token or os.environ.get("PATHWATCH_API_TOKEN")
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    clean = {k: v for k, v in (params or {}).items() if v is not None}
+    try:
+        response = httpx.request(
+            method, f"{api.rstrip('/')}{path}", params=clean, json=body, headers=headers, timeout=5
+        )
+    except httpx.HTTPError as exc:
+        err_console.print(f"[bold red]error:[/] cannot reach the API at {api}: {exc}")
+        raise typer.Exit(1) from None
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        err_console.print(f"[bold red]error:[/] {response.status_code}: {detail}", highlight=False)
+        raise typer.Exit(1)
+    return response.json()
+
+
+def _num(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def _yes(value: bool) -> str:
+    return "[green]yes[/]" if value else "[red]no[/]"
+
+
+_STATE_STYLE = {
+    "up": "green",
+    "down": "red",
+    "probation": "yellow",
+    "unknown": "dim",
+    "stale": "magenta",
+}
+
+
+def _state(state: str) -> str:
+    return f"[{_STATE_STYLE.get(state, 'white')}]{state}[/]"
+
+
+def _ago(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    delta = time.time() - ts
+    return f"{delta:.0f}s ago" if delta >= 0 else f"in {-delta:.0f}s"
+
+
+def render_service_path(state: dict[str, Any]) -> None:
+    """One route: summary, Path-Metrics per class and protocol, Reachability-Probes."""
+    title = f"Service: {state['service']}  Service-Route: {state['route']}"
+    summary = Table(title=title, title_justify="left", show_header=True)
+    for column in (
+        "Next-Hop",
+        "State",
+        "In-Service",
+        "Best-Effort",
+        "Meets-SLA",
+        "Enforcement",
+        "Quality",
+        "Since",
+        "Hold-Down-Until",
+        "Reason",
+    ):
+        summary.add_column(column)
+    next_hop = f"{state.get('node', '')}/{state.get('interface', '')}"
+    if state.get("gateway"):
+        next_hop += f" via {state['gateway']}"
+    shown = "stale" if state.get("stale") else state["state"]
+    summary.add_row(
+        next_hop,
+        _state(shown) + (f" ({state['state']})" if state.get("stale") else ""),
+        _yes(state["in_service"]),
+        "yes" if state.get("best_effort") else "no",
+        _yes(state["meets_sla"]),
+        "enforcement" if state.get("enforcement", True) else "detection",
+        _num(state.get("quality")),
+        _ago(state.get("since")),
+        _ago(state.get("hold_down_until")),
+        state.get("reason", ""),
+    )
+    console.print(summary)
+    metrics = Table(title="Path-Metrics", title_justify="left")
+    for column in (
+        "Protocol",
+        "Class",
+        "Source",
+        "Probe",
+        "Destination",
+        "State",
+        "Meets-SLA",
+        "Count",
+        "Err %",
+        "Loss %",
+        "Min ms",
+        "Mean ms",
+        "Median ms",
+        "Max ms",
+        "P90 ms",
+        "Jitter ms",
+        "MOS",
+        "Reason",
+    ):
+        metrics.add_column(column)
+    for lane in sorted(
+        state.get("lanes", []),
+        key=lambda item: (
+            item["traffic_class"],
+            item["protocol"],
+            item.get("probe", ""),
+            item.get("destination", ""),
+        ),
+    ):
+        m = lane.get("metrics") or {}
+        metrics.add_row(
+            lane["protocol"],
+            lane["traffic_class"],
+            lane.get("source", ""),
+            lane.get("probe", "") or "-",
+            lane.get("destination", "") or "-",
+            _state(lane["state"]),
+            _yes(lane["meets_sla"]),
+            str(m.get("count", 0)),
+            _num(m.get("error_pct")),
+            _num(m.get("loss_pct")),
+            _num(m.get("latency_min_ms"), 2),
+            _num(m.get("latency_mean_ms"), 2),
+            _num(m.get("latency_median_ms"), 2),
+            _num(m.get("latency_max_ms"), 2),
+            _num(m.get("latency_p90_ms"), 2),
+            _num(m.get("jitter_ms"), 2),
+            _num(m.get("mos"), 2),
+            lane.get("reason", ""),
+        )
+    console.print(metrics)
+    probes = Table(title="Reachability-Probes", title_justify="left")
+    for column in ("Probe", "Kind", "Enforced", "State", "Since", "Counters", "Reason"):
+        probes.add_column(column)
+    for probe in state.get("probes", []):
+        counters = ", ".join(f"{k} {v}" for k, v in sorted(probe.get("counters", {}).items()))
+        probes.add_row(
+            probe["name"],
+            probe.get("kind", ""),
+            "yes" if probe.get("enforced", True) else "no",
+            _state(probe["state"]),
+            _ago(probe.get("since")),
+            counters or "-",
+            probe.get("reason", ""),
+        )
+    console.print(probes)
+
+
+@show_app.command("service-path")
+def show_service_path(
+    service: Annotated[str | None, typer.Option("--service", help="Only this service.")] = None,
+    route: Annotated[str | None, typer.Option("--route", help="Only this service-route.")] = None,
+    api: ApiOption = DEFAULT_API,
+    json: JsonOption = False,
+    token: TokenOption = None,
+) -> None:
+    """Path state of every service route: Path-Metrics, Meets-SLA, Reachability-Probes."""
+    if service and route:
+        states = [api_request("GET", api, f"/api/v1/service-paths/{service}/{route}", token=token)]
+    else:
+        states = api_request(
+            "GET", api, "/api/v1/service-paths", params={"service": service}, token=token
+        )
+        if route:
+            states = [s for s in states if s["route"] == route]
+    if json:
+        print(jsonlib.dumps(states, indent=2))
+        return
+    if not states:
+        console.print("no service paths yet")
+        return
+    for state in states:
+        render_service_path(state)
+
+
+@show_app.command("load-balancer")
+def show_load_balancer(
+    service: Annotated[str | None, typer.Option("--service", help="Only this service.")] = None,
+    api: ApiOption = DEFAULT_API,
+    json: JsonOption = False,
+    token: TokenOption = None,
+) -> None:
+    """Routes per service, best first, with the router's columns.
+
+    Type, Quality, Cost, State, Loss, Latency, Jitter, MOS, Meets-SLA.
+    """
+    rows = api_request(
+        "GET", api, "/api/v1/load-balancer", params={"service": service}, token=token
+    )
+    if json:
+        print(jsonlib.dumps(rows, indent=2))
+        return
+    table = Table(title="Load Balancer", title_justify="left")
+    for column in (
+        "Service",
+        "Route",
+        "Type",
+        "Quality",
+        "Cost",
+        "State",
+        "Loss",
+        "Latency",
+        "Jitter",
+        "MOS",
+        "Meets-SLA",
+    ):
+        table.add_column(column)
+    for row in rows:
+        state = row["state"] if row["in_service"] else f"{row['state']} (out)"
+        table.add_row(
+            row["service"],
+            row["route"],
+            row["type"],
+            _num(row["quality"]),
+            str(row["cost"]),
+            _state(state) if row["in_service"] else f"[red]{state}[/]",
+            _num(row["loss_pct"]),
+            _num(row["latency_ms"], 2),
+            _num(row["jitter_ms"], 2),
+            _num(row["mos"], 2),
+            _yes(row["meets_sla"]),
+        )
+    console.print(table)
+
+
+def alarm_table(alarms: list[dict[str, Any]], title: str = "Alarms") -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in (
+        "Status",
+        "Severity",
+        "Service",
+        "Route",
+        "Protocol",
+        "Class",
+        "Cause",
+        "Raised",
+        "Reason",
+    ):
+        table.add_column(column)
+    for alarm in alarms:
+        status = alarm["status"]
+        table.add_row(
+            f"[red]{status}[/]" if status == "raised" else f"[green]{status}[/]",
+            alarm.get("severity", ""),
+            alarm.get("service", ""),
+            alarm.get("route", ""),
+            alarm.get("protocol") or "-",
+            alarm.get("traffic_class") or "-",
+            alarm.get("cause", ""),
+            _ago(alarm.get("raised_at")),
+            alarm.get("reason", ""),
+        )
+    return table
+
+
+@show_app.command("alarms")
+def show_alarms(
+    service: Annotated[str | None, typer.Option("--service", help="Only this service.")] = None,
+    include_cleared: Annotated[bool, typer.Option("--all", help="Include cleared alarms.")] = False,
+    api: ApiOption = DEFAULT_API,
+    json: JsonOption = False,
+    token: TokenOption = None,
+) -> None:
+    """Active alarms (raised and not cleared)."""
+    alarms = api_request(
+        "GET",
+        api,
+        "/api/v1/alarms",
+        params={"service": service, "include_cleared": str(include_cleared).lower()},
+        token=token,
+    )
+    if json:
+        print(jsonlib.dumps(alarms, indent=2))
+        return
+    if not alarms:
+        console.print("no active alarms")
+        return
+    console.print(alarm_table(alarms))
