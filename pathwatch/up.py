@@ -18,10 +18,10 @@ from agents.agent import run_agent
 from aggregator.service import run_aggregator
 from enforcer.api import run_api
 from enforcer.service import run_enforcer
-
 from pathwatch.bus import Bus
 from pathwatch.configfile import LoadedConfig
 from pathwatch.embedded import EmbeddedNats
+from pathwatch.grafana.annotations import run_configured_annotator
 from pathwatch.runtime import bus_options
 
 log = logging.getLogger("pathwatch.up")
@@ -46,7 +46,7 @@ async def run_all(loaded: LoadedConfig, stop: asyncio.Event, node: str | None = 
     config = loaded.config
     embedded: EmbeddedNats | None = None
     buses: list[Bus] = []
-    tasks: dict[asyncio.Task[None], str] = {}
+    tasks: dict[asyncio.Task[object], str] = {}
     try:
         if config.nats.url == "embedded":
             embedded = EmbeddedNats(store_dir=config.nats.store_dir)
@@ -70,7 +70,7 @@ async def run_all(loaded: LoadedConfig, stop: asyncio.Event, node: str | None = 
         setup_bus = await connect("setup")
         await setup_bus.ensure()
 
-        parts: list[tuple[str, Coroutine[Any, Any, None]]] = [
+        parts: list[tuple[str, Coroutine[Any, Any, object]]] = [
             ("api", run_api(config, await connect("api"), stop=stop)),
             (
                 "enforcer",
@@ -104,19 +104,24 @@ async def run_all(loaded: LoadedConfig, stop: asyncio.Event, node: str | None = 
                 ),
             ),
         ]
+        if config.grafana.annotate_alarms and config.grafana.url:
+            parts.append(
+                (
+                    "grafana-annotations",
+                    run_configured_annotator(config, await connect("annotator"), stop=stop),
+                )
+            )
         for name, coroutine in parts:
             tasks[asyncio.create_task(coroutine, name=name)] = name
         stop_waiter = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait([*tasks, stop_waiter], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([*tasks, stop_waiter], return_when=asyncio.FIRST_COMPLETED)
         stop_waiter.cancel()
-        failed = [task for task in done if task in tasks and task.exception() is not None]
-        ended = [task for task in done if task in tasks]
+        ended = [task for task in tasks if task.done()]
         stop.set()
-        if failed:
-            name = tasks[failed[0]]
-            raise ComponentFailed(f"{name} failed: {failed[0].exception()!r}") from failed[
-                0
-            ].exception()
+        for task in ended:
+            error = task.exception()
+            if error is not None:
+                raise ComponentFailed(f"{tasks[task]} failed: {error!r}") from error
         if ended:
             raise ComponentFailed(f"{tasks[ended[0]]} stopped unexpectedly")
     finally:

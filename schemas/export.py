@@ -12,7 +12,8 @@ from schemas.wire import MESSAGE_TYPES
 def schema_documents() -> dict[str, dict[str, object]]:
     """File name -> JSON Schema document, one per message type plus the config."""
     documents: dict[str, dict[str, object]] = {}
-    for kind in (*MESSAGE_TYPES, PathwatchConfig):
+    kinds: tuple[type[msgspec.Struct], ...] = (*MESSAGE_TYPES, PathwatchConfig)
+    for kind in kinds:
         schema = msgspec.json.schema(kind)
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
         schema["title"] = kind.__name__
