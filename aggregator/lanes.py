@@ -19,6 +19,7 @@ Jitter is computed per fine lane (one probe towards one destination) and pooled.
 
 from __future__ import annotations
 
+import math
 from array import array
 from collections.abc import Iterable, Mapping
 from operator import itemgetter
@@ -45,7 +46,15 @@ class LaneAccumulator:
     of absolute differences of consecutive latencies, valid while `ordered`.
     """
 
-    __slots__ = ("jitter_total", "latencies", "ordered", "others", "times")
+    __slots__ = (
+        "jitter_total",
+        "last_latency",
+        "last_ts",
+        "latencies",
+        "ordered",
+        "others",
+        "times",
+    )
 
     def __init__(self) -> None:
         self.latencies: list[float] = []
@@ -53,16 +62,19 @@ class LaneAccumulator:
         self.others: dict[str, int] | None = None
         self.jitter_total = 0.0
         self.ordered = True
+        # the previous latency and its time (+inf before the first: no difference to add)
+        self.last_ts = math.inf
+        self.last_latency = 0.0
 
     def add_latency(self, ts: float, latency: float) -> None:
         """One `ok` measurement with a latency (`RouteWindows.add` inlines this)."""
-        times = self.times
-        if times:
-            if ts >= times[-1]:
-                self.jitter_total += abs(latency - self.latencies[-1])
-            else:
-                self.ordered = False
-        times.append(ts)
+        if ts >= self.last_ts:
+            self.jitter_total += abs(latency - self.last_latency)
+        elif self.latencies:
+            self.ordered = False
+        self.last_ts = ts
+        self.last_latency = latency
+        self.times.append(ts)
         self.latencies.append(latency)
 
     def add_other(self, outcome: str) -> None:

@@ -118,17 +118,19 @@ class RouteWindows:
         if current is not None and current.end + lateness <= now:
             current = None
         start = current.start if current is not None else 0.0
-        end = current.end if current is not None else 0.0
+        # one comparison per item: below `limit` an item is in the current window
+        # and not in the future
+        limit = min(current.end, horizon) if current is not None else 0.0
         runs = self.runs
         fine: dict[FineKey, LaneAccumulator] = current.fine if current is not None else {}
         touched: set[Window] = set()
         accepted = 0
         for m in items:
             ts = m.ts
-            if ts > horizon:
-                result.future += 1
-                continue
-            if not start <= ts < end:
+            if not start <= ts < limit:
+                if ts > horizon:
+                    result.future += 1
+                    continue
                 found = self._window_for(ts, now)
                 if found is None:
                     result.late += 1
@@ -136,7 +138,7 @@ class RouteWindows:
                 if current is not None:
                     touched.add(current)
                 current = found
-                start, end = found.start, found.end
+                start, limit = found.start, min(found.end, horizon)
                 fine = found.fine
             key = (m.protocol, m.traffic_class, m.source, m.probe, m.destination)
             lane = fine.get(key)
@@ -148,13 +150,13 @@ class RouteWindows:
                 latency = m.latency_ms
                 if latency is not None:
                     # LaneAccumulator.add_latency, inlined
-                    times = lane.times
-                    if times:
-                        if ts >= times[-1]:
-                            lane.jitter_total += abs(latency - lane.latencies[-1])
-                        else:
-                            lane.ordered = False
-                    times.append(ts)
+                    if ts >= lane.last_ts:
+                        lane.jitter_total += abs(latency - lane.last_latency)
+                    elif lane.latencies:
+                        lane.ordered = False
+                    lane.last_ts = ts
+                    lane.last_latency = latency
+                    lane.times.append(ts)
                     lane.latencies.append(latency)
                 else:
                     lane.add_other(outcome)
