@@ -1,0 +1,244 @@
+"""End to end, as a user runs it: every part in one process over a real nats-server.
+
+A TCP listener on loopback is the service. Closing it must take the route down
+with a raised alarm within one window plus slack; after hold-down the route
+returns through probation to up, and the alarm is cleared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import msgspec
+import pytest
+
+from pathwatch.bus import Bus
+from pathwatch.configfile import parse_config
+from pathwatch.embedded import free_port
+from pathwatch.up import run_all
+from schemas import Alarm, PathEvent, PathState, subjects
+from tests.conftest import wait_for
+
+WINDOW_S = 1.0
+HOLD_DOWN_S = 3.0
+
+
+#: Unique per test run: the session's nats-server is shared with other tests.
+SERVICE = f"e2e-{uuid.uuid4().hex[:8]}"
+
+
+def e2e_config(nats_url: str, tmp_path: Path, service_port: int) -> str:
+    return f"""
+nats: {{url: "{nats_url}"}}
+api: {{listen: "127.0.0.1:{free_port()}"}}
+metrics: {{listen: "127.0.0.1:{free_port()}"}}
+store: {{path: "{tmp_path / "pw.db"}"}}
+reachability-profiles:
+  strict:
+    tcp:
+      best-effort: {{acceptable-error-threshold: 25}}
+tcp-probe-profiles:
+  svc:
+    probe-interval: 0.1
+    number-of-attempts: 1
+    probe-duration: 0.05
+    probe-address: [127.0.0.1]
+    port: {service_port}
+services:
+  {SERVICE}:
+    address: [127.0.0.1/32]
+    service-policy: {{best-effort: false}}
+    service-routes:
+      r1:
+        next-hop: {{node: local, interface: lo}}
+        reachability-detection:
+          detection-window: {WINDOW_S}
+          hold-down: {HOLD_DOWN_S}
+          consecutive-failures: 0
+          reachability-profile: strict
+          probes: [{{name: svc, tcp-probe-profile: svc}}]
+"""
+
+
+class Listener:
+    """A TCP service on loopback that can be closed and reopened on the same port."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.server: asyncio.Server | None = None
+
+    async def open(self) -> None:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.close()
+
+        self.server = await asyncio.start_server(handle, "127.0.0.1", self.port, reuse_address=True)
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+            self.server = None
+
+
+@pytest.fixture
+async def listener() -> AsyncIterator[Listener]:
+    service = Listener(free_port())
+    await service.open()
+    try:
+        yield service
+    finally:
+        await service.close()
+
+
+async def path_state(bus: Bus) -> PathState | None:
+    kv = await bus.kv(subjects.KV_PATHS)
+    try:
+        entry = await kv.get(subjects.path_key(SERVICE, "r1"))
+    except Exception:
+        return None
+    if entry.value is None:
+        return None
+    return msgspec.json.decode(entry.value, type=PathState)
+
+
+async def stream_messages(bus: Bus, subject: str, kind: type[msgspec.Struct]) -> list[object]:
+    """Every message on `subject` in its stream, oldest first (ephemeral ordered consumer)."""
+    messages: list[object] = []
+    sub = await bus.js.subscribe(subject, ordered_consumer=True, deliver_policy="all")
+    try:
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=0.3)
+            except Exception:
+                break
+            messages.append(msgspec.json.decode(msg.data, type=kind))
+    finally:
+        await sub.unsubscribe()
+    return messages
+
+
+async def test_route_goes_down_and_heals_through_probation(
+    bus: Bus, nats_url: str, tmp_path: Path, listener: Listener
+) -> None:
+    loaded = parse_config(e2e_config(nats_url, tmp_path, listener.port), "e2e.yaml")
+    stop = asyncio.Event()
+    runner = asyncio.create_task(run_all(loaded, stop))
+    try:
+
+        async def state_is(name: str) -> bool:
+            if runner.done():
+                runner.result()
+            current = await path_state(bus)
+            return current is not None and current.state == name
+
+        await wait_for(lambda: state_is("up"), 20, what="route up")
+
+        await listener.close()
+        closed_at = time.monotonic()
+        waited = await wait_for(lambda: state_is("down"), WINDOW_S * 2 + 2.5, what="route down")
+        down = await path_state(bus)
+        assert down is not None and not down.in_service and not down.best_effort
+        assert "tcp" in down.reason, down.reason
+        assert down.hold_down_until is not None
+        alarms = await stream_messages(bus, subjects.alarm(SERVICE, "r1"), Alarm)
+        raised = [a for a in alarms if isinstance(a, Alarm) and a.status == "raised"]
+        assert raised, "no alarm raised when the route went down"
+        print(f"down {waited:.2f} s after the listener closed ({time.monotonic() - closed_at:.2f})")
+
+        await listener.open()
+        await wait_for(lambda: state_is("probation"), HOLD_DOWN_S + 3, what="probation")
+        await wait_for(lambda: state_is("up"), WINDOW_S * 3 + 2, what="up after probation")
+        alarms = await stream_messages(bus, subjects.alarm(SERVICE, "r1"), Alarm)
+        cleared = [a for a in alarms if isinstance(a, Alarm) and a.status == "cleared"]
+        assert {a.id for a in cleared} >= {a.id for a in raised}, "alarm not cleared"
+        events = await stream_messages(bus, subjects.event(SERVICE, "r1"), PathEvent)
+        kinds = [e.kind for e in events if isinstance(e, PathEvent)]
+        assert kinds.index("path-down") < kinds.index("probation") < len(kinds) - 1
+        assert kinds[-1] == "path-up"
+    finally:
+        stop.set()
+        await asyncio.wait_for(runner, timeout=5)
+
+
+def test_pathwatch_up_cli_serves_paths_and_stops_cleanly(tmp_path: Path) -> None:
+    """`pathwatch up` on a copy of the default config, as the README says to run it."""
+    api_port, metrics_port = free_port(), free_port()
+    default = subprocess.run(
+        [sys.executable, "-m", "pathwatch", "config", "show"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    config = tmp_path / "pathwatch.yaml"
+    config.write_text(
+        default.replace("127.0.0.1:8640", f"127.0.0.1:{api_port}")
+        .replace("port: 8640", f"port: {api_port}")
+        .replace("127.0.0.1:9640", f"127.0.0.1:{metrics_port}")
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pathwatch", "up", "-c", str(config)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        states: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            try:
+                reply = httpx.get(f"http://127.0.0.1:{api_port}/api/v1/service-paths", timeout=1)
+                states = {f"{p['service']}.{p['route']}": p["state"] for p in reply.json()}
+            except (httpx.HTTPError, ValueError, KeyError, TypeError):
+                states = {}
+            if states and all(s in ("up", "down", "probation") for s in states.values()):
+                break
+            time.sleep(0.2)
+        assert states.get("loopback.lo-primary") == "up", states
+        show = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pathwatch",
+                "show",
+                "service-path",
+                "--api",
+                f"http://127.0.0.1:{api_port}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        assert show.returncode == 0, show.stderr
+        assert "lo-primary" in show.stdout and "lo-secondary" in show.stdout
+        children = _children(process.pid)
+        assert any("nats-server" in c for c in children), children
+        started = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=5)
+        assert time.monotonic() - started < 2.0
+        assert all(not Path(f"/proc/{pid}").exists() for pid in _child_pids(children))
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _children(pid: int) -> list[str]:
+    result = subprocess.run(
+        ["ps", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True
+    )
+    return [line.strip() for line in result.stdout.splitlines() if line.strip()]
+
+
+def _child_pids(children: list[str]) -> list[int]:
+    return [int(line.split()[0]) for line in children]
