@@ -164,6 +164,21 @@ class Bus:
         await self._ensure_kv(subjects.KV_PROBES, history=1, ttl=0)
         await self._ensure_kv(subjects.KV_LEASES, history=1, ttl=0)
 
+    async def try_ensure(self) -> bool:
+        """`ensure` for roles that may lack the right to manage streams (aggregator,
+        router, API on a secured cluster): on a refusal or time-out, log and go on,
+        trusting the enforcer or an admin to have set JetStream up. True when done."""
+        try:
+            await self.ensure()
+        except (TimeoutError, nats.errors.Error) as exc:
+            log.warning(
+                "could not set up JetStream streams and buckets (%s); assuming the enforcer"
+                " or an admin has (this role may lack the permission)",
+                exc.__class__.__name__,
+            )
+            return False
+        return True
+
     async def _ensure_kv(self, bucket: str, history: int, ttl: float) -> KeyValue:
         try:
             kv = await self.js.key_value(bucket)

@@ -61,3 +61,38 @@ async def test_embedded_server_stops_and_bus_reconnects(tmp_path: Path) -> None:
     finally:
         await bus.close()
         server.stop()
+
+
+async def test_try_ensure_goes_on_when_the_role_may_not_manage_streams(tmp_path: Path) -> None:
+    """A role without JetStream admin rights (router, aggregator on a secured cluster)."""
+    config = tmp_path / "server.conf"
+    config.write_text(
+        """
+accounts {
+  PW {
+    jetstream: enabled
+    users = [
+      {user: admin, password: admin}
+      {user: router, password: router, permissions: {
+        publish: {deny: ["$JS.API.STREAM.>", "$JS.API.CONSUMER.>"]}}}
+    ]
+  }
+}
+"""
+    )
+    with EmbeddedNats(store_dir=tmp_path / "store", config_file=config) as server:
+        limited = await Bus.connect(
+            BusOptions.from_url(server.url, name="router", user="router", password="router")
+        )
+        try:
+            assert await limited.try_ensure() is False
+            assert limited.nc.is_connected
+        finally:
+            await limited.close()
+        admin = await Bus.connect(
+            BusOptions.from_url(server.url, name="admin", user="admin", password="admin")
+        )
+        try:
+            assert await admin.try_ensure() is True
+        finally:
+            await admin.close()

@@ -78,7 +78,7 @@ def aggregator_command(
     async def main(stop: asyncio.Event) -> None:
         bus = await Bus.connect(bus_options(cfg.nats, f"aggregator-{partition}", url))
         try:
-            await bus.ensure()
+            await bus.try_ensure()
             await run_aggregator(
                 cfg,
                 bus,

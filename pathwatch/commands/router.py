@@ -69,7 +69,7 @@ def router(
         if bus is None:
             return
         try:
-            await bus.ensure()
+            await bus.try_ensure()
             await run_router(loaded.config, bus, stop=stop, node=node, dry_run=dry_run, netns=netns)
         except (RouterError, NetAdminMissing) as exc:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
