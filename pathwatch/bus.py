@@ -82,6 +82,8 @@ class Bus:
         self.js: JetStreamContext = nc.jetstream()
         self.options = options
         self._kv: dict[str, KeyValue] = {}
+        #: Set by `close`, so the disconnect it causes is not reported as a fault.
+        self.closing = False
         self.reconnect_callbacks: list[Callable[[], Awaitable[None]]] = list(options.on_reconnect)
 
     @classmethod
@@ -93,6 +95,9 @@ class Bus:
             log.warning("nats %s: %s", options.name, exc)
 
         async def disconnected_cb() -> None:
+            bus = holder.get("bus")
+            if bus is not None and bus.closing:
+                return
             log.warning("nats %s: disconnected", options.name)
 
         async def reconnected_cb() -> None:
@@ -104,7 +109,7 @@ class Bus:
                     log.exception("reconnect callback failed")
 
         async def closed_cb() -> None:
-            log.info("nats %s: closed", options.name)
+            log.debug("nats %s: closed", options.name)
 
         tls: ssl.SSLContext | None = None
         if options.tls_ca or options.tls_cert:
@@ -207,6 +212,7 @@ class Bus:
         """Drain subscriptions and close; safe to call twice."""
         if self.nc.is_closed:
             return
+        self.closing = True
         try:
             await asyncio.wait_for(self.nc.drain(), timeout=2.0)
         except (TimeoutError, nats.errors.ConnectionClosedError):
