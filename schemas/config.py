@@ -110,6 +110,17 @@ class HealerConfig(_Cfg, frozen=True, kw_only=True):
     liveness_check_enabled: bool = True
     liveness_check_interval: Annotated[float, Meta(gt=0, le=60)] = 0.2
     liveness_check_timeout: Annotated[float, Meta(gt=0, le=60)] = 1.0
+    #: Backoff between failed heals: base x 2^(failures-1) seconds, capped, +/- jitter (a
+    #: fraction), so a client whose every path is broken never loops (docs/healer.md).
+    backoff_base: Annotated[float, Meta(gt=0, le=3600)] = 0.5
+    backoff_max: Annotated[float, Meta(gt=0, le=86400)] = 30.0
+    backoff_jitter: Annotated[float, Meta(ge=0, le=1)] = 0.25
+    #: Seconds to wait for the enforcer's load-balancer answer before choosing locally.
+    select_timeout: Annotated[float, Meta(gt=0, le=60)] = 0.5
+    #: The built-in reconnect hook's routes: its own protocol number, table and metric.
+    route_protocol: Annotated[int, Meta(ge=5, le=255)] = 200
+    route_table: Annotated[int, Meta(ge=1, le=4294967295)] = 254
+    route_metric: Annotated[int, Meta(ge=0, le=4294967295)] = 0
 
 
 class GrafanaConfig(_Cfg, frozen=True, kw_only=True):

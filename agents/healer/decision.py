@@ -1,0 +1,146 @@
+"""The healing decision table and the backoff between failed heals: pure, clock injected.
+
+The table of DESIGN.md ("Healing"):
+
+| control plane | data plane | action |
+|---|---|---|
+| up   | up   | nothing (once back from "down / up": re-request the same endpoint) |
+| up   | down | reselect: a new endpoint |
+| down | up   | keep the working connection; re-request the same endpoint later |
+| down | down | reselect (best-effort: without the load balancer) |
+
+A connection whose data plane works is never torn down. Reselects are
+spaced by an exponential backoff with jitter while heals keep failing, and
+every heal starts a new *generation*: liveness results of an older
+generation (checked against the previous endpoint's addresses) are stale and
+dropped, so a heal cannot be undone by its own out-of-date evidence. These
+are the heal loops users hit with the service-mesh healer.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Action(StrEnum):
+    """What the healer does after one observation."""
+
+    NOTHING = "nothing"
+    KEEP = "keep"
+    RESELECT = "reselect"
+    REREQUEST = "rerequest-same"
+    WAIT = "wait"
+
+
+def table(control_up: bool, data_up: bool) -> Action:
+    """The bare decision table (no history): see the module docstring."""
+    if data_up:
+        return Action.NOTHING if control_up else Action.KEEP
+    return Action.RESELECT
+
+
+@dataclass(frozen=True)
+class Decision:
+    """An action, why, and (for WAIT) when a reselect may be tried again."""
+
+    action: Action
+    reason: str
+    retry_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Delay before the next heal after `failures` failed ones: base x 2^(n-1), capped, jittered."""
+
+    base: float = 0.5
+    cap: float = 30.0
+    jitter: float = 0.25
+
+    def delay(self, failures: int, draw: float) -> float:
+        """`draw` is uniform in [0, 1); the delay varies by +/- `jitter` around the nominal one."""
+        if failures <= 0:
+            return 0.0
+        nominal = min(self.cap, self.base * 2.0 ** min(failures - 1, 30))
+        return max(0.0, nominal * (1.0 + self.jitter * (2.0 * draw - 1.0)))
+
+
+class HealPolicy:
+    """The decision table with the history it needs: backoff, generations, pending re-request."""
+
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        backoff: Backoff | None = None,
+        draw: Callable[[], float] = random.random,
+    ) -> None:
+        self.clock = clock
+        self.backoff = backoff or Backoff()
+        self.draw = draw
+        self.generation = 0
+        self.failures = 0
+        self.retry_at = 0.0
+        self.heals = 0
+        self.rerequest_pending = False
+        self.healing = False
+        self.last_heal_succeeded = False
+        self.control_seen_up = False
+
+    def decide(self, control_up: bool, data_up: bool) -> Decision:
+        """The action for the current evidence; see the module docstring."""
+        cell = table(control_up, data_up)
+        if control_up:
+            self.control_seen_up = True
+        if cell is Action.NOTHING:
+            if self.rerequest_pending:
+                self.rerequest_pending = False
+                return Decision(
+                    Action.REREQUEST, "control plane back: re-requesting the same endpoint"
+                )
+            return Decision(Action.NOTHING, "control and data plane up")
+        if cell is Action.KEEP:
+            # re-request once it is back, unless it was never up (nothing to re-request yet)
+            self.rerequest_pending = self.rerequest_pending or self.control_seen_up
+            return Decision(
+                Action.KEEP, "control plane down, data plane up: keeping the connection"
+            )
+        now = self.clock()
+        if self.healing:
+            return Decision(Action.WAIT, "a heal is in progress", self.retry_at)
+        if now < self.retry_at:
+            return Decision(
+                Action.WAIT,
+                f"backing off after {self.failures} failed heal(s)",
+                self.retry_at,
+            )
+        plane = "control and data plane down" if not control_up else "data plane down"
+        return Decision(Action.RESELECT, f"{plane}: reselecting")
+
+    def heal_started(self) -> int:
+        """A reselect begins: returns the new generation (older liveness results are stale)."""
+        self.healing = True
+        self.heals += 1
+        self.generation += 1
+        self.rerequest_pending = False
+        return self.generation
+
+    def heal_finished(self, succeeded: bool) -> None:
+        """A reselect ended. Until a live data plane proves it (`data_plane_ok`) every heal
+        counts as failed, so the next one waits the backoff: an endpoint that dies again
+        at once, or no endpoint at all, cannot make the healer loop."""
+        self.healing = False
+        self.failures += 1
+        self.retry_at = self.clock() + self.backoff.delay(self.failures, self.draw())
+        self.last_heal_succeeded = succeeded
+
+    def data_plane_ok(self, generation: int) -> None:
+        """A fresh liveness pass (or an up route) on the current endpoint: heals succeeded."""
+        if generation == self.generation:
+            self.failures = 0
+            self.retry_at = 0.0
+
+    def is_current(self, generation: int) -> bool:
+        """Whether evidence gathered in `generation` is about the current endpoint."""
+        return generation == self.generation
