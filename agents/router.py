@@ -21,10 +21,10 @@ import nats.errors
 
 from agents.routing.capability import NetAdminMissing, require_net_admin
 from agents.routing.desired import desired_routes
-from agents.routing.follower import CommandFollower, PathStateFollower
+from agents.routing.follower import CommandFollower
 from agents.routing.kernel import KernelTable, RouteApplyError
 from agents.routing.plan import Change, plan_changes
-from pathwatch.bus import Bus
+from pathwatch.bus import Bus, PathStateFollower
 from schemas.config import PathwatchConfig
 from schemas.subjects import path_key
 from schemas.wire import PathState, RouteCommand

@@ -8,8 +8,10 @@ call from every process at every start); `Bus.close` drains.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,13 +27,17 @@ from nats.js.api import (
     StreamConfig,
 )
 from nats.js.errors import BucketNotFoundError, NotFoundError
-from nats.js.kv import KeyValue
+from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from schemas import subjects
+from schemas.codec import DecodeError, decode_message
+from schemas.wire import PathState
 
 log = logging.getLogger("pathwatch.bus")
 
 DAY = 86400.0
+#: Seconds to wait for each entry of a KV snapshot before taking it as complete.
+SNAPSHOT_ENTRY_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -220,3 +226,86 @@ class Bus:
         finally:
             if not self.nc.is_closed:
                 await self.nc.close()
+
+
+class PathStateFollower:
+    """Holds the latest PathState of every key of KV `pathwatch-paths` (or of `keys`).
+
+    `resync()` replaces everything with a fresh snapshot and restarts the watch
+    (raising when NATS cannot be reached); `on_change(key)` is called for every
+    change after that (key None: a whole new snapshot); `on_broken()` when the
+    watch fails and a resync is needed. Malformed values are counted in
+    `malformed` by reason (`path-state-<reason>`) and dropped; the previous
+    state of that key is kept. Routers and healers reconcile from it.
+    """
+
+    def __init__(
+        self,
+        bus: Bus,
+        on_change: Callable[[str | None], None],
+        on_broken: Callable[[], None],
+        malformed: Counter[str],
+        keys: str = ">",
+        name: str = "kv",
+    ) -> None:
+        self._bus = bus
+        self._on_change = on_change
+        self._on_broken = on_broken
+        self._malformed = malformed
+        self._keys = keys
+        self._name = name
+        self._watcher: KeyValue.KeyWatcher | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.states: dict[str, PathState] = {}
+
+    @property
+    def watching(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def resync(self) -> None:
+        """Read the whole bucket (or the keys), then follow it."""
+        await self.stop()
+        kv = await self._bus.kv(subjects.KV_PATHS)
+        watcher = await kv.watch(self._keys)
+        self._watcher = watcher
+        states: dict[str, PathState] = {}
+        while True:
+            entry = await watcher.updates(timeout=SNAPSHOT_ENTRY_TIMEOUT)  # type: ignore[no-untyped-call]
+            if entry is None:
+                break
+            self._fold(states, entry)
+        self.states = states
+        self._on_change(None)
+        self._task = asyncio.create_task(self._follow(watcher), name=f"{self._name}-kv-watch")
+
+    async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
+        try:
+            async for entry in watcher:
+                if entry is None:
+                    continue
+                self._fold(self.states, entry)
+                self._on_change(entry.key)
+        except Exception:
+            log.exception("%s: watch of %s failed; resyncing", self._name, subjects.KV_PATHS)
+        self._on_broken()
+
+    def _fold(self, states: dict[str, PathState], entry: KeyValue.Entry) -> None:
+        if entry.operation in (KV_DEL, KV_PURGE):
+            states.pop(entry.key, None)
+            return
+        try:
+            states[entry.key] = decode_message(entry.value or b"", PathState)
+        except DecodeError as exc:
+            self._malformed[f"path-state-{exc.reason}"] += 1
+            log.warning("%s: dropping malformed PathState %s: %s", self._name, entry.key, exc)
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        watcher, self._watcher = self._watcher, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if watcher is not None:
+            with contextlib.suppress(nats.errors.Error, asyncio.TimeoutError):
+                await watcher.stop()  # type: ignore[no-untyped-call]

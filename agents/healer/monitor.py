@@ -19,19 +19,15 @@ from collections.abc import Callable
 import msgspec
 import nats.errors
 from nats.js.errors import KeyDeletedError, KeyNotFoundError
-from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
-from pathwatch.bus import Bus
+from pathwatch.bus import Bus, PathStateFollower
 from schemas import subjects
-from schemas.codec import DecodeError, decode_message
 from schemas.wire import PathState
 
 log = logging.getLogger("pathwatch.healer")
 
 #: Key of the enforcer's lease in KV `pathwatch-leases` (written by enforcer/lease.py).
 LEASE_KEY = "enforcer"
-#: Seconds to wait for each entry of the initial KV snapshot.
-SNAPSHOT_ENTRY_TIMEOUT = 2.0
 
 
 class LeaseView(msgspec.Struct, frozen=True):
@@ -58,16 +54,28 @@ class PathMonitor:
         self.on_change = on_change
         self.clock = clock
         self.lease_poll = lease_poll
-        self.states: dict[str, PathState] = {}
         self.malformed: Counter[str] = Counter()
         self.lease: LeaseView | None = None
-        self.watch_alive = False
         self.resyncs = 0
         self._resync = asyncio.Event()
-        self._watcher: KeyValue.KeyWatcher | None = None
-        self._follow_task: asyncio.Task[None] | None = None
+        self._paths = PathStateFollower(
+            bus,
+            on_change=lambda _key: self.on_change(),
+            on_broken=self._watch_broken,
+            malformed=self.malformed,
+            keys=f"{service}.*",
+            name="healer",
+        )
 
     # --- what the healer asks ---------------------------------------------------
+
+    @property
+    def states(self) -> dict[str, PathState]:
+        return self._paths.states
+
+    @property
+    def watch_alive(self) -> bool:
+        return self._paths.watching
 
     def lease_live(self) -> bool:
         return self.lease is not None and self.lease.expires >= self.clock()
@@ -101,7 +109,7 @@ class PathMonitor:
         finally:
             with contextlib.suppress(ValueError):
                 self.bus.reconnect_callbacks.remove(self._on_reconnect)
-            await self._stop_watch()
+            await self._paths.stop()
 
     async def _on_reconnect(self) -> None:
         self._resync.set()
@@ -127,58 +135,16 @@ class PathMonitor:
             self.on_change()
 
     async def _start_watch(self) -> bool:
-        await self._stop_watch()
         try:
-            kv = await self.bus.kv(subjects.KV_PATHS)
-            watcher = await kv.watch(f"{self.service}.*")
-            states: dict[str, PathState] = {}
-            while True:
-                entry = await watcher.updates(timeout=SNAPSHOT_ENTRY_TIMEOUT)  # type: ignore[no-untyped-call]
-                if entry is None:
-                    break
-                self._fold(states, entry)
+            await self._paths.resync()
         except (nats.errors.Error, TimeoutError, OSError) as exc:
             log.warning("healer: cannot watch %s yet: %s", subjects.KV_PATHS, exc)
-            self.watch_alive = False
+            self.on_change()
             return False
-        self._watcher = watcher
-        self.states = states
-        self.watch_alive = True
         self.resyncs += 1
-        self._follow_task = asyncio.create_task(self._follow(watcher), name="healer-kv-watch")
         self.on_change()
         return True
 
-    async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
-        try:
-            async for entry in watcher:
-                if entry is None:
-                    continue
-                self._fold(self.states, entry)
-                self.on_change()
-        except Exception:
-            log.exception("healer: watch of %s broke; resyncing", subjects.KV_PATHS)
-        self.watch_alive = False
+    def _watch_broken(self) -> None:
         self._resync.set()
         self.on_change()
-
-    def _fold(self, states: dict[str, PathState], entry: KeyValue.Entry) -> None:
-        if entry.operation in (KV_DEL, KV_PURGE):
-            states.pop(entry.key, None)
-            return
-        try:
-            states[entry.key] = decode_message(entry.value or b"", PathState)
-        except DecodeError as exc:
-            self.malformed[f"path-state-{exc.reason}"] += 1
-            log.warning("healer: dropping malformed PathState %s: %s", entry.key, exc)
-
-    async def _stop_watch(self) -> None:
-        task, self._follow_task = self._follow_task, None
-        watcher, self._watcher = self._watcher, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if watcher is not None:
-            with contextlib.suppress(nats.errors.Error, asyncio.TimeoutError):
-                await watcher.stop()  # type: ignore[no-untyped-call]

@@ -1,8 +1,8 @@
-"""The NATS side of the router: the path states of KV `pathwatch-paths` (snapshot, then a
-watch) and the route commands of `pw.cmd.route.<node>` (a durable pull consumer).
+"""The route commands of `pw.cmd.route.<node>` (a durable pull consumer), for the router.
 
-Both only report what they saw through callbacks; malformed values are counted by
-reason and dropped without stopping either consumer.
+It only reports what it saw through a callback; malformed commands are counted by
+reason and dropped without stopping the consumer. Path states come from
+`pathwatch.bus.PathStateFollower`.
 """
 
 from __future__ import annotations
@@ -16,17 +16,14 @@ from collections.abc import Callable
 import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from pathwatch.bus import Bus
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message
-from schemas.wire import PathState, RouteCommand
+from schemas.wire import RouteCommand
 
 log = logging.getLogger("pathwatch.router")
 
-#: Seconds to wait for each entry of the initial KV snapshot.
-SNAPSHOT_ENTRY_TIMEOUT = 5.0
 #: Seconds a command fetch long-polls before asking again.
 COMMAND_FETCH_TIMEOUT = 1.0
 
@@ -34,78 +31,6 @@ COMMAND_FETCH_TIMEOUT = 1.0
 def command_consumer_name(node: str) -> str:
     """The durable consumer of a node's route commands."""
     return f"pathwatch-router-{node}"
-
-
-class PathStateFollower:
-    """Holds the latest PathState of every key of KV `pathwatch-paths`.
-
-    `resync()` replaces everything with a fresh snapshot and restarts the watch;
-    `on_change(key)` is called for every change after that (key None: whole snapshot);
-    `on_broken()` when the watch fails and a resync is needed.
-    """
-
-    def __init__(
-        self,
-        bus: Bus,
-        on_change: Callable[[str | None], None],
-        on_broken: Callable[[], None],
-        malformed: Counter[str],
-    ) -> None:
-        self._bus = bus
-        self._on_change = on_change
-        self._on_broken = on_broken
-        self._malformed = malformed
-        self._watcher: KeyValue.KeyWatcher | None = None
-        self._task: asyncio.Task[None] | None = None
-        self.states: dict[str, PathState] = {}
-
-    async def resync(self) -> None:
-        """Read the whole bucket, then follow it; raises when NATS cannot be reached."""
-        await self.stop()
-        kv = await self._bus.kv(subjects.KV_PATHS)
-        watcher = await kv.watchall()
-        self._watcher = watcher
-        states: dict[str, PathState] = {}
-        while True:
-            entry = await watcher.updates(timeout=SNAPSHOT_ENTRY_TIMEOUT)  # type: ignore[no-untyped-call]
-            if entry is None:
-                break
-            self._fold(states, entry)
-        self.states = states
-        self._on_change(None)
-        self._task = asyncio.create_task(self._follow(watcher), name="router-kv-watch")
-
-    async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
-        try:
-            async for entry in watcher:
-                if entry is None:
-                    continue
-                self._fold(self.states, entry)
-                self._on_change(entry.key)
-        except Exception:
-            log.exception("watch of %s failed; resyncing", subjects.KV_PATHS)
-            self._on_broken()
-
-    def _fold(self, states: dict[str, PathState], entry: KeyValue.Entry) -> None:
-        if entry.operation in (KV_DEL, KV_PURGE):
-            states.pop(entry.key, None)
-            return
-        try:
-            states[entry.key] = decode_message(entry.value or b"", PathState)
-        except DecodeError as exc:
-            self._malformed[f"path-state-{exc.reason}"] += 1
-            log.warning("dropping malformed PathState %s: %s", entry.key, exc)
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        watcher, self._watcher = self._watcher, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if watcher is not None:
-            with contextlib.suppress(nats.errors.Error, asyncio.TimeoutError):
-                await watcher.stop()  # type: ignore[no-untyped-call]
 
 
 class CommandFollower:
