@@ -29,7 +29,7 @@ from litestar.exceptions import (
 )
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from enforcer.api_backend import ApiBackend
 from enforcer.load_balancer import LoadBalancerRow, load_balancer_rows
@@ -39,8 +39,6 @@ from schemas.names import is_subject_safe
 from schemas.wire import Alarm, PathState, ProbeState
 
 log = logging.getLogger("pathwatch.api")
-
-NameParam = Annotated[str, Parameter(min_length=1, max_length=64)]
 
 
 class ProbeStateRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -106,7 +104,7 @@ def create_app(config: PathwatchConfig, backend: ApiBackend) -> Litestar:
         )
 
     @get("/api/v1/service-paths", guards=[require_token], sync_to_thread=False)
-    def service_paths(service: str | None = None) -> list[PathState]:
+    def service_paths(service: FromQuery[str | None] = None) -> list[PathState]:
         """Every route's PathState (optionally of one service)."""
         return [
             state
@@ -119,7 +117,7 @@ def create_app(config: PathwatchConfig, backend: ApiBackend) -> Litestar:
         guards=[require_token],
         sync_to_thread=False,
     )
-    def service_path(service: str, route: str) -> PathState:
+    def service_path(service: FromPath[str], route: FromPath[str]) -> PathState:
         state = backend.paths.get(f"{service}.{route}")
         if state is None:
             if (service, route) in routes:
@@ -128,14 +126,16 @@ def create_app(config: PathwatchConfig, backend: ApiBackend) -> Litestar:
         return state
 
     @get("/api/v1/load-balancer", guards=[require_token], sync_to_thread=False)
-    def load_balancer(service: str | None = None) -> list[LoadBalancerRow]:
+    def load_balancer(service: FromQuery[str | None] = None) -> list[LoadBalancerRow]:
         """Routes with the router's load-balancer columns, best first per service."""
         if service is not None and not any(s == service for s, _ in routes):
             raise NotFoundException(detail=f"unknown service {service!r}")
         return load_balancer_rows(list(backend.paths.values()), service)
 
     @get("/api/v1/alarms", guards=[require_token], sync_to_thread=False)
-    def alarms(include_cleared: bool = False, service: str | None = None) -> list[Alarm]:
+    def alarms(
+        include_cleared: FromQuery[bool] = False, service: FromQuery[str | None] = None
+    ) -> list[Alarm]:
         """Active alarms (raised, not cleared); `include_cleared` adds recently cleared ones."""
         return sorted(
             (
@@ -188,7 +188,9 @@ def create_app(config: PathwatchConfig, backend: ApiBackend) -> Litestar:
         return [], {}
 
     @put("/api/v1/probe-state/{probe:str}", guards=[require_token], status_code=200)
-    async def set_probe_state(probe: str, data: ProbeStateRequest) -> ProbeState:
+    async def set_probe_state(
+        probe: FromPath[str], data: JSONBody[ProbeStateRequest]
+    ) -> ProbeState:
         """Set a plugin probe's state; `ttl` seconds bounds how long it holds."""
         keys, where = _target_keys(probe, data.service, data.route, data.node, data.interface, True)
         now = time.time()
@@ -213,11 +215,11 @@ def create_app(config: PathwatchConfig, backend: ApiBackend) -> Litestar:
 
     @get("/api/v1/probe-state/{probe:str}", guards=[require_token])
     async def get_probe_state(
-        probe: str,
-        service: str | None = None,
-        route: str | None = None,
-        node: str | None = None,
-        interface: str | None = None,
+        probe: FromPath[str],
+        service: FromQuery[str | None] = None,
+        route: FromQuery[str | None] = None,
+        node: FromQuery[str | None] = None,
+        interface: FromQuery[str | None] = None,
     ) -> list[ProbeState]:
         """The probe's state at one address, or at every address when none is given."""
         keys, _ = _target_keys(probe, service, route, node, interface, False)
@@ -229,11 +231,11 @@ def create_app(config: PathwatchConfig, backend: ApiBackend) -> Litestar:
 
     @delete("/api/v1/probe-state/{probe:str}", guards=[require_token], status_code=200)
     async def delete_probe_state(
-        probe: str,
-        service: str | None = None,
-        route: str | None = None,
-        node: str | None = None,
-        interface: str | None = None,
+        probe: FromPath[str],
+        service: FromQuery[str | None] = None,
+        route: FromQuery[str | None] = None,
+        node: FromQuery[str | None] = None,
+        interface: FromQuery[str | None] = None,
     ) -> Deleted:
         """Delete the probe's state at one address, or everywhere when none is given."""
         keys, _ = _target_keys(probe, service, route, node, interface, False)

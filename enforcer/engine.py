@@ -93,6 +93,13 @@ class Engine:
             tracker = RouteTracker(spec, clock)
             self.trackers[spec.key] = tracker
             self.services.setdefault(spec.service, []).append(tracker)
+        #: Routes of each service that detection is enabled on (best-effort candidates).
+        self.enabled_routes: dict[str, list[RouteTracker]] = {
+            service: [t for t in trackers if t.spec.enabled]
+            for service, trackers in self.services.items()
+        }
+        #: Routes of each service currently kept in service as best-effort.
+        self.best_effort_routes: dict[str, set[str]] = {service: set() for service in self.services}
         self.previous: dict[str, PathState] = {}
         self.liveness = AgentLiveness(self.silence_windows, self._agent_window)
         self.agent_alarms: dict[str, Alarm] = {}
@@ -126,6 +133,11 @@ class Engine:
         if tracker is None:
             return False
         tracker.restore(state)
+        kept = self.best_effort_routes[tracker.spec.service]
+        if tracker.best_effort:
+            kept.add(tracker.spec.route)
+        else:
+            kept.discard(tracker.spec.route)
         self.previous[tracker.spec.key] = state
         return True
 
@@ -278,6 +290,7 @@ class Engine:
             return
         track = tracked.machine.track
         spec = tracker.spec
+        tracked.machine.revision.bump()  # alarm_raised_at is shown in the lane state
         if transition.state == "down" and track.alarm_raised_at is None:
             track.alarm_raised_at = transition.at
             status = "raised"
@@ -324,22 +337,28 @@ class Engine:
         for tracker in touched:
             tracker.stale = tracker.window_stale or tracker.spec.key in stale_routes
         routes = self.services[service]
-        enabled = [t for t in routes if t.spec.enabled]
+        enabled = self.enabled_routes[service]
         chosen: str | None = None
         if (
             enabled
             and routes[0].spec.best_effort_allowed
-            and all(not t.raw_in_service for t in enabled)
+            and not any(t.raw_in_service for t in enabled)
         ):
             chosen = best_effort_choice(
                 [Candidate(t.spec.route, t.quality, t.spec.cost, t.best_effort) for t in enabled]
             )
-        touched = dict(touched)
-        for tracker in routes:
-            wanted = tracker.spec.route == chosen
-            if tracker.best_effort != wanted:
-                tracker.best_effort = wanted
-                touched.setdefault(tracker, max(touched.values(), default=self.clock()))
+        kept = self.best_effort_routes[service]
+        if chosen is not None or kept:
+            touched = dict(touched)
+            for tracker in routes:
+                wanted = tracker.spec.route == chosen
+                if tracker.best_effort != wanted:
+                    tracker.best_effort = wanted
+                    if wanted:
+                        kept.add(tracker.spec.route)
+                    else:
+                        kept.discard(tracker.spec.route)
+                    touched.setdefault(tracker, max(touched.values(), default=self.clock()))
         now = self.clock()
         for tracker, at in touched.items():
             self._emit(tracker, at, now, out)

@@ -137,3 +137,72 @@ def combine(verdicts: list[Verdict]) -> Verdict:
     if not verdicts or any(verdict.passed is None for verdict in verdicts):
         return NOT_JUDGED
     return PASSED
+
+
+_NO_LIMIT = float("inf")
+
+
+@dataclass(frozen=True, slots=True)
+class ReachabilityLimits:
+    """The reachability tests of one (protocol, class) as plain numbers, inf when off.
+
+    `exceeded` is the hot-path pre-check: False exactly when `judge_reachability`
+    passes a lane with enough samples, so only failing lanes pay for reasons.
+    """
+
+    error_pct: float
+    tte_max_ms: float
+    tte_mean_ms: float
+
+    @classmethod
+    def of(cls, thresholds: ClassThresholds) -> "ReachabilityLimits":
+        tte = thresholds.time_to_establishment
+        limit = thresholds.acceptable_error_threshold
+        return cls(
+            error_pct=limit if limit > 0 else _NO_LIMIT,
+            tte_max_ms=tte.max if tte.enabled and tte.max > 0 else _NO_LIMIT,
+            tte_mean_ms=tte.mean if tte.enabled and tte.mean > 0 else _NO_LIMIT,
+        )
+
+    def exceeded(self, lane: LaneStats) -> bool:
+        latency_max, latency_mean = lane.latency_max_ms, lane.latency_mean_ms
+        return (
+            lane.error_pct > self.error_pct
+            or (latency_max is not None and latency_max > self.tte_max_ms)
+            or (latency_mean is not None and latency_mean > self.tte_mean_ms)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SlaLimits:
+    """A probe profile's SLA as plain numbers, inf when off; pre-check for `judge_sla`."""
+
+    loss_pct: float
+    latency_max_ms: float
+    latency_mean_ms: float
+    jitter_ms: float
+
+    @classmethod
+    def of(cls, sla: SlaMetrics) -> "SlaLimits":
+        latency = sla.latency
+        return cls(
+            loss_pct=sla.max_loss if sla.max_loss < 100 else _NO_LIMIT,
+            latency_max_ms=latency.max if latency.max > 0 else _NO_LIMIT,
+            latency_mean_ms=latency.mean if latency.mean > 0 else _NO_LIMIT,
+            jitter_ms=sla.max_jitter
+            if sla.max_jitter is not None and sla.max_jitter > 0
+            else _NO_LIMIT,
+        )
+
+    def exceeded(self, lane: LaneStats) -> bool:
+        latency_max, latency_mean, jitter = (
+            lane.latency_max_ms,
+            lane.latency_mean_ms,
+            lane.jitter_ms,
+        )
+        return (
+            lane.loss_pct > self.loss_pct
+            or (latency_max is not None and latency_max > self.latency_max_ms)
+            or (latency_mean is not None and latency_mean > self.latency_mean_ms)
+            or (jitter is not None and jitter > self.jitter_ms)
+        )

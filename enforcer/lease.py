@@ -1,26 +1,25 @@
 """Active / standby through a lease in the JetStream KV bucket `pathwatch-leases`.
 
-The lease is one key holding (holder, expires); it is taken with `create`
-when absent and renewed or stolen after expiry with revision-checked
-`update`, so two instances can never both believe they hold it for longer
-than the clock skew between them.
+The lease is one key (`subjects.LEASE_ENFORCER`) holding a `schemas.wire.EnforcerLease`
+JSON record (holder, acquired, renewed, expires); it is taken with `create` when
+absent and renewed or stolen after expiry with revision-checked `update`, so two
+instances can never both believe they hold it for longer than the clock skew
+between them. Other components read the record from the schema type alone.
 """
 
 import logging
 from collections.abc import Callable
 
-import msgspec
 from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from schemas import subjects
+from schemas.codec import DecodeError, decode_message, encode
+from schemas.wire import EnforcerLease
+
 log = logging.getLogger("pathwatch.enforcer.lease")
 
-LEASE_KEY = "enforcer"
-
-
-class LeaseRecord(msgspec.Struct, frozen=True):
-    holder: str
-    expires: float
+LEASE_KEY = subjects.LEASE_ENFORCER
 
 
 class Lease:
@@ -34,38 +33,54 @@ class Lease:
         self.held = False
         self.holder: str | None = None
         self.revision: int | None = None
+        self.acquired: float = 0.0
+
+    def _record(self, now: float, acquired: float) -> bytes:
+        return encode(
+            EnforcerLease(
+                holder=self.instance, acquired=acquired, renewed=now, expires=now + self.ttl
+            )
+        )
 
     async def refresh(self) -> bool:
         """Take or renew the lease; returns whether this instance holds it now."""
         now = self.clock()
-        record = msgspec.json.encode(LeaseRecord(self.instance, now + self.ttl))
         try:
             try:
                 entry = await self.kv.get(LEASE_KEY)
             except (KeyNotFoundError, KeyDeletedError):
-                self.revision = await self.kv.create(LEASE_KEY, record)
-                self.holder = self.instance
-                self.held = True
+                self.revision = await self.kv.create(LEASE_KEY, self._record(now, now))
+                self._took(now)
                 return True
-            current = msgspec.json.decode(entry.value or b"", type=LeaseRecord)
+            current = decode_message(entry.value or b"", EnforcerLease)
             self.holder = current.holder
             if current.holder == self.instance or current.expires < now:
+                renewing = current.holder == self.instance and current.expires >= now
+                acquired = (current.acquired or now) if renewing else now
+                record = self._record(now, acquired)
                 self.revision = await self.kv.update(LEASE_KEY, record, last=entry.revision)
-                self.holder = self.instance
-                self.held = True
+                self._took(acquired)
                 return True
-        except (KeyWrongLastSequenceError, msgspec.DecodeError) as exc:
+        except (KeyWrongLastSequenceError, DecodeError) as exc:
             log.debug("lease race lost: %s", exc)
         except Exception as exc:
             log.warning("lease refresh failed: %s", exc)
         self.held = False
         return False
 
+    def _took(self, acquired: float) -> None:
+        self.holder = self.instance
+        self.acquired = acquired
+        self.held = True
+
     async def release(self) -> None:
         """Give the lease up at once so a standby need not wait for the TTL."""
         if not self.held or self.revision is None:
             return
-        expired = msgspec.json.encode(LeaseRecord(self.instance, 0.0))
+        now = self.clock()
+        expired = encode(
+            EnforcerLease(holder=self.instance, acquired=self.acquired, renewed=now, expires=0.0)
+        )
         try:
             await self.kv.update(LEASE_KEY, expired, last=self.revision)
         except Exception as exc:

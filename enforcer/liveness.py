@@ -34,12 +34,14 @@ class AgentLiveness:
         self.silence_windows = silence_windows
         self._window_of = window_of
         self.agents: dict[str, AgentSeen] = {}
+        self._stale: set[str] | None = None
 
     def beat(self, heartbeat: AgentHeartbeat, covered: frozenset[str], now: float) -> bool:
         """Record a heartbeat; True when the agent was lost and is back."""
         window = self._window_of(covered, heartbeat.node)
         limit = self.silence_windows * max(window, heartbeat.interval_s)
         seen = self.agents.get(heartbeat.agent)
+        self._stale = None
         if seen is None:
             self.agents[heartbeat.agent] = AgentSeen(
                 heartbeat.agent, heartbeat.node, now, limit, covered
@@ -60,12 +62,17 @@ class AgentLiveness:
             if not seen.lost and now - seen.last_seen > seen.silence_limit:
                 seen.lost = True
                 lost.append(seen)
+        if lost:
+            self._stale = None
         return lost
 
     def stale_routes(self) -> set[str]:
-        """Routes covered by at least one agent and only by lost agents."""
+        """Routes covered by at least one agent and only by lost agents (do not mutate)."""
+        if self._stale is not None:
+            return self._stale
         covered_live: set[str] = set()
         covered_lost: set[str] = set()
         for seen in self.agents.values():
             (covered_lost if seen.lost else covered_live).update(seen.routes)
-        return covered_lost - covered_live
+        self._stale = covered_lost - covered_live
+        return self._stale

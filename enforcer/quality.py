@@ -22,7 +22,14 @@ def lane_quality(lane: LaneStats) -> float:
 
 
 def route_quality(lanes: Iterable[LaneStats]) -> float:
-    scores = [lane_quality(lane) for lane in lanes if lane.count > 0]
-    if not scores:
-        return 0.0
-    return round(min(scores), 1)
+    """The weakest lane's score, rounded to one decimal (the hot path: no calls per lane)."""
+    weakest: float | None = None
+    for lane in lanes:
+        if lane.count <= 0:
+            continue
+        error, loss = lane.error_pct, lane.loss_pct
+        success = 1.0 - (loss if loss > error else error) / 100.0
+        score = 100.0 * success / (1.0 + (lane.latency_mean_ms or 0.0) / LATENCY_SCALE_MS)
+        if weakest is None or score < weakest:
+            weakest = score
+    return 0.0 if weakest is None else round(weakest, 1)

@@ -10,10 +10,16 @@ machine is down.
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import chain
+from typing import NamedTuple
+
+import msgspec
 
 from enforcer.judge import (
     NOT_JUDGED,
     PASSED,
+    ReachabilityLimits,
+    SlaLimits,
     Verdict,
     combine,
     judge_reachability,
@@ -21,7 +27,7 @@ from enforcer.judge import (
 )
 from enforcer.quality import route_quality
 from enforcer.route_spec import REACHABILITY_PROTOCOLS, RouteSpec
-from enforcer.state_machine import Clock, PathMachine, TrackState, Transition
+from enforcer.state_machine import Clock, PathMachine, Revision, TrackState, Transition
 from schemas.wire import (
     FastEvidence,
     LaneState,
@@ -41,6 +47,22 @@ ProbeLaneKey = tuple[str, str, str, str]
 #: Causes of route-level evidence machines, with the protocol shown for them.
 EVIDENCE_CAUSES = ("link", "neighbour", "consecutive-failures")
 
+#: Counters of a probe with an SLA, in the router's names; outcome counters first.
+_OUTCOME_COUNTERS = (
+    ("success", "ok"),
+    ("response-timeout", "timeout"),
+    ("failed-to-send", "send-failed"),
+)
+SLA_COUNTERS = (
+    "success",
+    "response-timeout",
+    "failed-to-send",
+    "exceeded-by-max-loss",
+    "exceeded-by-max-latency",
+    "exceeded-by-mean-latency",
+    "exceeded-by-max-jitter",
+)
+
 
 @dataclass
 class Tracked:
@@ -52,6 +74,8 @@ class Tracked:
     cause: str
     enforced: bool
     kind: str = ""
+    #: Reachability limits of an aggregate lane, set when first judged.
+    limits: ReachabilityLimits | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +85,31 @@ class Change:
     route: str
     tracked: Tracked
     transition: Transition
+
+
+@dataclass
+class _Replay:
+    """The last judged window of a route, to replay when the next one is identical.
+
+    Judgement is a pure function of the lane statistics, so a window whose
+    lanes equal the previous window's gives the same verdicts; when every
+    machine is settled on its verdict (observing it again changes nothing)
+    such a window changes nothing but the probe counters.
+    """
+
+    lanes: list[LaneStats]
+    observed: list[tuple[PathMachine, bool | None, str]]
+    counted: dict[tuple[str, str], int]
+    settled_at: int = -1
+
+
+class RouteSummary(NamedTuple):
+    """Route-level figures derived from every machine of a route."""
+
+    meets_sla: bool
+    reason: str
+    hold_down_until: float | None
+    multiplier: int
 
 
 def _track_from(item: LaneState | ProbeStatus) -> TrackState:
@@ -100,6 +149,17 @@ class RouteTracker:
         self.since = 0.0
         self.raw_in_service = True
         self.quality = 0.0
+        self._reachability_limits: dict[tuple[str, str], ReachabilityLimits] = {}
+        self._sla_limits: dict[str, SlaLimits] = {}
+        #: Bumped by every change of a machine or of the lane data of this route.
+        self.revision = Revision()
+        self._replay: _Replay | None = None
+        #: Probe counter increments of the window being judged: (probe, counter) -> amount.
+        self._counted: dict[tuple[str, str], int] = {}
+        self._evaluated_at = -1
+        self._summary: tuple[int, RouteSummary] | None = None
+        self._lane_states: tuple[int, list[LaneState]] | None = None
+        self._snapshot: tuple[tuple[int, str, bool, bool, float], PathState] | None = None
 
     # --- machines ---------------------------------------------------------
 
@@ -112,8 +172,9 @@ class RouteTracker:
         kind: str = "",
         track: TrackState | None = None,
     ) -> Tracked:
+        self.revision.bump()
         return Tracked(
-            PathMachine(self.spec.hold_down, self.clock, track),
+            PathMachine(self.spec.hold_down, self.clock, track, self.revision),
             protocol,
             traffic_class,
             cause,
@@ -122,10 +183,12 @@ class RouteTracker:
         )
 
     def all_tracked(self) -> Iterator[Tracked]:
-        yield from self.lanes.values()
-        yield from self.probes.values()
-        yield from self.plugins.values()
-        yield from self.evidence.values()
+        return chain(
+            self.lanes.values(),
+            self.probes.values(),
+            self.plugins.values(),
+            self.evidence.values(),
+        )
 
     def _changes(self, tracked: Tracked, transitions: list[Transition]) -> list[Change]:
         return [Change(self.spec.key, tracked, transition) for transition in transitions]
@@ -135,56 +198,105 @@ class RouteTracker:
 
     # --- inputs -------------------------------------------------------------
 
+    def _limits(self, protocol: Protocol, traffic_class: TrafficClass) -> ReachabilityLimits:
+        key = (protocol, traffic_class)
+        limits = self._reachability_limits.get(key)
+        if limits is None:
+            limits = ReachabilityLimits.of(self.spec.thresholds_for(protocol, traffic_class))
+            self._reachability_limits[key] = limits
+        return limits
+
+    def _judge_reachability(
+        self, lane: LaneStats, limits: ReachabilityLimits | None = None
+    ) -> Verdict:
+        """`judge_reachability`, with the reasons built only for failing lanes."""
+        if lane.count < self.spec.min_samples:
+            return NOT_JUDGED
+        if limits is None:
+            limits = self._limits(lane.protocol, lane.traffic_class)
+        if not limits.exceeded(lane):
+            return PASSED
+        return judge_reachability(
+            lane, self.spec.thresholds_for(lane.protocol, lane.traffic_class), 0
+        )
+
     def on_window(self, window: WindowStats) -> list[Change]:
         """Judge every lane of a closed window; returns the transitions it caused."""
         spec = self.spec
         start, end = window.window_start, window.window_end
         if self.last_window_end is None or end > self.last_window_end:
             self.last_window_end = end
+        if self._replayable(window.lanes):
+            assert self._replay is not None
+            counters = self.counters
+            for (probe, counter), hits in self._replay.counted.items():
+                counters[probe][counter] += hits
+            return []
+        observed: list[tuple[PathMachine, bool | None, str]] = []
+        counted: dict[tuple[str, str], int] = {}
+        self._counted = counted
         changes: list[Change] = []
         probe_verdicts: dict[str, list[Verdict]] = {}
         probe_protocols: dict[str, Protocol] = {}
         min_samples = spec.min_samples
+        enabled = spec.enabled
+        passive_only = spec.probe_type == "disabled"
+        lane_metrics = self.lane_metrics
+        tracked_lanes = self.lanes
         for lane in window.lanes:
+            if lane.probe and passive_only:
+                self._show_probe_lane(lane, end)
+                continue
             if lane.probe:
                 verdict = self._judge_probe_lane(lane, end)
-                probe_verdicts.setdefault(lane.probe, []).append(verdict)
-                probe_protocols.setdefault(lane.probe, lane.protocol)
+                verdicts = probe_verdicts.get(lane.probe)
+                if verdicts is None:
+                    probe_verdicts[lane.probe] = [verdict]
+                    probe_protocols[lane.probe] = lane.protocol
+                else:
+                    verdicts.append(verdict)
                 continue
             if lane.destination:
                 key4 = (lane.source, lane.protocol, lane.traffic_class, lane.destination)
+                seen = self.destination_lanes.get(key4)
+                shown: PathStateName = "up" if lane.count >= min_samples else "unknown"
                 self.destination_lanes[key4] = LaneState(
                     protocol=lane.protocol,
                     traffic_class=lane.traffic_class,
                     source=lane.source,
                     destination=lane.destination,
-                    state="up" if lane.count >= min_samples else "unknown",
-                    since=end,
+                    state=shown,
+                    since=seen.since if seen is not None and seen.state == shown else end,
                     metrics=lane,
                     enforced=False,
                 )
                 continue
             key = (lane.protocol, lane.traffic_class, lane.source)
-            self.lane_metrics[key] = lane
-            if not spec.enabled or lane.protocol not in REACHABILITY_PROTOCOLS:
+            lane_metrics[key] = lane
+            if (
+                not enabled
+                or lane.protocol not in REACHABILITY_PROTOCOLS
+                or (passive_only and lane.source != "passive")
+            ):
                 continue
-            tracked = self.lanes.get(key)
+            tracked = tracked_lanes.get(key)
             if tracked is None:
                 tracked = self._new(lane.protocol, lane.traffic_class, "reachability", True)
-                self.lanes[key] = tracked
-            verdict = judge_reachability(
-                lane, spec.thresholds_for(lane.protocol, lane.traffic_class), min_samples
-            )
-            changes.extend(
-                self._changes(
-                    tracked, tracked.machine.observe(verdict.passed, verdict.reason, start, end)
-                )
-            )
-        if spec.enabled:
+                tracked_lanes[key] = tracked
+            limits = tracked.limits
+            if limits is None:
+                limits = tracked.limits = self._limits(lane.protocol, lane.traffic_class)
+            verdict = self._judge_reachability(lane, limits)
+            reason = verdict.reason if verdict.reasons else ""
+            transitions = tracked.machine.observe(verdict.passed, reason, start, end)
+            observed.append((tracked.machine, verdict.passed, reason))
+            if transitions:
+                changes.extend(self._changes(tracked, transitions))
+        if enabled:
             for name, verdicts in probe_verdicts.items():
-                probe_spec = spec.probes.get(name)
                 tracked = self.probes.get(name)
                 if tracked is None:
+                    probe_spec = spec.probes.get(name)
                     enforced = probe_spec is not None and probe_spec.enforced
                     kind = probe_spec.kind if probe_spec is not None else probe_protocols[name]
                     tracked = self._new(
@@ -192,11 +304,11 @@ class RouteTracker:
                     )
                     self.probes[name] = tracked
                 verdict = combine(verdicts)
-                changes.extend(
-                    self._changes(
-                        tracked, tracked.machine.observe(verdict.passed, verdict.reason, start, end)
-                    )
-                )
+                reason = verdict.reason
+                transitions = tracked.machine.observe(verdict.passed, reason, start, end)
+                observed.append((tracked.machine, verdict.passed, reason))
+                if transitions:
+                    changes.extend(self._changes(tracked, transitions))
             for cause, tracked in self.evidence.items():
                 reason = self.evidence_down.get(cause, "")
                 changes.extend(
@@ -207,52 +319,106 @@ class RouteTracker:
                 changes.extend(
                     self._changes(tracked, tracked.machine.observe(not reason, reason, start, end))
                 )
+        self.revision.bump()
+        self._replay = _Replay(window.lanes, observed, counted)
         return changes
+
+    def _replayable(self, lanes: list[LaneStats]) -> bool:
+        """True when this window's lanes equal the last ones and every machine is settled."""
+        replay = self._replay
+        if replay is None or self.evidence or self.plugins:
+            return False
+        if replay.settled_at != self.revision.value:
+            if lanes != replay.lanes:
+                return False
+            if not all(
+                machine.settled(passed, reason) for machine, passed, reason in replay.observed
+            ):
+                self._replay = None
+                return False
+            replay.settled_at = self.revision.value
+            return True
+        return lanes == replay.lanes
+
+    def _sla_counters(self, name: str) -> dict[str, int]:
+        counters = self.counters.get(name)
+        if counters is None:
+            counters = dict.fromkeys(SLA_COUNTERS, 0)
+            self.counters[name] = counters
+        elif len(counters) != len(SLA_COUNTERS):
+            for counter in SLA_COUNTERS:
+                counters.setdefault(counter, 0)
+        return counters
+
+    def _show_probe_lane(self, lane: LaneStats, end: float) -> None:
+        """A probe lane of a route with probe-type disabled: shown, never judged."""
+        key = (lane.probe, lane.protocol, lane.traffic_class, lane.destination)
+        previous = self.probe_lanes.get(key)
+        self.probe_lanes[key] = LaneState(
+            protocol=lane.protocol,
+            traffic_class=lane.traffic_class,
+            source=lane.source,
+            destination=lane.destination,
+            probe=lane.probe,
+            state="unknown",
+            reason="probe-type disabled: not judged",
+            since=previous.since if previous is not None else end,
+            metrics=lane,
+            enforced=False,
+        )
 
     def _judge_probe_lane(self, lane: LaneStats, end: float) -> Verdict:
         spec = self.spec
         probe_spec = spec.probes.get(lane.probe)
         enforced = probe_spec is not None and probe_spec.enforced
         if probe_spec is not None and probe_spec.sla is not None:
-            verdict, excess = judge_sla(lane, probe_spec.sla, spec.min_samples)
-            counters = self.counters.setdefault(lane.probe, {})
+            limits = self._sla_limits.get(lane.probe)
+            if limits is None:
+                limits = self._sla_limits[lane.probe] = SlaLimits.of(probe_spec.sla)
+            counters = self._sla_counters(lane.probe)
             outcomes = lane.outcomes
-            for counter, outcome in (
-                ("success", "ok"),
-                ("response-timeout", "timeout"),
-                ("failed-to-send", "send-failed"),
-            ):
-                counters[counter] = counters.get(counter, 0) + outcomes.get(outcome, 0)
-            for counter, hit in (
-                ("exceeded-by-max-loss", excess.loss),
-                ("exceeded-by-max-latency", excess.latency_max),
-                ("exceeded-by-mean-latency", excess.latency_mean),
-                ("exceeded-by-max-jitter", excess.jitter),
-            ):
-                counters[counter] = counters.get(counter, 0) + int(hit)
+            for counter, outcome in _OUTCOME_COUNTERS:
+                hits = outcomes.get(outcome)
+                if hits:
+                    counters[counter] += hits
+                    step = (lane.probe, counter)
+                    self._counted[step] = self._counted.get(step, 0) + hits
+            if lane.count < spec.min_samples:
+                verdict = NOT_JUDGED
+            elif not limits.exceeded(lane):
+                verdict = PASSED
+            else:
+                verdict, excess = judge_sla(lane, probe_spec.sla, spec.min_samples)
+                for counter, hit in (
+                    ("exceeded-by-max-loss", excess.loss),
+                    ("exceeded-by-max-latency", excess.latency_max),
+                    ("exceeded-by-mean-latency", excess.latency_mean),
+                    ("exceeded-by-max-jitter", excess.jitter),
+                ):
+                    if hit:
+                        counters[counter] += 1
+                        step = (lane.probe, counter)
+                        self._counted[step] = self._counted.get(step, 0) + 1
         elif lane.protocol in REACHABILITY_PROTOCOLS:
-            verdict = judge_reachability(
-                lane, spec.thresholds_for(lane.protocol, lane.traffic_class), spec.min_samples
-            )
+            verdict = self._judge_reachability(lane)
         else:
             verdict = PASSED if lane.count >= spec.min_samples else NOT_JUDGED
-        state: PathStateName = (
-            "unknown" if verdict.passed is None else "up" if verdict.passed else "down"
-        )
-        self.probe_lanes[(lane.probe, lane.protocol, lane.traffic_class, lane.destination)] = (
-            LaneState(
-                protocol=lane.protocol,
-                traffic_class=lane.traffic_class,
-                source=lane.source,
-                destination=lane.destination,
-                probe=lane.probe,
-                state=state,
-                meets_sla=verdict.passed is True,
-                reason=verdict.reason,
-                since=end,
-                metrics=lane,
-                enforced=enforced,
-            )
+        passed = verdict.passed
+        state: PathStateName = "unknown" if passed is None else "up" if passed else "down"
+        key = (lane.probe, lane.protocol, lane.traffic_class, lane.destination)
+        previous = self.probe_lanes.get(key)
+        self.probe_lanes[key] = LaneState(
+            protocol=lane.protocol,
+            traffic_class=lane.traffic_class,
+            source=lane.source,
+            destination=lane.destination,
+            probe=lane.probe,
+            state=state,
+            meets_sla=passed is True,
+            reason=verdict.reason,
+            since=previous.since if previous is not None and previous.state == state else end,
+            metrics=lane,
+            enforced=enforced,
         )
         return verdict
 
@@ -281,8 +447,14 @@ class RouteTracker:
         label = f"{protocol or 'any'}/{traffic_class or 'any'}"
         reason = f"{label} {evidence.count} consecutive failures{detail}"
         targets: list[Tracked] = []
+        passive_only = self.spec.probe_type == "disabled"
+        source = evidence.source or ("passive" if passive_only else "probe")
+        if passive_only and (
+            source != "passive" or (protocol is not None and protocol not in REACHABILITY_PROTOCOLS)
+        ):
+            return []  # probe evidence on a route judged on real traffic only
         if protocol in REACHABILITY_PROTOCOLS and traffic_class is not None:
-            key = (protocol, traffic_class, "probe")
+            key = (protocol, traffic_class, source)
             tracked = self.lanes.get(key)
             if tracked is None:
                 tracked = self._new(protocol, traffic_class, "reachability", True)
@@ -339,10 +511,12 @@ class RouteTracker:
             if any(s.probe == name for s in self.plugin_states.values()):
                 return []
             tracked = self.plugins.pop(name, None)
+            self.revision.bump()
             if tracked is None or tracked.machine.state == "up":
                 return []
             previous = tracked.machine.state
             tracked.machine.track.state = "up"
+            tracked.machine.revision.bump()
             return self._change(
                 tracked, Transition(previous, "up", now, f"probe {name} state removed")
             )
@@ -386,40 +560,83 @@ class RouteTracker:
 
     def evaluate(self) -> None:
         """Recompute the route-level state, quality and raw in-service flag."""
-        states = {t.machine.state for t in self.all_tracked() if t.enforced}
-        if "down" in states:
-            state: PathStateName = "down"
-        elif "probation" in states:
-            state = "probation"
-        elif "up" in states:
-            state = "up"
-        else:
-            state = "unknown"
+        if self._evaluated_at == self.revision.value:
+            return
+        self._evaluated_at = self.revision.value
+        down = probation = up = False
+        for tracked in self.all_tracked():
+            if tracked.enforced:
+                machine_state = tracked.machine.track.state
+                if machine_state == "down":
+                    down = True
+                    break
+                if machine_state == "probation":
+                    probation = True
+                elif machine_state == "up":
+                    up = True
+        state: PathStateName = (
+            "down" if down else "probation" if probation else "up" if up else "unknown"
+        )
         self.state = state
         self.raw_in_service = not (self.spec.enforcement and state == "down")
         self.quality = route_quality(self.lane_metrics.values())
 
+    def summary(self) -> RouteSummary:
+        """Meets-SLA, reason and hold-down of the route, in one pass over its machines."""
+        cached = self._summary
+        if cached is not None and cached[0] == self.revision.value:
+            return cached[1]
+        state = self.state
+        wanted = state if state in ("down", "probation") else None
+        judged = False
+        all_meet = True
+        reasons: list[str] = []
+        hold_down_until: float | None = None
+        multiplier = 0
+        for tracked in self.all_tracked():
+            track = tracked.machine.track
+            if track.multiplier > multiplier:
+                multiplier = track.multiplier
+            if not tracked.enforced:
+                continue
+            machine_state = track.state
+            if machine_state != "unknown":
+                judged = True
+                if machine_state != "up" or not track.meets_sla:
+                    all_meet = False
+            if machine_state == wanted:
+                reasons.append(track.reason)
+            if (
+                machine_state == "down"
+                and track.hold_down_until
+                and (hold_down_until is None or track.hold_down_until > hold_down_until)
+            ):
+                hold_down_until = track.hold_down_until
+        meets_sla = state == "up" and judged and all_meet
+        if wanted is not None:
+            reason = "; ".join(reasons)
+        elif state == "up":
+            reason = "meets SLA" if meets_sla else "in service"
+        else:
+            reason = "no judged window yet"
+        summary = RouteSummary(meets_sla, reason, hold_down_until, multiplier)
+        self._summary = (self.revision.value, summary)
+        return summary
+
     def meets_sla(self) -> bool:
-        if self.state != "up":
-            return False
-        judged = [t for t in self.all_tracked() if t.enforced and t.machine.state != "unknown"]
-        return bool(judged) and all(
-            t.machine.state == "up" and t.machine.track.meets_sla for t in judged
-        )
+        return self.summary().meets_sla
 
     def reason(self) -> str:
-        wanted = self.state if self.state in ("down", "probation") else None
-        if wanted is None:
-            if self.state == "up":
-                return "meets SLA" if self.meets_sla() else "in service"
-            return "no judged window yet"
-        return "; ".join(
-            t.machine.track.reason
-            for t in self.all_tracked()
-            if t.enforced and t.machine.state == wanted
-        )
+        return self.summary().reason
 
     def lane_states(self) -> list[LaneState]:
+        """Every lane's state; rebuilt only when a machine or the lane data changed."""
+        cached = self._lane_states
+        if cached is None or cached[0] != self.revision.value:
+            cached = self._lane_states = (self.revision.value, self._build_lane_states())
+        return list(cached[1])
+
+    def _build_lane_states(self) -> list[LaneState]:
         states: list[LaneState] = []
         min_samples = self.spec.min_samples
         for key, metrics in self.lane_metrics.items():
@@ -486,11 +703,7 @@ class RouteTracker:
         return ProbeStatus(
             name=name,
             kind=kind,
-            state="down"
-            if track.state == "down"
-            else "up"
-            if track.state in ("up", "probation")
-            else "unknown",
+            state=track.state,
             reason=track.reason,
             since=track.since,
             counters=dict(self.counters.get(name, {})),
@@ -503,17 +716,32 @@ class RouteTracker:
         )
 
     def hold_down(self) -> tuple[float | None, int]:
-        until = [
-            t.machine.track.hold_down_until
-            for t in self.all_tracked()
-            if t.enforced and t.machine.state == "down" and t.machine.track.hold_down_until
-        ]
-        multiplier = max((t.machine.track.multiplier for t in self.all_tracked()), default=0)
-        return (max(until) if until else None), multiplier
+        summary = self.summary()
+        return summary.hold_down_until, summary.multiplier
 
     def snapshot(self, since: float, updated: float) -> PathState:
+        """The route's PathState; when only time and probe counters moved since the last
+        one, that one with those replaced (no lane or probe rebuilt from the machines)."""
+        key = (self.revision.value, self.state, self.best_effort, self.stale, since)
+        last = self._snapshot
+        if last is not None and last[0] == key:
+            counters = self.counters
+            state = msgspec.structs.replace(
+                last[1],
+                updated=updated,
+                probes=[
+                    msgspec.structs.replace(status, counters=dict(counters.get(status.name, {})))
+                    for status in last[1].probes
+                ],
+            )
+        else:
+            state = self._build_snapshot(since, updated)
+        self._snapshot = (key, state)
+        return state
+
+    def _build_snapshot(self, since: float, updated: float) -> PathState:
         spec = self.spec
-        hold_down_until, multiplier = self.hold_down()
+        summary = self.summary()
         in_service = self.raw_in_service or self.best_effort
         return PathState(
             service=spec.service,
@@ -525,14 +753,14 @@ class RouteTracker:
             state=self.state,
             in_service=in_service,
             best_effort=self.best_effort,
-            meets_sla=self.meets_sla(),
+            meets_sla=summary.meets_sla,
             enforcement=spec.enforcement,
             stale=self.stale,
-            reason=self.reason(),
+            reason=summary.reason,
             since=since,
             updated=updated,
-            hold_down_until=hold_down_until,
-            hold_down_multiplier=multiplier,
+            hold_down_until=summary.hold_down_until,
+            hold_down_multiplier=summary.multiplier,
             quality=self.quality,
             lanes=self.lane_states(),
             probes=self.probe_statuses(),
@@ -542,6 +770,8 @@ class RouteTracker:
 
     def restore(self, state: PathState) -> None:
         """Take over machines, metrics and counters from a PathState read from KV."""
+        self._replay = None
+        self.revision.bump()
         for lane in state.lanes:
             if lane.probe:
                 self.probe_lanes[

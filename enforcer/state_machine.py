@@ -34,6 +34,22 @@ class TrackState:
     alarm_raised_at: float | None = None
 
 
+class Revision:
+    """A counter shared by the machines of one route, bumped whenever a track changes.
+
+    It lets the route reuse what it derived from its machines (route state,
+    reasons, lane states) for as long as none of them changed.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def bump(self) -> None:
+        self.value += 1
+
+
 @dataclass(frozen=True)
 class Transition:
     """A change of state, when it took effect and why."""
@@ -47,14 +63,19 @@ class Transition:
 class PathMachine:
     """unknown / up / down / probation with a growing, decaying hold-down."""
 
-    __slots__ = ("clock", "policy", "track")
+    __slots__ = ("clock", "policy", "revision", "track")
 
     def __init__(
-        self, policy: HoldDownPolicy, clock: Clock, track: TrackState | None = None
+        self,
+        policy: HoldDownPolicy,
+        clock: Clock,
+        track: TrackState | None = None,
+        revision: Revision | None = None,
     ) -> None:
         self.policy = policy
         self.clock = clock
         self.track = track if track is not None else TrackState()
+        self.revision = revision if revision is not None else Revision()
 
     @property
     def state(self) -> PathStateName:
@@ -63,6 +84,7 @@ class PathMachine:
     def _move(self, state: PathStateName, at: float, reason: str) -> Transition:
         track = self.track
         transition = Transition(track.state, state, at, reason)
+        self.revision.bump()
         track.state = state
         track.since = at
         track.reason = reason
@@ -101,11 +123,32 @@ class PathMachine:
     ) -> list[Transition]:
         """Judge one closed window: `passed` None means too few samples to judge."""
         transitions: list[Transition] = []
-        expired = self._expire(max(window_end, self.clock()))
-        if expired is not None:
-            transitions.append(expired)
         track = self.track
+        if track.state == "down":
+            # only a down machine can expire: the clock is read only then
+            expired = self._expire(max(window_end, self.clock()))
+            if expired is not None:
+                transitions.append(expired)
         if passed is None:
+            return transitions
+        if passed and track.state == "up":
+            # the common case, a healthy lane staying healthy: decay the multiplier
+            reason = reason or "meets SLA"
+            if (
+                track.healthy_since is None
+                or track.multiplier > 0
+                or self.policy.base <= 0
+                or not track.meets_sla
+                or track.reason != reason
+            ):
+                if track.healthy_since is None:
+                    track.healthy_since = window_end
+                track.multiplier, track.healthy_since = self.policy.decay(
+                    track.multiplier, track.healthy_since, window_end
+                )
+                track.meets_sla = True
+                track.reason = reason
+                self.revision.bump()
             return transitions
         if track.state == "down":
             return transitions
@@ -113,19 +156,30 @@ class PathMachine:
             # the window holds data from before probation: tracking restarts after it
             return transitions
         track.meets_sla = passed
+        self.revision.bump()
         if not passed:
             transitions.append(self._go_down(window_end, reason))
-        elif track.state in ("unknown", "probation"):
+        else:  # unknown or probation, passed
             track.healthy_since = window_end
             transitions.append(self._move("up", window_end, reason or "meets SLA"))
-        else:
-            if track.healthy_since is None:
-                track.healthy_since = window_end
-            track.multiplier, track.healthy_since = self.policy.decay(
-                track.multiplier, track.healthy_since, window_end
-            )
-            track.reason = reason or "meets SLA"
         return transitions
+
+    def settled(self, passed: bool | None, reason: str) -> bool:
+        """Whether observing this verdict again, in any later window, would change nothing."""
+        track = self.track
+        if track.state == "down":
+            return False
+        if passed is None:
+            return True
+        return (
+            passed
+            and track.state == "up"
+            and track.meets_sla
+            and track.multiplier == 0
+            and track.healthy_since is not None
+            and self.policy.base > 0
+            and track.reason == (reason or "meets SLA")
+        )
 
     def fail(self, reason: str, at: float) -> Transition | None:
         """Immediate evidence of failure (fast path): down unless already down."""

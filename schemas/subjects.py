@@ -26,6 +26,8 @@ STREAM_COMMANDS = "PATHWATCH_COMMANDS"
 KV_PATHS = "pathwatch-paths"
 KV_PROBES = "pathwatch-probes"
 KV_LEASES = "pathwatch-leases"
+#: Key of the active enforcer's `EnforcerLease` in KV_LEASES.
+LEASE_ENFORCER = "enforcer"
 
 #: Pseudo-service of alarms about pathwatch itself (agent lost, clock skew);
 #: config refuses service names that start with `_`.

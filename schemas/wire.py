@@ -40,7 +40,7 @@ Outcome = Literal[
 OUTCOMES: tuple[str, ...] = Outcome.__args__  # type: ignore[attr-defined]
 
 PathStateName = Literal["unknown", "up", "down", "probation"]
-ProbeStateName = Literal["unknown", "up", "down"]
+ProbeStateName = Literal["unknown", "up", "down", "probation"]
 
 Timestamp = Annotated[float, Meta(ge=0, le=1e11)]
 Millis = Annotated[float, Meta(ge=0, le=3.6e6)]
@@ -172,6 +172,8 @@ class FastEvidence(Message, frozen=True, kw_only=True):
     traffic_class: TrafficClass | None = None
     count: Count = 0
     detail: str = ""
+    #: Source of the failing lane for consecutive-failures (None: not said).
+    source: SourceKind | None = None
 
 
 # --- path state (KV pathwatch-paths) --------------------------------------
@@ -362,6 +364,19 @@ class ProbeState(Message, frozen=True, kw_only=True):
     expires_at: Timestamp | None = None
 
 
+class EnforcerLease(Message, frozen=True, kw_only=True):
+    """The active enforcer: KV `pathwatch-leases`, key `enforcer` (`subjects.LEASE_ENFORCER`).
+
+    The holder renews it every TTL / 3; it is free once `expires` is past. Records
+    written before `acquired` / `renewed` existed decode with them 0.
+    """
+
+    holder: str
+    expires: Timestamp
+    acquired: Timestamp = 0.0
+    renewed: Timestamp = 0.0
+
+
 #: Message types exported by `pathwatch schema export`.
 MESSAGE_TYPES: tuple[type[Struct], ...] = (
     MeasurementBatch,
@@ -376,4 +391,5 @@ MESSAGE_TYPES: tuple[type[Struct], ...] = (
     LbSelectReply,
     AgentHeartbeat,
     ProbeState,
+    EnforcerLease,
 )

@@ -3,8 +3,11 @@ detection mode, ICMP counters, plugin probe state, staleness and agent loss."""
 
 from typing import Any
 
+import msgspec
+
 from enforcer.engine import Engine, Outputs
 from pathwatch.configfile import parse_config
+from schemas.codec import decode_message, encode
 from schemas.wire import (
     AgentHeartbeat,
     Alarm,
@@ -13,6 +16,7 @@ from schemas.wire import (
     LaneStats,
     LbSelectRequest,
     PathEvent,
+    PathState,
     ProbeState,
     RouteCommand,
     WindowStats,
@@ -236,3 +240,109 @@ def test_agent_silence_makes_routes_stale_and_raises_agent_lost() -> None:
     )
     [back] = messages(out, Alarm)
     assert back.status == "cleared" and back.id == lost.id
+
+
+def ping(destination: str, ok: int) -> LaneStats:
+    return LaneStats(
+        protocol="icmp",
+        traffic_class="best-effort",
+        probe="ping",
+        destination=destination,
+        count=4,
+        errors=4 - ok,
+        error_pct=25.0 * (4 - ok),
+        loss_pct=25.0 * (4 - ok),
+        outcomes={"ok": ok, "timeout": 4 - ok},
+        latency_max_ms=1,
+        latency_mean_ms=1,
+    )
+
+
+def test_probe_probation_is_shown_and_survives_a_restart() -> None:
+    eng, clock = engine()
+    eng.on_window(window("web", "r1", 10_000, ping("127.0.0.1", 4), ping("127.0.0.2", 4)))
+    eng.on_window(window("web", "r1", 10_005, ping("127.0.0.1", 4), ping("127.0.0.2", 0)))
+    clock.now = 10_066
+    out = eng.tick()
+    [state] = [p for p in out.paths if p.route == "r1"]
+    [probe] = [p for p in state.probes if p.name == "ping"]
+    assert state.state == "probation" and probe.state == "probation"
+    assert probe.hold_down_multiplier == 1
+
+    # a restart (or a standby taking over) resumes from the PathState in KV, as JSON
+    restored, restored_clock = engine()
+    restored_clock.now = clock.now
+    assert restored.restore(decode_message(encode(state), PathState))
+    tracker = restored.trackers["web.r1"]
+    assert tracker.probes["ping"].machine.state == "probation"
+    assert tracker.state == "probation"
+
+    # probation fails again: down with the hold-down doubled, as without the restart
+    out = restored.on_window(
+        window("web", "r1", 10_070, ping("127.0.0.1", 4), ping("127.0.0.2", 0))
+    )
+    [again] = [p for p in out.paths if p.route == "r1"]
+    [probe] = [p for p in again.probes if p.name == "ping"]
+    assert probe.state == "down" and probe.hold_down_multiplier == 2
+    assert again.hold_down_until == 10_070 + 120
+
+
+PASSIVE_ONLY = """
+reachability-profiles:
+  strict:
+    tcp:
+      high: {acceptable-error-threshold: 50}
+icmp-probe-profiles:
+  ping: {probe-interval: 1, probe-address: [127.0.0.1]}
+services:
+  web:
+    address: [127.0.0.1/32]
+    service-policy: {best-effort: false}
+    service-routes:
+      real:
+        next-hop: {node: edge-1, interface: lo}
+        reachability-detection:
+          detection-window: 5
+          hold-down: 60
+          reachability-profile: strict
+          probe-type: disabled
+          probes: [{name: ping, icmp-probe-profile: ping}]
+"""
+
+
+def passive(error_pct: float, destination: str = "") -> LaneStats:
+    return msgspec.structs.replace(tcp(error_pct), source="passive", destination=destination)
+
+
+def test_probe_type_disabled_is_judged_on_passive_lanes_only() -> None:
+    clock = FakeClock()
+    eng = Engine(parse_config(PASSIVE_ONLY).config, clock)
+    lossy_ping = ping("127.0.0.1", 0)
+    # probe figures failing do not count: the route is judged on real traffic
+    out = eng.on_window(
+        window("web", "real", 10_000, tcp(90), lossy_ping, passive(0), passive(0, "127.0.0.1"))
+    )
+    [state] = out.paths
+    assert state.state == "up" and state.in_service, state.reason
+    enforced = {
+        (lane.source, lane.probe, lane.destination) for lane in state.lanes if lane.enforced
+    }
+    assert enforced == {("passive", "", "")}
+    assert not messages(out, RouteCommand)
+    # probe fast-path evidence is ignored too
+    icmp = FastEvidence(
+        service="web",
+        route="real",
+        ts=10_001,
+        kind="consecutive-failures",
+        protocol="icmp",
+        count=3,
+    )
+    assert eng.on_fast(icmp).paths == []
+    # passive failures alone take the route out of service
+    out = eng.on_window(window("web", "real", 10_005, tcp(0), passive(80)))
+    [state] = out.paths
+    assert state.state == "down" and not state.in_service
+    assert state.reason == "tcp/high error 80 % > 50 %"
+    [command] = messages(out, RouteCommand)
+    assert command.action == "withdraw"

@@ -91,6 +91,116 @@ def _ago(ts: float | None) -> str:
     return f"{delta:.0f}s ago" if delta >= 0 else f"in {-delta:.0f}s"
 
 
+_SIDE_FIGURES = ("count", "error_pct", "loss_pct", "latency_mean_ms", "latency_max_ms")
+
+
+def probe_vs_passive(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """Probe and passive figures of a route side by side, one row per (protocol, class).
+
+    Each side is the aggregate lane of that source (state, meets_sla and its
+    count, error / loss rates, mean / max latency: for passive lanes the
+    time-to-establishment), or None when that source has no lane; `passive`
+    also counts the tracked destinations with a lane of their own.
+    """
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for lane in state.get("lanes", []):
+        if lane.get("probe"):
+            continue
+        source = lane.get("source", "probe")
+        if source not in ("probe", "passive"):
+            continue
+        row = rows.setdefault(
+            (lane["protocol"], lane["traffic_class"]),
+            {
+                "protocol": lane["protocol"],
+                "traffic_class": lane["traffic_class"],
+                "probe": None,
+                "passive": None,
+            },
+        )
+        if lane.get("destination"):
+            if source == "passive":
+                side = row["passive"] or _side(None)
+                side["destinations"] += 1
+                row["passive"] = side
+            continue
+        side = _side(lane)
+        if source == "passive" and row["passive"] is not None:
+            side["destinations"] = row["passive"]["destinations"]
+        row[source] = side
+    return [rows[key] for key in sorted(rows, key=lambda k: (k[1], k[0]))]
+
+
+def _side(lane: dict[str, Any] | None) -> dict[str, Any]:
+    metrics = (lane or {}).get("metrics") or {}
+    side: dict[str, Any] = {
+        "state": lane["state"] if lane else "unknown",
+        "meets_sla": bool(lane and lane.get("meets_sla")),
+        "enforced": bool(lane and lane.get("enforced", True)),
+    }
+    side.update({name: metrics.get(name) for name in _SIDE_FIGURES})
+    side["destinations"] = 0
+    return side
+
+
+def render_probe_vs_passive(state: dict[str, Any]) -> Table | None:
+    """The side-by-side table, or None when the route has no aggregate lanes."""
+    rows = probe_vs_passive(state)
+    if not rows:
+        return None
+    table = Table(title="Probe vs Passive (per protocol and class)", title_justify="left")
+    for column in (
+        "Protocol",
+        "Class",
+        "Probe State",
+        "Probe Count",
+        "Probe Err %",
+        "Probe Loss %",
+        "Probe Mean ms",
+        "Passive State",
+        "Sessions",
+        "Passive Err %",
+        "TTE Mean ms",
+        "TTE Max ms",
+        "Destinations",
+    ):
+        table.add_column(column)
+    for row in rows:
+        probe, seen = row["probe"], row["passive"]
+        table.add_row(
+            row["protocol"],
+            row["traffic_class"],
+            *(
+                (
+                    _side_state(probe),
+                    str(probe["count"] or 0),
+                    _num(probe["error_pct"]),
+                    _num(probe["loss_pct"]),
+                    _num(probe["latency_mean_ms"], 2),
+                )
+                if probe
+                else ("-",) * 5
+            ),
+            *(
+                (
+                    _side_state(seen),
+                    str(seen["count"] or 0),
+                    _num(seen["error_pct"]),
+                    _num(seen["latency_mean_ms"], 2),
+                    _num(seen["latency_max_ms"], 2),
+                    str(seen["destinations"]),
+                )
+                if seen
+                else ("-",) * 6
+            ),
+        )
+    return table
+
+
+def _side_state(side: dict[str, Any]) -> str:
+    return _state(side["state"]) + ("" if side["enforced"] else " [dim](not judged)[/]")
+
+
 def render_service_path(state: dict[str, Any]) -> None:
     """One route: summary, Path-Metrics per class and protocol, Reachability-Probes."""
     title = f"Service: {state['service']}  Service-Route: {state['route']}"
@@ -178,6 +288,9 @@ def render_service_path(state: dict[str, Any]) -> None:
             lane.get("reason", ""),
         )
     console.print(metrics)
+    side_by_side = render_probe_vs_passive(state)
+    if side_by_side is not None:
+        console.print(side_by_side)
     probes = Table(title="Reachability-Probes", title_justify="left")
     for column in ("Probe", "Kind", "Enforced", "State", "Since", "Counters", "Reason"):
         probes.add_column(column)
@@ -213,6 +326,8 @@ def show_service_path(
         if route:
             states = [s for s in states if s["route"] == route]
     if json:
+        for state in states:
+            state["probe_vs_passive"] = probe_vs_passive(state)
         print(jsonlib.dumps(states, indent=2))
         return
     if not states:
