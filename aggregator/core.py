@@ -143,6 +143,7 @@ class Aggregator:
                     route=batch.route,
                     ts=now,
                     kind="consecutive-failures",
+                    source=source,
                     node=batch.node,
                     agent=batch.agent,
                     protocol=protocol,

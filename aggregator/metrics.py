@@ -19,21 +19,24 @@ import asyncio
 import contextlib
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from wsgiref.simple_server import WSGIServer
 
+import nats.errors
 from nats.js.api import DeliverPolicy
+from nats.js.errors import KeyDeletedError, KeyNotFoundError
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import start_http_server
 from prometheus_client.registry import Collector
 
 from aggregator.ingest import IngestCounters
-from pathwatch.bus import Bus
+from pathwatch.bus import Bus, PathStateFollower
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message
-from schemas.wire import Alarm, LaneStats, PathState, WindowStats
+from schemas.wire import Alarm, EnforcerLease, LaneStats, PathState, WindowStats
 
 log = logging.getLogger("pathwatch.aggregator.metrics")
 
@@ -85,6 +88,8 @@ class MetricsState:
     paths: dict[str, PathState] = field(default_factory=dict)
     alarms: dict[str, Alarm] = field(default_factory=dict)
     malformed_alarms: int = 0
+    malformed_paths: Counter[str] = field(default_factory=Counter)
+    lease: EnforcerLease | None = None
 
     def window_closed(self, stats: WindowStats) -> None:
         self.windows[(stats.service, stats.route)] = stats
@@ -112,6 +117,7 @@ class PathwatchCollector(Collector):
         yield from self._lanes()
         yield from self._paths()
         yield from self._alarms()
+        yield from self._lease()
         yield from self._ingest()
 
     def _lanes(self) -> Iterator[Metric]:
@@ -184,6 +190,17 @@ class PathwatchCollector(Collector):
             active.add_metric(list(key), float(count))
         yield active
 
+    def _lease(self) -> Iterator[Metric]:
+        expires = GaugeMetricFamily(
+            "pathwatch_enforcer_lease_expires_timestamp_seconds",
+            "Unix time the active enforcer's lease expires (absent: no lease)",
+            labels=("holder",),
+        )
+        lease = self.state.lease
+        if lease is not None:
+            expires.add_metric([lease.holder], lease.expires)
+        yield expires
+
     def _ingest(self) -> Iterator[Metric]:
         counters = self.state.counters
         partition = [str(self.state.partition)]
@@ -251,27 +268,56 @@ class MetricsServer:
 
 
 async def watch_paths(bus: Bus, state: MetricsState, stop: asyncio.Event) -> None:
-    """Follow KV `pathwatch-paths` into `state.paths` until stop."""
-    kv = await bus.kv(subjects.KV_PATHS)
-    watcher = await kv.watchall()
+    """Follow KV `pathwatch-paths` into `state.paths` until stop (resync after reconnects)."""
+    resync = asyncio.Event()
+    follower = PathStateFollower(
+        bus,
+        on_change=lambda _key: setattr(state, "paths", follower.states),
+        on_broken=resync.set,
+        malformed=state.malformed_paths,
+        name="metrics",
+    )
+
+    async def on_reconnect() -> None:
+        resync.set()
+
+    bus.reconnect_callbacks.append(on_reconnect)
+    resync.set()
     try:
         while not stop.is_set():
-            try:
-                entry = await watcher.updates(timeout=0.5)  # type: ignore[no-untyped-call]
-            except Exception:  # nats TimeoutError: nothing new
-                continue
-            if entry is None:
-                continue
-            if entry.operation is not None or entry.value is None:
-                state.path_changed(entry.key, None)
-                continue
-            try:
-                state.path_changed(entry.key, decode_message(entry.value, PathState))
-            except DecodeError as error:
-                log.warning("bad PathState under %s: %s", entry.key, error)
+            if resync.is_set():
+                resync.clear()
+                try:
+                    await follower.resync()
+                except (nats.errors.Error, TimeoutError, OSError) as exc:
+                    log.warning("metrics: cannot follow %s yet: %s", subjects.KV_PATHS, exc)
+                    resync.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
     finally:
-        with contextlib.suppress(Exception):
-            await watcher.stop()  # type: ignore[no-untyped-call]
+        with contextlib.suppress(ValueError):
+            bus.reconnect_callbacks.remove(on_reconnect)
+        await follower.stop()
+
+
+async def watch_lease(
+    bus: Bus, state: MetricsState, stop: asyncio.Event, interval: float = 1.0
+) -> None:
+    """Poll the enforcer's lease (KV `pathwatch-leases`) into `state.lease` until stop."""
+    while not stop.is_set():
+        try:
+            kv = await bus.kv(subjects.KV_LEASES)
+            entry = await kv.get(subjects.LEASE_ENFORCER)
+            state.lease = decode_message(entry.value or b"", EnforcerLease)
+        except (KeyNotFoundError, KeyDeletedError):
+            state.lease = None
+        except DecodeError:
+            state.lease = None
+            state.malformed_paths["lease"] += 1
+        except (nats.errors.Error, TimeoutError, OSError) as exc:
+            log.debug("metrics: lease poll failed: %s", exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
 
 
 async def watch_alarms(bus: Bus, state: MetricsState, stop: asyncio.Event) -> None:

@@ -20,7 +20,13 @@ from nats.aio.msg import Msg
 
 from aggregator.core import SYSTEM_SERVICE, Aggregator
 from aggregator.history import HistoryStore
-from aggregator.metrics import MetricsServer, MetricsState, watch_alarms, watch_paths
+from aggregator.metrics import (
+    MetricsServer,
+    MetricsState,
+    watch_alarms,
+    watch_lease,
+    watch_paths,
+)
 from aggregator.partition import queue_group, subscriptions
 from pathwatch.bus import Bus
 from schemas import subjects
@@ -95,6 +101,7 @@ async def run_aggregator(
         log.info("metrics on http://%s/metrics", metrics_listen)
         tasks.append(asyncio.create_task(watch_paths(bus, metrics_state, stop)))
         tasks.append(asyncio.create_task(watch_alarms(bus, metrics_state, stop)))
+        tasks.append(asyncio.create_task(watch_lease(bus, metrics_state, stop)))
     if store is not None:
         tasks.append(asyncio.create_task(store.run(stop)))
 

@@ -14,7 +14,7 @@ from pathwatch.configfile import parse_config
 from pathwatch.embedded import EmbeddedNats, free_port
 from schemas import subjects
 from schemas.codec import encode
-from schemas.wire import Alarm, Measurement, MeasurementBatch, PathState
+from schemas.wire import Alarm, EnforcerLease, Measurement, MeasurementBatch, PathState
 from tests.conftest import wait_for
 
 CONFIG = parse_config(
@@ -119,6 +119,22 @@ async def test_metrics_show_lanes_paths_alarms_and_ingest(
             return value(await scrape(), "pathwatch_alarms_active", service="mtest") is None
 
         await wait_for(cleared, 5, interval=0.1, what="the alarm to clear")
+
+        leases = await client.kv(subjects.KV_LEASES)
+        expires = time.time() + 3600
+        await leases.put(
+            subjects.LEASE_ENFORCER, encode(EnforcerLease(holder="m-holder", expires=expires))
+        )
+
+        async def lease_exported() -> bool:
+            text = await scrape()
+            found = value(
+                text, "pathwatch_enforcer_lease_expires_timestamp_seconds", holder="m-holder"
+            )
+            return found is not None and abs(found - expires) < 1e-3
+
+        await wait_for(lease_exported, 5, interval=0.1, what="the lease metric")
+        await leases.delete(subjects.LEASE_ENFORCER)
     finally:
         stop.set()
         await asyncio.wait_for(task, 5)

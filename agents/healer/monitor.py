@@ -16,25 +16,15 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-import msgspec
 import nats.errors
 from nats.js.errors import KeyDeletedError, KeyNotFoundError
 
 from pathwatch.bus import Bus, PathStateFollower
 from schemas import subjects
-from schemas.wire import PathState
+from schemas.codec import DecodeError, decode_message
+from schemas.wire import EnforcerLease, PathState
 
 log = logging.getLogger("pathwatch.healer")
-
-#: Key of the enforcer's lease in KV `pathwatch-leases` (written by enforcer/lease.py).
-LEASE_KEY = "enforcer"
-
-
-class LeaseView(msgspec.Struct, frozen=True):
-    """The lease record as the enforcer writes it: holder and expiry (Unix seconds)."""
-
-    holder: str
-    expires: float
 
 
 class PathMonitor:
@@ -55,7 +45,7 @@ class PathMonitor:
         self.clock = clock
         self.lease_poll = lease_poll
         self.malformed: Counter[str] = Counter()
-        self.lease: LeaseView | None = None
+        self.lease: EnforcerLease | None = None
         self.resyncs = 0
         self._resync = asyncio.Event()
         self._paths = PathStateFollower(
@@ -121,12 +111,12 @@ class PathMonitor:
         else:
             try:
                 kv = await self.bus.kv(subjects.KV_LEASES)
-                entry = await kv.get(LEASE_KEY)
-                self.lease = msgspec.json.decode(entry.value or b"", type=LeaseView)
+                entry = await kv.get(subjects.LEASE_ENFORCER)
+                self.lease = decode_message(entry.value or b"", EnforcerLease)
             except (KeyNotFoundError, KeyDeletedError):
                 self.lease = None
-            except msgspec.DecodeError:
-                self.malformed["lease-json"] += 1
+            except DecodeError as exc:
+                self.malformed[f"lease-{exc.reason}"] += 1
                 self.lease = None
             except (nats.errors.Error, TimeoutError, OSError) as exc:
                 log.debug("lease poll failed: %s", exc)
