@@ -261,6 +261,7 @@ def create_app(config: PathwatchConfig, backend: ApiBackend) -> Litestar:
         exception_handlers={ValidationException: _validation_to_422},
         openapi_config=OpenAPIConfig(title="pathwatch", version="1.0.0", path="/schema"),
         debug=False,
+        logging_config=None,  # the process configures logging; litestar must not redo it
     )
 
 
@@ -293,6 +294,7 @@ async def run_api(
         uvicorn.Config(
             create_app(config, backend),
             log_level="warning",
+            log_config=None,
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=1,

@@ -6,6 +6,17 @@ states to write to KV and the events, alarms and commands to publish (with
 deterministic ids for JetStream de-duplication). Commands are produced only
 for routes in enforcement mode; whether they are sent is the caller's call
 (only the active instance sends).
+
+Metrics refresh with a bounded delay: a window that changes nothing but a
+route's figures (lane metrics, quality, probe counters) does not rebuild its
+PathState at once; the route is marked and `flush_metrics` (run by `tick`)
+rebuilds it once its last written PathState is `metrics_refresh` seconds old
+(default `METRICS_REFRESH_SECONDS` = 0: at the next tick, so the API and `show`
+lag the window by at most one tick; a larger value trades metric freshness for
+less work on very large deployments). Every change of state, in-service,
+best-effort, staleness, reason or hold-down, and every event, alarm and
+command, is still produced by the input that caused it; selection and
+`path_states` always see current figures.
 """
 
 import logging
@@ -39,6 +50,9 @@ from schemas.wire import (
 )
 
 log = logging.getLogger("pathwatch.enforcer")
+
+#: Longest delay of a route's metrics in KV when nothing else of it changes.
+METRICS_REFRESH_SECONDS = 0.0
 
 _EVENT_OF_STATE: dict[str, PathEventKind] = {
     "down": "path-down",
@@ -83,9 +97,17 @@ def probe_key_target(key: str) -> tuple[str, str, str] | None:
 class Engine:
     """Judgement, state machines, alarms, best-effort and selection for every route."""
 
-    def __init__(self, config: PathwatchConfig, clock: Clock) -> None:
+    def __init__(
+        self,
+        config: PathwatchConfig,
+        clock: Clock,
+        metrics_refresh: float = METRICS_REFRESH_SECONDS,
+    ) -> None:
         self.config = config
         self.clock = clock
+        self.metrics_refresh = metrics_refresh
+        #: Routes whose figures moved since their last PathState: key -> evidence time.
+        self.pending_metrics: dict[str, float] = {}
         self.silence_windows = config.enforcer.agent_silence_windows
         self.trackers: dict[str, RouteTracker] = {}
         self.services: dict[str, list[RouteTracker]] = {}
@@ -119,7 +141,28 @@ class Engine:
         return on_node or frozenset(self.trackers)
 
     def path_states(self) -> list[PathState]:
+        """Every route's PathState with current figures (pending metrics rebuilt)."""
+        self.flush_metrics(self.clock(), force=True)
         return list(self.previous.values())
+
+    def flush_metrics(self, now: float, force: bool = False) -> Outputs:
+        """PathStates of routes whose figures moved and whose last one is old enough."""
+        out = Outputs()
+        pending = self.pending_metrics
+        if not pending:
+            return out
+        refresh = self.metrics_refresh
+        previous = self.previous
+        trackers = self.trackers
+        for key in list(pending):
+            last = previous.get(key)
+            if force or last is None or now - last.updated >= refresh:
+                del pending[key]
+                tracker = trackers[key]
+                state = tracker.snapshot(last.since if last is not None else now, now)
+                previous[key] = state
+                out.paths.append(state)
+        return out
 
     def spec(self, service: str, route: str) -> RouteSpec | None:
         tracker = self.trackers.get(f"{service}.{route}")
@@ -267,6 +310,7 @@ class Engine:
             if moved:
                 out.extend(self._settle(service, moved, changes))
         out.extend(self._restale(now))
+        out.extend(self.flush_metrics(now))
         return out
 
     def _restale(self, now: float) -> Outputs:
@@ -368,6 +412,11 @@ class Engine:
         spec = tracker.spec
         key = spec.key
         previous = self.previous.get(key)
+        if previous is not None and tracker.unchanged_but_figures(previous):
+            # only figures moved: the PathState is rebuilt by `flush_metrics`
+            self.pending_metrics.setdefault(key, at)
+            return
+        self.pending_metrics.pop(key, None)
         previous_state = previous.state if previous else "unknown"
         since = previous.since if previous and previous.state == tracker.state else at
         state = tracker.snapshot(since, now)
@@ -450,4 +499,11 @@ class Engine:
     # --- selection ---------------------------------------------------------------
 
     def select(self, request: LbSelectRequest) -> LbSelectReply:
-        return select(self.path_states(), request)
+        """Selection on current figures (the service's pending metrics rebuilt first)."""
+        pending = self.pending_metrics
+        now = self.clock()
+        states = [
+            self.trackers[key].snapshot(state.since, now) if key in pending else state
+            for key, state in self.previous.items()
+        ]
+        return select(states, request)

@@ -42,6 +42,8 @@ from schemas.wire import (
 )
 
 AggregateKey = tuple[str, str, str]
+
+_NO_HOLD = float("inf")
 ProbeLaneKey = tuple[str, str, str, str]
 
 #: Causes of route-level evidence machines, with the protocol shown for them.
@@ -87,20 +89,30 @@ class Change:
     transition: Transition
 
 
-@dataclass
-class _Replay:
-    """The last judged window of a route, to replay when the next one is identical.
+_UNSEEN = object()
 
-    Judgement is a pure function of the lane statistics, so a window whose
-    lanes equal the previous window's gives the same verdicts; when every
-    machine is settled on its verdict (observing it again changes nothing)
-    such a window changes nothing but the probe counters.
+
+@dataclass
+class _Quiet:
+    """What a window must look like to change no machine of a route.
+
+    Noted after a fully judged window when every machine is either settled up
+    (observing a pass or an unjudged window again changes nothing) or down in
+    a hold-down that has not expired (observing anything changes nothing
+    until `until`). While no machine changed since (`revision`), a window
+    whose lanes are all known and all pass their pre-checks changes nothing
+    but the metrics and the probe counters, whatever its figures.
     """
 
-    lanes: list[LaneStats]
-    observed: list[tuple[PathMachine, bool | None, str]]
-    counted: dict[tuple[str, str], int]
-    settled_at: int = -1
+    revision: int
+    #: The earliest hold-down end of a down machine (inf when none is down).
+    until: float
+    #: Aggregate lanes: their limits, or None when not judged (shown only, or held down).
+    lanes: dict[AggregateKey, ReachabilityLimits | None]
+    #: Probes with an SLA: their limits.
+    probes: dict[str, SlaLimits]
+    #: Probe addresses shown up: (probe, protocol, class, destination).
+    probe_lanes_up: frozenset[ProbeLaneKey]
 
 
 class RouteSummary(NamedTuple):
@@ -148,18 +160,20 @@ class RouteTracker:
         self.state: PathStateName = "unknown"
         self.since = 0.0
         self.raw_in_service = True
-        self.quality = 0.0
+        self._quality = (-1, 0.0)
         self._reachability_limits: dict[tuple[str, str], ReachabilityLimits] = {}
         self._sla_limits: dict[str, SlaLimits] = {}
         #: Bumped by every change of a machine or of the lane data of this route.
         self.revision = Revision()
-        self._replay: _Replay | None = None
-        #: Probe counter increments of the window being judged: (probe, counter) -> amount.
-        self._counted: dict[tuple[str, str], int] = {}
+        #: Bumped by every change of the lane data (metrics, probe counters) of this route.
+        self.data_version = 0
+        self._quiet: _Quiet | None = None
+        #: Quiet windows whose figures are not recorded yet: (lanes, window end).
+        self._unfolded: list[tuple[list[LaneStats], float]] = []
         self._evaluated_at = -1
         self._summary: tuple[int, RouteSummary] | None = None
-        self._lane_states: tuple[int, list[LaneState]] | None = None
-        self._snapshot: tuple[tuple[int, str, bool, bool, float], PathState] | None = None
+        self._lane_states: tuple[tuple[int, int], list[LaneState]] | None = None
+        self._snapshot: tuple[tuple[int, int, str, bool, bool, float], PathState] | None = None
 
     # --- machines ---------------------------------------------------------
 
@@ -226,15 +240,9 @@ class RouteTracker:
         start, end = window.window_start, window.window_end
         if self.last_window_end is None or end > self.last_window_end:
             self.last_window_end = end
-        if self._replayable(window.lanes):
-            assert self._replay is not None
-            counters = self.counters
-            for (probe, counter), hits in self._replay.counted.items():
-                counters[probe][counter] += hits
+        if self._quiet_window(window.lanes, end):
             return []
-        observed: list[tuple[PathMachine, bool | None, str]] = []
-        counted: dict[tuple[str, str], int] = {}
-        self._counted = counted
+        self._fold()
         changes: list[Change] = []
         probe_verdicts: dict[str, list[Verdict]] = {}
         probe_protocols: dict[str, Protocol] = {}
@@ -289,7 +297,6 @@ class RouteTracker:
             verdict = self._judge_reachability(lane, limits)
             reason = verdict.reason if verdict.reasons else ""
             transitions = tracked.machine.observe(verdict.passed, reason, start, end)
-            observed.append((tracked.machine, verdict.passed, reason))
             if transitions:
                 changes.extend(self._changes(tracked, transitions))
         if enabled:
@@ -306,7 +313,6 @@ class RouteTracker:
                 verdict = combine(verdicts)
                 reason = verdict.reason
                 transitions = tracked.machine.observe(verdict.passed, reason, start, end)
-                observed.append((tracked.machine, verdict.passed, reason))
                 if transitions:
                     changes.extend(self._changes(tracked, transitions))
             for cause, tracked in self.evidence.items():
@@ -319,26 +325,156 @@ class RouteTracker:
                 changes.extend(
                     self._changes(tracked, tracked.machine.observe(not reason, reason, start, end))
                 )
-        self.revision.bump()
-        self._replay = _Replay(window.lanes, observed, counted)
+        self.data_version += 1
+        self._note_quiet()
         return changes
 
-    def _replayable(self, lanes: list[LaneStats]) -> bool:
-        """True when this window's lanes equal the last ones and every machine is settled."""
-        replay = self._replay
-        if replay is None or self.evidence or self.plugins:
+    # --- quiet windows: nothing to change but metrics ---------------------------
+
+    @staticmethod
+    def _held_until(machine: PathMachine) -> float | None:
+        """inf when settled up, the hold-down end when held down, None otherwise."""
+        if machine.settled(True, ""):
+            return _NO_HOLD
+        track = machine.track
+        if track.state == "down" and track.hold_down_until is not None:
+            return track.hold_down_until
+        return None
+
+    def _note_quiet(self) -> None:
+        """After a judged window: note whether the next windows may skip the machines."""
+        self._quiet = None
+        spec = self.spec
+        if (
+            self.evidence
+            or self.plugins
+            or self.destination_lanes
+            or not spec.enabled
+            or spec.probe_type == "disabled"
+        ):
+            return
+        until = _NO_HOLD
+        lanes: dict[AggregateKey, ReachabilityLimits | None] = {}
+        for key in self.lane_metrics:
+            tracked = self.lanes.get(key)
+            if tracked is None:
+                if key[0] in REACHABILITY_PROTOCOLS:
+                    return
+                lanes[key] = None  # shown, never judged
+                continue
+            held = self._held_until(tracked.machine)
+            if held is None:
+                return
+            if held == _NO_HOLD:
+                lanes[key] = tracked.limits or self._limits(key[0], key[1])  # type: ignore[arg-type]
+            else:
+                lanes[key] = None
+                until = min(until, held)
+        probes: dict[str, SlaLimits] = {}
+        for name, tracked in self.probes.items():
+            probe_spec = spec.probes.get(name)
+            limits = self._sla_limits.get(name)
+            held = self._held_until(tracked.machine)
+            if probe_spec is None or probe_spec.sla is None or limits is None or held is None:
+                return
+            until = min(until, held)
+            probes[name] = limits
+        probe_lanes_up = frozenset(
+            key for key, shown in self.probe_lanes.items() if shown.state == "up"
+        )
+        self._quiet = _Quiet(self.revision.value, until, lanes, probes, probe_lanes_up)
+
+    def _quiet_window(self, lanes: list[LaneStats], end: float) -> bool:
+        """Take a window that changes no machine and no shown state: figures only.
+
+        True when no machine changed since the last judged window and every
+        lane is known and passes its pre-check (or has too few samples, or
+        belongs to a machine held down): the full judgement would then change
+        nothing either. Every probe address must pass and already be shown up.
+        The lanes are kept unfolded (see `_fold`) until their figures are read.
+        """
+        quiet = self._quiet
+        if quiet is None or quiet.revision != self.revision.value:
             return False
-        if replay.settled_at != self.revision.value:
-            if lanes != replay.lanes:
+        if quiet.until != _NO_HOLD and max(end, self.clock()) >= quiet.until:
+            return False
+        min_samples = self.spec.min_samples
+        known = quiet.lanes
+        probes = quiet.probes
+        probe_lanes_up = quiet.probe_lanes_up
+        for lane in lanes:
+            probe = lane.probe
+            if probe:
+                sla = probes.get(probe)
+                if (
+                    sla is None
+                    or lane.count < min_samples
+                    or sla.exceeded(lane)
+                    or (probe, lane.protocol, lane.traffic_class, lane.destination)
+                    not in probe_lanes_up
+                ):
+                    return False
+                continue
+            if lane.destination:
                 return False
-            if not all(
-                machine.settled(passed, reason) for machine, passed, reason in replay.observed
-            ):
-                self._replay = None
+            limits = known.get((lane.protocol, lane.traffic_class, lane.source), _UNSEEN)
+            if limits is None:
+                continue
+            if limits is _UNSEEN:
                 return False
-            replay.settled_at = self.revision.value
-            return True
-        return lanes == replay.lanes
+            if lane.count >= min_samples:
+                latency_max, latency_mean = lane.latency_max_ms, lane.latency_mean_ms
+                if (
+                    lane.error_pct > limits.error_pct  # type: ignore[attr-defined]
+                    or (latency_max is not None and latency_max > limits.tte_max_ms)  # type: ignore[attr-defined]
+                    or (latency_mean is not None and latency_mean > limits.tte_mean_ms)  # type: ignore[attr-defined]
+                ):
+                    return False
+        self._unfolded.append((lanes, end))
+        self.data_version += 1
+        return True
+
+    def _fold(self) -> None:
+        """Record the figures of the quiet windows taken since they were last read.
+
+        Probe counters add up every window; lane metrics and probe addresses
+        (all passing and already shown up, so only their metrics move) take
+        the newest window holding them, read newest first.
+        """
+        unfolded = self._unfolded
+        if not unfolded:
+            return
+        self._unfolded = []
+        lane_metrics = self.lane_metrics
+        probe_lanes = self.probe_lanes
+        replace = msgspec.structs.replace
+        set_keys: set[tuple[str, ...]] = set()
+        complete = len(lane_metrics) + len(probe_lanes)
+        for lanes, _ in reversed(unfolded):
+            for lane in lanes:
+                probe = lane.probe
+                if probe:
+                    counters = self._sla_counters(probe)
+                    outcomes = lane.outcomes
+                    for counter, outcome in _OUTCOME_COUNTERS:
+                        hits = outcomes.get(outcome)
+                        if hits:
+                            counters[counter] += hits
+                    if len(set_keys) == complete:
+                        continue
+                    probe_key = (probe, lane.protocol, lane.traffic_class, lane.destination)
+                    if probe_key not in set_keys:
+                        set_keys.add(probe_key)
+                        probe_lanes[probe_key] = replace(
+                            probe_lanes[probe_key], source=lane.source, metrics=lane
+                        )
+                    continue
+                if len(set_keys) == complete:
+                    continue
+                key = (lane.protocol, lane.traffic_class, lane.source)
+                if key not in set_keys:
+                    set_keys.add(key)
+                    lane_metrics[key] = lane
 
     def _sla_counters(self, name: str) -> dict[str, int]:
         counters = self.counters.get(name)
@@ -381,8 +517,6 @@ class RouteTracker:
                 hits = outcomes.get(outcome)
                 if hits:
                     counters[counter] += hits
-                    step = (lane.probe, counter)
-                    self._counted[step] = self._counted.get(step, 0) + hits
             if lane.count < spec.min_samples:
                 verdict = NOT_JUDGED
             elif not limits.exceeded(lane):
@@ -397,16 +531,23 @@ class RouteTracker:
                 ):
                     if hit:
                         counters[counter] += 1
-                        step = (lane.probe, counter)
-                        self._counted[step] = self._counted.get(step, 0) + 1
         elif lane.protocol in REACHABILITY_PROTOCOLS:
             verdict = self._judge_reachability(lane)
         else:
             verdict = PASSED if lane.count >= spec.min_samples else NOT_JUDGED
+        self._record_probe_lane(lane, verdict, end, enforced)
+        return verdict
+
+    def _record_probe_lane(
+        self, lane: LaneStats, verdict: Verdict, end: float, enforced: bool
+    ) -> None:
+        """The shown state of one probe address after its verdict."""
         passed = verdict.passed
         state: PathStateName = "unknown" if passed is None else "up" if passed else "down"
         key = (lane.probe, lane.protocol, lane.traffic_class, lane.destination)
         previous = self.probe_lanes.get(key)
+        if previous is None or previous.state != state:
+            self.revision.bump()  # a shown state changed, not only figures
         self.probe_lanes[key] = LaneState(
             protocol=lane.protocol,
             traffic_class=lane.traffic_class,
@@ -420,7 +561,6 @@ class RouteTracker:
             metrics=lane,
             enforced=enforced,
         )
-        return verdict
 
     def on_fast(self, evidence: FastEvidence) -> list[Change]:
         """Act on early evidence at once."""
@@ -559,7 +699,7 @@ class RouteTracker:
     # --- output -----------------------------------------------------------
 
     def evaluate(self) -> None:
-        """Recompute the route-level state, quality and raw in-service flag."""
+        """Recompute the route-level state and raw in-service flag (the machines' summary)."""
         if self._evaluated_at == self.revision.value:
             return
         self._evaluated_at = self.revision.value
@@ -579,7 +719,16 @@ class RouteTracker:
         )
         self.state = state
         self.raw_in_service = not (self.spec.enforcement and state == "down")
-        self.quality = route_quality(self.lane_metrics.values())
+
+    @property
+    def quality(self) -> float:
+        """The route's quality score, computed when asked for (once per data version)."""
+        version, quality = self._quality
+        if version != self.data_version:
+            self._fold()
+            quality = route_quality(self.lane_metrics.values())
+            self._quality = (self.data_version, quality)
+        return quality
 
     def summary(self) -> RouteSummary:
         """Meets-SLA, reason and hold-down of the route, in one pass over its machines."""
@@ -631,9 +780,11 @@ class RouteTracker:
 
     def lane_states(self) -> list[LaneState]:
         """Every lane's state; rebuilt only when a machine or the lane data changed."""
+        self._fold()
         cached = self._lane_states
-        if cached is None or cached[0] != self.revision.value:
-            cached = self._lane_states = (self.revision.value, self._build_lane_states())
+        stamp = (self.revision.value, self.data_version)
+        if cached is None or cached[0] != stamp:
+            cached = self._lane_states = (stamp, self._build_lane_states())
         return list(cached[1])
 
     def _build_lane_states(self) -> list[LaneState]:
@@ -677,6 +828,7 @@ class RouteTracker:
         return states
 
     def probe_statuses(self) -> list[ProbeStatus]:
+        self._fold()
         statuses: list[ProbeStatus] = []
         seen: set[str] = set()
         for group in (self.probes, self.plugins):
@@ -722,7 +874,15 @@ class RouteTracker:
     def snapshot(self, since: float, updated: float) -> PathState:
         """The route's PathState; when only time and probe counters moved since the last
         one, that one with those replaced (no lane or probe rebuilt from the machines)."""
-        key = (self.revision.value, self.state, self.best_effort, self.stale, since)
+        self._fold()
+        key = (
+            self.revision.value,
+            self.data_version,
+            self.state,
+            self.best_effort,
+            self.stale,
+            since,
+        )
         last = self._snapshot
         if last is not None and last[0] == key:
             counters = self.counters
@@ -738,6 +898,19 @@ class RouteTracker:
             state = self._build_snapshot(since, updated)
         self._snapshot = (key, state)
         return state
+
+    def unchanged_but_figures(self, previous: PathState) -> bool:
+        """Whether `previous` (this route's last snapshot) differs from a new one only in
+        figures: lane metrics, quality, probe counters and the update time."""
+        last = self._snapshot
+        return (
+            last is not None
+            and last[1] is previous
+            and last[0][0] == self.revision.value
+            and previous.state == self.state
+            and previous.best_effort == self.best_effort
+            and previous.stale == self.stale
+        )
 
     def _build_snapshot(self, since: float, updated: float) -> PathState:
         spec = self.spec
@@ -770,8 +943,10 @@ class RouteTracker:
 
     def restore(self, state: PathState) -> None:
         """Take over machines, metrics and counters from a PathState read from KV."""
-        self._replay = None
+        self._fold()
+        self._quiet = None
         self.revision.bump()
+        self.data_version += 1
         for lane in state.lanes:
             if lane.probe:
                 self.probe_lanes[

@@ -113,11 +113,15 @@ def api_command(
 def bench_enforce(
     lanes: Annotated[int, typer.Option(help="Lanes judged per window close.")] = 100_000,
     closes: Annotated[int, typer.Option(help="Window closes to time.")] = 5,
+    vary: Annotated[
+        bool,
+        typer.Option(help="Headline on windows whose figures change every close (real)."),
+    ] = True,
 ) -> None:
     """Time to judge every lane of one window close, against a no-judgement baseline."""
     from pathwatch.bench.enforce import report, run_bench
 
     if lanes < 1 or closes < 1:
         raise typer.BadParameter("lanes and closes must be positive")
-    for line in report(run_bench(lanes, closes)):
+    for line in report(run_bench(lanes, closes, vary)):
         typer.echo(line)
