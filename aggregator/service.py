@@ -158,4 +158,5 @@ async def run_aggregator(
         if metrics_server is not None:
             metrics_server.stop()
         if store is not None:
-            await store.close()
+            # Even when cancelled: an open aiosqlite connection keeps the process alive.
+            await asyncio.shield(store.close())

@@ -203,10 +203,15 @@ async def run_enforcer(
         for subscription in subscriptions:
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
-        tasks[0].cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await lease.release()
-        if store is not None:
-            await store.close()
+        try:
+            tasks[0].cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            # NATS may be gone already: a standby then waits for the TTL instead.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lease.release(), timeout=0.5)
+        finally:
+            # Even when cancelled: an open aiosqlite connection keeps the process alive.
+            if store is not None:
+                await asyncio.shield(store.close())
         if engine.dropped:
             log.info("enforcer %s dropped: %s", instance, dict(engine.dropped))

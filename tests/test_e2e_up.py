@@ -8,6 +8,7 @@ returns through probation to up, and the alarm is cleared.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -183,18 +184,19 @@ def test_pathwatch_up_cli_serves_paths_and_stops_cleanly(tmp_path: Path) -> None
         .replace("port: 8640", f"port: {api_port}")
         .replace("127.0.0.1:9640", f"127.0.0.1:{metrics_port}")
     )
+    log = (tmp_path / "up.log").open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "pathwatch", "up", "-c", str(config)],
         cwd=tmp_path,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
-        text=True,
+        start_new_session=True,  # its own process group, as a shell job would be
     )
     try:
         deadline = time.monotonic() + 30
         states: dict[str, str] = {}
         while time.monotonic() < deadline:
-            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            assert process.poll() is None, (tmp_path / "up.log").read_text()
             try:
                 reply = httpx.get(f"http://127.0.0.1:{api_port}/api/v1/service-paths", timeout=1)
                 states = {f"{p['service']}.{p['route']}": p["state"] for p in reply.json()}
@@ -223,14 +225,18 @@ def test_pathwatch_up_cli_serves_paths_and_stops_cleanly(tmp_path: Path) -> None
         children = _children(process.pid)
         assert any("nats-server" in c for c in children), children
         started = time.monotonic()
-        process.send_signal(signal.SIGINT)
+        # Ctrl-C in a terminal signals the whole foreground process group.
+        os.killpg(process.pid, signal.SIGINT)
         process.wait(timeout=5)
         assert time.monotonic() - started < 2.0
         assert all(not Path(f"/proc/{pid}").exists() for pid in _child_pids(children))
+        output = (tmp_path / "up.log").read_text()
+        assert "did not stop" not in output, output
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
+        log.close()
 
 
 def _children(pid: int) -> list[str]:
