@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json as jsonlib
 import os
+import sys
 import time
 from typing import Annotated, Any
 
 import httpx
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -17,7 +19,8 @@ from pathwatch.app import show_app
 from pathwatch.runtime import err_console
 
 DEFAULT_API = "http://127.0.0.1:8640"
-console = Console()
+#: Wide when not on a terminal, so piped or logged output is not squeezed to 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 160)
 
 ApiOption = Annotated[
     str, typer.Option("--api", help="Base URL of the pathwatch REST API.", envvar="PATHWATCH_API")
@@ -201,67 +204,84 @@ def _side_state(side: dict[str, Any]) -> str:
     return _state(side["state"]) + ("" if side["enforced"] else " [dim](not judged)[/]")
 
 
+def _target(lane: dict[str, Any]) -> str:
+    probe, destination = lane.get("probe", ""), lane.get("destination", "")
+    if probe and destination:
+        return f"{probe}@{destination}"
+    return probe or destination or "(all)"
+
+
+def _counters(counters: dict[str, int]) -> str:
+    """Non-zero counters, success always: the router's probe counters at a glance."""
+    shown = [f"{name} {value}" for name, value in sorted(counters.items()) if value]
+    if "success" in counters and not counters["success"]:
+        shown.insert(0, "success 0")
+    return ", ".join(shown) or "-"
+
+
 def render_service_path(state: dict[str, Any]) -> None:
     """One route: summary, Path-Metrics per class and protocol, Reachability-Probes."""
-    title = f"Service: {state['service']}  Service-Route: {state['route']}"
-    summary = Table(title=title, title_justify="left", show_header=True)
-    for column in (
-        "Next-Hop",
-        "State",
-        "In-Service",
-        "Best-Effort",
-        "Meets-SLA",
-        "Enforcement",
-        "Quality",
-        "Since",
-        "Hold-Down-Until",
-        "Reason",
-    ):
-        summary.add_column(column)
     next_hop = f"{state.get('node', '')}/{state.get('interface', '')}"
     if state.get("gateway"):
         next_hop += f" via {state['gateway']}"
     shown = "stale" if state.get("stale") else state["state"]
+    summary = Table.grid(padding=(0, 2))
+    for _ in range(4):
+        summary.add_column()
     summary.add_row(
-        next_hop,
+        "State",
         _state(shown) + (f" ({state['state']})" if state.get("stale") else ""),
-        _yes(state["in_service"]),
-        "yes" if state.get("best_effort") else "no",
+        "Next-Hop",
+        next_hop,
+    )
+    summary.add_row(
+        "In-Service",
+        _yes(state["in_service"])
+        + (" [yellow](best-effort)[/]" if state.get("best_effort") else ""),
+        "Cost",
+        str(state.get("cost", "-")),
+    )
+    summary.add_row(
+        "Meets-SLA",
         _yes(state["meets_sla"]),
+        "Mode",
         "enforcement" if state.get("enforcement", True) else "detection",
-        _num(state.get("quality")),
-        _ago(state.get("since")),
-        _ago(state.get("hold_down_until")),
-        state.get("reason", ""),
+    )
+    summary.add_row(
+        "Since", _ago(state.get("since")), "Hold-Down-Until", _ago(state.get("hold_down_until"))
+    )
+    summary.add_row("Quality", _num(state.get("quality")), "Reason", state.get("reason", "") or "-")
+    console.print(
+        f"[bold]Service: {state['service']}  Service-Route: {state['route']}[/]", highlight=False
     )
     console.print(summary)
-    metrics = Table(title="Path-Metrics", title_justify="left")
-    for column in (
-        "Protocol",
-        "Class",
-        "Source",
-        "Probe",
-        "Destination",
-        "State",
-        "Meets-SLA",
-        "Count",
-        "Err %",
-        "Loss %",
-        "Min ms",
-        "Mean ms",
-        "Median ms",
-        "Max ms",
-        "P90 ms",
-        "Jitter ms",
-        "MOS",
-        "Reason",
+
+    metrics = Table(title="Path-Metrics", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column, justify in (
+        ("Proto", "left"),
+        ("Class", "left"),
+        ("Source", "left"),
+        ("Target", "left"),
+        ("State", "left"),
+        ("SLA", "left"),
+        ("N", "right"),
+        ("Err%", "right"),
+        ("Loss%", "right"),
+        ("Mean", "right"),
+        ("Median", "right"),
+        ("Max", "right"),
+        ("P90", "right"),
+        ("Jitter", "right"),
+        ("MOS", "right"),
     ):
-        metrics.add_column(column)
+        metrics.add_column(column, justify=justify)  # type: ignore[arg-type]
+    reasons: list[str] = []
     for lane in sorted(
         state.get("lanes", []),
         key=lambda item: (
             item["traffic_class"],
             item["protocol"],
+            item.get("source", ""),
             item.get("probe", ""),
             item.get("destination", ""),
         ),
@@ -271,41 +291,47 @@ def render_service_path(state: dict[str, Any]) -> None:
             lane["protocol"],
             lane["traffic_class"],
             lane.get("source", ""),
-            lane.get("probe", "") or "-",
-            lane.get("destination", "") or "-",
+            _target(lane),
             _state(lane["state"]),
             _yes(lane["meets_sla"]),
             str(m.get("count", 0)),
             _num(m.get("error_pct")),
             _num(m.get("loss_pct")),
-            _num(m.get("latency_min_ms"), 2),
             _num(m.get("latency_mean_ms"), 2),
             _num(m.get("latency_median_ms"), 2),
             _num(m.get("latency_max_ms"), 2),
             _num(m.get("latency_p90_ms"), 2),
             _num(m.get("jitter_ms"), 2),
             _num(m.get("mos"), 2),
-            lane.get("reason", ""),
         )
+        if lane["state"] != "up" and lane.get("reason"):
+            reasons.append(
+                f"{lane['protocol']}/{lane['traffic_class']} {_target(lane)}: {lane['reason']}"
+            )
     console.print(metrics)
+    console.print("  latencies in ms", style="dim")
+    for reason in reasons:
+        console.print(f"  {reason}", highlight=False)
     side_by_side = render_probe_vs_passive(state)
     if side_by_side is not None:
         console.print(side_by_side)
-    probes = Table(title="Reachability-Probes", title_justify="left")
+    probes = Table(
+        title="Reachability-Probes", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False
+    )
     for column in ("Probe", "Kind", "Enforced", "State", "Since", "Counters", "Reason"):
         probes.add_column(column)
     for probe in state.get("probes", []):
-        counters = ", ".join(f"{k} {v}" for k, v in sorted(probe.get("counters", {}).items()))
         probes.add_row(
             probe["name"],
             probe.get("kind", ""),
             "yes" if probe.get("enforced", True) else "no",
             _state(probe["state"]),
             _ago(probe.get("since")),
-            counters or "-",
+            _counters(probe.get("counters", {})),
             probe.get("reason", ""),
         )
     console.print(probes)
+    console.print()
 
 
 @show_app.command("service-path")
