@@ -87,7 +87,7 @@ def test_table_shows_both_sources(monkeypatch: pytest.MonkeyPatch) -> None:
     show.render_service_path(path_state())
     text = output.getvalue()
     assert "Probe vs Passive" in text
-    assert "Sessions" in text and "TTE Mean ms" in text and "Probe Mean ms" in text
+    assert "Sessions" in text and "TTE mean" in text and "Passive" in text
     side_by_side = text[text.index("Probe vs Passive") :]
     [line] = [row for row in side_by_side.splitlines() if "tcp" in row and "40.00" in row]
     assert "2.00" in line and "120.00" in line  # probe mean, passive TTE max on one row

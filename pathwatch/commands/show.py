@@ -147,25 +147,30 @@ def _side(lane: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def render_probe_vs_passive(state: dict[str, Any]) -> Table | None:
-    """The side-by-side table, or None when the route has no aggregate lanes."""
+    """The side-by-side table, or None when the route has no passive (real-traffic) lanes."""
     rows = probe_vs_passive(state)
-    if not rows:
+    if not any(row["passive"] for row in rows):
         return None
-    table = Table(title="Probe vs Passive (per protocol and class)", title_justify="left")
+    table = Table(
+        title="Probe vs Passive (per protocol and class; latencies in ms)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
     for column in (
-        "Protocol",
+        "Proto",
         "Class",
-        "Probe State",
-        "Probe Count",
-        "Probe Err %",
-        "Probe Loss %",
-        "Probe Mean ms",
-        "Passive State",
+        "Probe",
+        "N",
+        "Err%",
+        "Loss%",
+        "Mean",
+        "Passive",
         "Sessions",
-        "Passive Err %",
-        "TTE Mean ms",
-        "TTE Max ms",
-        "Destinations",
+        "Err%",
+        "TTE mean",
+        "TTE max",
+        "Dests",
     ):
         table.add_column(column)
     for row in rows:
