@@ -41,6 +41,12 @@ def _host(net: ipaddress.IPv4Network, index: int) -> str:
     return str(net.network_address + index)
 
 
+def bed_host(third_octet: int, index: int) -> str:
+    """Host `index` of the /24 with this third octet in BENCH_PREFIX, for other beds
+    (such as `bench passive`) that build their own namespaces."""
+    return _host(_net(third_octet), index)
+
+
 #: client <-> router-1, client <-> router-2, router-1 <-> server, router-2 <-> server.
 LINK_NETS = (_net(1), _net(2), _net(11), _net(12))
 #: The service prefix, on the server's loopback.

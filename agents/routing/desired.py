@@ -85,7 +85,7 @@ def route_usable(state: PathState | None) -> bool:
 
 
 def normalise_prefix(text: str) -> str:
-    """`192.0.2.7` -> `192.0.2.7/32`, `192.0.2.9/24` -> `192.0.2.0/24`."""
+    """`127.0.0.7` -> `127.0.0.7/32`, `127.1.2.9/24` -> `127.1.2.0/24`."""
     return str(ipaddress.ip_network(text, strict=False))
 
 

@@ -42,10 +42,12 @@ from agents.nsexec import enter_netns
 from pathwatch.bus import Bus, BusOptions
 from pathwatch.configfile import parse_config
 from pathwatch.embedded import EmbeddedNats
+from pathwatch.testbed import bed_host
 from schemas.wire import MeasurementBatch
 
-NEAR_ADDRESS = "10.79.0.1"
-FAR_ADDRESS = "10.79.0.2"
+#: Only inside the two namespaces this bench creates (no route out); see pathwatch.testbed.
+NEAR_ADDRESS = bed_host(79, 1)
+FAR_ADDRESS = bed_host(79, 2)
 SERVER_PORT = 8080
 
 
