@@ -334,15 +334,16 @@ class Engine:
             return
         track = tracked.machine.track
         spec = tracker.spec
-        tracked.machine.revision.bump()  # alarm_raised_at is shown in the lane state
         if transition.state == "down" and track.alarm_raised_at is None:
             track.alarm_raised_at = transition.at
+            tracked.machine.revision.bump()  # alarm_raised_at is shown in the lane state
             status = "raised"
             at = transition.at
             cleared_at = None
         elif transition.state == "up" and track.alarm_raised_at is not None:
             at = track.alarm_raised_at
             track.alarm_raised_at = None
+            tracked.machine.revision.bump()
             status = "cleared"
             cleared_at = transition.at
         else:

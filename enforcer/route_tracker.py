@@ -8,7 +8,7 @@ evidence takes the route down at once. The route is down when any enforced
 machine is down.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain
 from typing import NamedTuple
@@ -44,6 +44,9 @@ from schemas.wire import (
 AggregateKey = tuple[str, str, str]
 
 _NO_HOLD = float("inf")
+
+#: Every distinct reachability limits in use, shared by the routes that have them.
+_SHARED_LIMITS: dict[ReachabilityLimits, ReachabilityLimits] = {}
 ProbeLaneKey = tuple[str, str, str, str]
 
 #: Causes of route-level evidence machines, with the protocol shown for them.
@@ -55,6 +58,7 @@ _OUTCOME_COUNTERS = (
     ("response-timeout", "timeout"),
     ("failed-to-send", "send-failed"),
 )
+_COUNTER_OF_OUTCOME = {outcome: counter for counter, outcome in _OUTCOME_COUNTERS}
 SLA_COUNTERS = (
     "success",
     "response-timeout",
@@ -124,6 +128,20 @@ class RouteSummary(NamedTuple):
     multiplier: int
 
 
+def _shown_lane(metrics: LaneStats, min_samples: int) -> LaneState:
+    """The state of an aggregate lane shown but never judged: up once it has samples."""
+    enough = metrics.count >= min_samples
+    return LaneState(
+        protocol=metrics.protocol,
+        traffic_class=metrics.traffic_class,
+        source=metrics.source,
+        state="up" if enough else "unknown",
+        meets_sla=enough,
+        metrics=metrics,
+        enforced=False,
+    )
+
+
 def _track_from(item: LaneState | ProbeStatus) -> TrackState:
     return TrackState(
         state=item.state,
@@ -173,7 +191,13 @@ class RouteTracker:
         self._evaluated_at = -1
         self._summary: tuple[int, RouteSummary] | None = None
         self._lane_states: tuple[tuple[int, int], list[LaneState]] | None = None
-        self._snapshot: tuple[tuple[int, int, str, bool, bool, float], PathState] | None = None
+        #: Where each lane sits in the cached lane states: judged lanes, shown-only
+        #: aggregate lanes and probe addresses (so a quiet window updates them in place).
+        self._judged_slots: dict[AggregateKey, int] = {}
+        self._shown_slots: dict[AggregateKey, int] = {}
+        self._probe_slots: dict[ProbeLaneKey, int] = {}
+        #: The last PathState: (revision, state, best-effort, stale, since), it, data version.
+        self._snapshot: tuple[tuple[int, str, bool, bool, float], PathState, int] | None = None
 
     # --- machines ---------------------------------------------------------
 
@@ -217,6 +241,8 @@ class RouteTracker:
         limits = self._reachability_limits.get(key)
         if limits is None:
             limits = ReachabilityLimits.of(self.spec.thresholds_for(protocol, traffic_class))
+            # one shared object per distinct limits: fewer long-lived objects for the GC
+            limits = _SHARED_LIMITS.setdefault(limits, limits)
             self._reachability_limits[key] = limits
         return limits
 
@@ -439,42 +465,94 @@ class RouteTracker:
 
         Probe counters add up every window; lane metrics and probe addresses
         (all passing and already shown up, so only their metrics move) take
-        the newest window holding them, read newest first.
+        the newest window holding them, read newest first. When the cached lane
+        states were current before these windows, they are updated in place
+        (only the metrics of each lane replaced) instead of rebuilt later.
         """
         unfolded = self._unfolded
         if not unfolded:
             return
         self._unfolded = []
+        cached = self._lane_states
+        states: list[LaneState] | None = None
+        if cached is not None and cached[0] == (
+            self.revision.value,
+            self.data_version - len(unfolded),
+        ):
+            states = cached[1]
+        if len(unfolded) == 1:
+            # one window: its lanes in reverse so the first of a repeated key wins
+            complete = self._fold_lanes(reversed(unfolded[0][0]), states, None)
+        else:
+            set_keys: set[tuple[str, ...]] = set()
+            complete = True
+            for lanes, _ in reversed(unfolded):
+                complete = self._fold_lanes(lanes, states, set_keys) and complete
+        if states is not None and complete:
+            self._lane_states = ((self.revision.value, self.data_version), states)
+        else:
+            self._lane_states = None
+
+    def _fold_lanes(
+        self,
+        lanes: Iterable[LaneStats],
+        states: list[LaneState] | None,
+        set_keys: set[tuple[str, ...]] | None,
+    ) -> bool:
+        """Record one quiet window's figures (`set_keys`: lanes set by a newer window);
+        False when a lane has no place in `states` (then they must be rebuilt)."""
         lane_metrics = self.lane_metrics
         probe_lanes = self.probe_lanes
+        judged_slots = self._judged_slots
+        shown_slots = self._shown_slots
+        probe_slots = self._probe_slots
+        min_samples = self.spec.min_samples
         replace = msgspec.structs.replace
-        set_keys: set[tuple[str, ...]] = set()
-        complete = len(lane_metrics) + len(probe_lanes)
-        for lanes, _ in reversed(unfolded):
-            for lane in lanes:
-                probe = lane.probe
-                if probe:
-                    counters = self._sla_counters(probe)
-                    outcomes = lane.outcomes
-                    for counter, outcome in _OUTCOME_COUNTERS:
-                        hits = outcomes.get(outcome)
-                        if hits:
-                            counters[counter] += hits
-                    if len(set_keys) == complete:
+        complete = True
+        counters_of = ""
+        counters: dict[str, int] = {}
+        for lane in lanes:
+            probe = lane.probe
+            if probe:
+                if probe != counters_of:
+                    counters_of, counters = probe, self._sla_counters(probe)
+                for outcome, hits in lane.outcomes.items():
+                    counter = _COUNTER_OF_OUTCOME.get(outcome)
+                    if counter is not None and hits:
+                        counters[counter] += hits
+                probe_key = (probe, lane.protocol, lane.traffic_class, lane.destination)
+                if set_keys is not None:
+                    if probe_key in set_keys:
                         continue
-                    probe_key = (probe, lane.protocol, lane.traffic_class, lane.destination)
-                    if probe_key not in set_keys:
-                        set_keys.add(probe_key)
-                        probe_lanes[probe_key] = replace(
-                            probe_lanes[probe_key], source=lane.source, metrics=lane
-                        )
+                    set_keys.add(probe_key)
+                shown = probe_lanes[probe_key] = replace(
+                    probe_lanes[probe_key], source=lane.source, metrics=lane
+                )
+                if states is not None:
+                    slot = probe_slots.get(probe_key)
+                    if slot is None:
+                        complete = False
+                    else:
+                        states[slot] = shown
+                continue
+            key = (lane.protocol, lane.traffic_class, lane.source)
+            if set_keys is not None:
+                if key in set_keys:
                     continue
-                if len(set_keys) == complete:
-                    continue
-                key = (lane.protocol, lane.traffic_class, lane.source)
-                if key not in set_keys:
-                    set_keys.add(key)
-                    lane_metrics[key] = lane
+                set_keys.add(key)
+            lane_metrics[key] = lane
+            if states is None:
+                continue
+            slot = judged_slots.get(key)
+            if slot is not None:
+                states[slot] = replace(states[slot], metrics=lane)
+                continue
+            slot = shown_slots.get(key)
+            if slot is None:
+                complete = False
+            else:
+                states[slot] = _shown_lane(lane, min_samples)
+        return complete
 
     def _sla_counters(self, name: str) -> dict[str, int]:
         counters = self.counters.get(name)
@@ -790,22 +868,18 @@ class RouteTracker:
     def _build_lane_states(self) -> list[LaneState]:
         states: list[LaneState] = []
         min_samples = self.spec.min_samples
-        for key, metrics in self.lane_metrics.items():
-            tracked = self.lanes.get(key)
-            if tracked is None:
-                states.append(
-                    LaneState(
-                        protocol=metrics.protocol,
-                        traffic_class=metrics.traffic_class,
-                        source=metrics.source,
-                        state="up" if metrics.count >= min_samples else "unknown",
-                        meets_sla=metrics.count >= min_samples,
-                        metrics=metrics,
-                        enforced=False,
-                    )
-                )
-        for key, tracked in self.lanes.items():
+        judged_slots: dict[AggregateKey, int] = {}
+        shown_slots: dict[AggregateKey, int] = {}
+        probe_slots: dict[ProbeLaneKey, int] = {}
+        lane_metrics = self.lane_metrics
+        tracked_lanes = self.lanes
+        for key, metrics in lane_metrics.items():
+            if key not in tracked_lanes:
+                shown_slots[key] = len(states)
+                states.append(_shown_lane(metrics, min_samples))
+        for key, tracked in tracked_lanes.items():
             track = tracked.machine.track
+            judged_slots[key] = len(states)
             states.append(
                 LaneState(
                     protocol=key[0],  # type: ignore[arg-type]
@@ -815,7 +889,7 @@ class RouteTracker:
                     meets_sla=track.meets_sla and track.state == "up",
                     reason=track.reason,
                     since=track.since,
-                    metrics=self.lane_metrics.get(key),
+                    metrics=lane_metrics.get(key),
                     enforced=True,
                     hold_down_until=track.hold_down_until,
                     hold_down_multiplier=track.multiplier,
@@ -823,8 +897,13 @@ class RouteTracker:
                     alarm_raised_at=track.alarm_raised_at,
                 )
             )
-        states.extend(self.probe_lanes.values())
+        for probe_key, shown in self.probe_lanes.items():
+            probe_slots[probe_key] = len(states)
+            states.append(shown)
         states.extend(self.destination_lanes.values())
+        self._judged_slots = judged_slots
+        self._shown_slots = shown_slots
+        self._probe_slots = probe_slots
         return states
 
     def probe_statuses(self) -> list[ProbeStatus]:
@@ -872,31 +951,32 @@ class RouteTracker:
         return summary.hold_down_until, summary.multiplier
 
     def snapshot(self, since: float, updated: float) -> PathState:
-        """The route's PathState; when only time and probe counters moved since the last
-        one, that one with those replaced (no lane or probe rebuilt from the machines)."""
+        """The route's PathState; when only figures (time, lane metrics, quality, probe
+        counters) moved since the last one, that one with those replaced: nothing
+        derived from the machines is rebuilt."""
         self._fold()
-        key = (
-            self.revision.value,
-            self.data_version,
-            self.state,
-            self.best_effort,
-            self.stale,
-            since,
-        )
+        key = (self.revision.value, self.state, self.best_effort, self.stale, since)
         last = self._snapshot
         if last is not None and last[0] == key:
             counters = self.counters
-            state = msgspec.structs.replace(
-                last[1],
-                updated=updated,
-                probes=[
-                    msgspec.structs.replace(status, counters=dict(counters.get(status.name, {})))
-                    for status in last[1].probes
-                ],
-            )
+            replace = msgspec.structs.replace
+            probes = [
+                replace(status, counters=dict(counters.get(status.name, {})))
+                for status in last[1].probes
+            ]
+            if last[2] == self.data_version:
+                state = replace(last[1], updated=updated, probes=probes)
+            else:
+                state = replace(
+                    last[1],
+                    updated=updated,
+                    quality=self.quality,
+                    lanes=self.lane_states(),
+                    probes=probes,
+                )
         else:
             state = self._build_snapshot(since, updated)
-        self._snapshot = (key, state)
+        self._snapshot = (key, state, self.data_version)
         return state
 
     def unchanged_but_figures(self, previous: PathState) -> bool:
