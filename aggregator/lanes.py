@@ -217,7 +217,12 @@ def window_lanes(
     in a stable order."""
     tracked_set = tracked if isinstance(tracked, frozenset | set) else frozenset(tracked)
     aggregates: dict[tuple[Protocol, TrafficClass, SourceKind], list[Summary]] = {}
-    details: dict[tuple[Protocol, TrafficClass, SourceKind, str, str], list[Summary]] = {}
+    #: passive lanes of tracked destinations, merged per destination below
+    passive: dict[tuple[Protocol, TrafficClass, SourceKind, str, str], list[Summary]] = {}
+    #: detail lanes by their sort key; a probe detail lane is always one fine lane
+    details: dict[tuple[Protocol, TrafficClass, SourceKind, str, str], LaneStats] = {}
+    #: LaneStats of single-member detail lanes, by summary, to copy into their aggregate
+    single: dict[int, LaneStats] = {}
     for (protocol, traffic_class, source, probe, destination), lane in fine.items():
         summary = summarize(lane)
         members = aggregates.get((protocol, traffic_class, source))
@@ -226,24 +231,27 @@ def window_lanes(
         else:
             members.append(summary)
         if source == "probe" and (probe or destination):
-            details[(protocol, traffic_class, source, destination, probe)] = [summary]
+            stats = lane_stats(protocol, traffic_class, source, destination, probe, summary)
+            details[(protocol, traffic_class, source, destination, probe)] = stats
+            if members is None:
+                # first of its aggregate: the aggregate may turn out to be this lane alone
+                single[id(summary)] = stats
         elif source == "passive" and destination in tracked_set:
             key = (protocol, traffic_class, source, destination, "")
-            existing = details.get(key)
+            existing = passive.get(key)
             if existing is None:
-                details[key] = [summary]
+                passive[key] = [summary]
             else:
                 existing.append(summary)
-    #: LaneStats of single-member detail lanes, by summary, to copy into their aggregate
-    single: dict[int, LaneStats] = {}
-    detail_lanes: list[LaneStats] = []
-    for (protocol, traffic_class, source, destination, probe), members in sorted(details.items()):
+    for passive_key, members in passive.items():
+        protocol, traffic_class, source, destination, probe = passive_key
         if len(members) == 1:
             stats = lane_stats(protocol, traffic_class, source, destination, probe, members[0])
             single[id(members[0])] = stats
         else:
             stats = lane_stats(protocol, traffic_class, source, destination, probe, merge(members))
-        detail_lanes.append(stats)
+        details[passive_key] = stats
+    detail_lanes = [details[key] for key in sorted(details)]
     lanes: list[LaneStats] = []
     for (protocol, traffic_class, source), members in sorted(aggregates.items()):
         if len(members) == 1:

@@ -122,9 +122,10 @@ class RouteWindows:
         # and not in the future
         limit = min(current.end, horizon) if current is not None else 0.0
         runs = self.runs
+        # FailureRuns.runs (never replaced), read once: successes end runs inline below
+        run_lengths = runs.runs if runs is not None else None
         fine: dict[FineKey, LaneAccumulator] = current.fine if current is not None else {}
         touched: set[Window] = set()
-        accepted = 0
         for m in items:
             ts = m.ts
             if not start <= ts < limit:
@@ -144,7 +145,6 @@ class RouteWindows:
             lane = fine.get(key)
             if lane is None:
                 lane = fine[key] = LaneAccumulator()
-            accepted += 1
             outcome = m.outcome
             if outcome == "ok":
                 latency = m.latency_ms
@@ -160,8 +160,9 @@ class RouteWindows:
                     lane.latencies.append(latency)
                 else:
                     lane.add_other(outcome)
-                if runs is not None and runs.runs:
-                    runs.success(key)
+                if run_lengths:
+                    # FailureRuns.success, inlined
+                    run_lengths.pop(key, None)
             else:
                 lane.add_other(outcome)
                 if runs is not None:
@@ -173,7 +174,8 @@ class RouteWindows:
         for window in touched:
             window.agents.add(agent)
         self._cached = current
-        result.accepted = accepted
+        # every item is future, late or accepted
+        result.accepted = len(items) - result.late - result.future
         self.late += result.late
         return result
 

@@ -46,6 +46,12 @@ SHUTDOWN_S = 30.0
 PROGRESS_SUBJECT = "bench.ingest.progress"
 SERVICE = "bench"
 WINDOW_S = 5.0
+#: the publisher re-reads the clock this often; within it, the batches of a route
+#: take successive slots of SLOT_S, their items ITEM_SPACING_S apart
+STAMP_PERIOD_S = 0.5
+SLOT_S = 0.01
+STAMP_SLOTS = 50
+ITEM_SPACING_S = SLOT_S / BATCH_SIZE
 PROTOCOLS = ("icmp", "tcp", "udp")
 CLASSES = ("high", "medium", "low", "best-effort")
 
@@ -104,13 +110,20 @@ def batch_bytes(route: int, seq: int, ts: float, rng: random.Random) -> bytes:
 
 
 class _Templates:
-    """Pre-encoded batches of every route, re-stamped every half second.
+    """Pre-encoded batches of every route, with timestamps that move forward like an agent's.
 
     Each route's 100 items are encoded once into a `%`-template whose only
     slots are the 100 timestamps (the text around them is exactly what
-    `encode` produces), so re-stamping a route is one bytes formatting and a
-    message is one header formatting: the publisher costs little CPU next to
-    the consumer it feeds.
+    `encode` produces). Every half second the clock is read again and
+    `STAMP_SLOTS` sets of 100 timestamps are encoded, slot k starting
+    k x `SLOT_S` after that clock reading, items `ITEM_SPACING_S` apart; the
+    n-th batch of a route within the half second takes slot n, so the
+    batches of a route never overlap in time and each lane's series arrives
+    in event-time order, as a real agent's does (re-sending the same
+    timestamps would make every lane look reordered and cost the aggregator a
+    sort per lane at close that no real stream causes). A message is one
+    bytes formatting of its route's template plus its header: the publisher
+    costs little CPU next to the consumer it feeds.
     """
 
     def __init__(self, routes: int) -> None:
@@ -125,22 +138,33 @@ class _Templates:
             rest = [part[part.index(b",") :] for part in parts[1:]]
             self.templates.append(parts[0] + b"".join(b'{"ts":%s' + tail for tail in rest))
         self.stamped = 0.0
-        self.items: list[bytes] = []
+        self.slot_stamps: list[tuple[bytes, ...]] = []
+        self.next_slot = [0] * routes
 
     def refresh(self, now: float) -> None:
-        if now - self.stamped < 0.5:
+        if now - self.stamped < STAMP_PERIOD_S:
             return
         self.stamped = now
-        stamps = tuple(msgspec.json.encode(now + i * 0.001) for i in range(BATCH_SIZE))
-        self.items = [template % stamps for template in self.templates]
+        self.slot_stamps = [
+            tuple(
+                msgspec.json.encode(now + slot * SLOT_S + i * ITEM_SPACING_S)
+                for i in range(BATCH_SIZE)
+            )
+            for slot in range(STAMP_SLOTS)
+        ]
+        self.next_slot = [0] * self.routes
 
     def message(self, index: int) -> tuple[str, bytes]:
         route = index % self.routes
+        slot = self.next_slot[route]
+        # past the last slot (over 100 batches a second on one route) the stamps repeat
+        self.next_slot[route] = min(slot + 1, STAMP_SLOTS - 1)
         header = (
             b'{"v":1,"agent":"agent-%d","node":"n1","seq":%d,"sent":%.3f,'
             b'"service":"bench","route":"r%d",' % (route % 10, index, self.stamped, route)
         )
-        return f"pw.meas.{SERVICE}.r{route}", header + self.items[route]
+        items = self.templates[route] % self.slot_stamps[slot]
+        return f"pw.meas.{SERVICE}.r{route}", header + items
 
 
 def _publisher(url: str, routes: int, batches: int, run_id: int) -> None:
@@ -174,6 +198,13 @@ def _publisher(url: str, routes: int, batches: int, run_id: int) -> None:
 class Throughput:
     measurements: int
     seconds: float
+    #: CPU time of this (consumer) process over the same span: unlike `seconds`,
+    #: not inflated by waiting for the publisher, nats-server or other load
+    cpu_seconds: float = 0.0
+
+    @property
+    def cpu_us_per_measurement(self) -> float:
+        return self.cpu_seconds * 1e6 / self.measurements if self.measurements > 0 else 0.0
 
     @property
     def per_second(self) -> float:
@@ -211,6 +242,7 @@ async def _drive(
     publisher = context.Process(target=_publisher, args=(url, routes, batches, run_id))
     publisher.start()
     first: float | None = None
+    cpu_first = 0.0
     last_reported = -1
     last_change = time.monotonic()
     try:
@@ -225,6 +257,7 @@ async def _drive(
                 )
             if done and first is None:
                 first = time.perf_counter()
+                cpu_first = time.process_time()
             if done != last_reported:
                 await reporter.nc.publish(f"{PROGRESS_SUBJECT}.{run_id}", str(done).encode())
                 last_reported = done
@@ -235,6 +268,7 @@ async def _drive(
                 raise RuntimeError(f"publisher exited with {publisher.exitcode}")
             await asyncio.sleep(0.002)
         elapsed = time.perf_counter() - (first or time.perf_counter())
+        cpu_elapsed = time.process_time() - cpu_first if first is not None else 0.0
         await reporter.nc.publish(f"{PROGRESS_SUBJECT}.{run_id}", str(batches).encode())
         await reporter.nc.flush()
     finally:
@@ -243,7 +277,7 @@ async def _drive(
             publisher.terminate()
         await reporter.close()
     # the first batch's own measurements arrived before the clock started
-    return Throughput(measured() - BATCH_SIZE, elapsed)
+    return Throughput(measured() - BATCH_SIZE, elapsed, cpu_elapsed)
 
 
 async def measure_ceiling(
@@ -412,7 +446,7 @@ def measure_core(routes: int, batches: int) -> Throughput:
         subject, payload = templates.message(index)
         core.handle(subject, payload, now)
     elapsed = time.perf_counter() - started
-    return Throughput(core.counters.measurements, elapsed)
+    return Throughput(core.counters.measurements, elapsed, elapsed)
 
 
 @dataclass
@@ -465,6 +499,8 @@ def report(result: IngestBench) -> list[str]:
     rate = result.aggregator.per_second
     ratio = rate / ceiling if ceiling else 0.0
     core = result.core.per_second
+    ceiling_cpu = result.ceiling.cpu_us_per_measurement
+    aggregator_cpu = result.aggregator.cpu_us_per_measurement
     memory = result.memory
     close_per_route_us = memory.close_ms * 1000.0 / max(1, memory.windows_closed)
     return [
@@ -476,6 +512,11 @@ def report(result: IngestBench) -> list[str]:
         f" ratio target >= {TARGET_RATIO:.2f}: {_verdict(ratio >= TARGET_RATIO)})",
         f"aggregator core without NATS: {core:,.0f} measurements/s"
         f" = {core / ceiling if ceiling else 0.0:.2f} of the ceiling (diagnostic, no target)",
+        f"consumer CPU per measurement (diagnostic: the ceiling phase waits on the publisher"
+        f" and nats-server, so its rate moves with the machine's load; CPU time does not):"
+        f" ceiling {ceiling_cpu:.2f} us, aggregator {aggregator_cpu:.2f} us"
+        f" = {ceiling_cpu / aggregator_cpu if aggregator_cpu else 0.0:.2f} of the ceiling's rate"
+        f" at equal CPU",
         f"memory: {memory.routes} routes, {memory.lanes} live (protocol, class) lanes,"
         f" {memory.measurements:,} measurements in open windows: RSS {memory.rss_after_mb:.0f} MB"
         f" = {memory.rss_after_mb / memory.rss_start_mb:.2f} x the fresh process with"
