@@ -71,6 +71,28 @@ def run(*args: str, check: bool = True, stdin: str | None = None) -> str:
     return result.stdout
 
 
+def veth_link(ns_a: str, if_a: str, addr_a: str, ns_b: str, if_b: str, addr_b: str) -> None:
+    """Join two namespaces with a veth pair, address both ends (CIDR) and bring them up."""
+    run(
+        "ip",
+        "link",
+        "add",
+        if_a,
+        "netns",
+        ns_a,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        if_b,
+        "netns",
+        ns_b,
+    )
+    for namespace, interface, address in ((ns_a, if_a, addr_a), (ns_b, if_b, addr_b)):
+        run("ip", "netns", "exec", namespace, "ip", "addr", "add", address, "dev", interface)
+        run("ip", "netns", "exec", namespace, "ip", "link", "set", interface, "up")
+
+
 @dataclass
 class Bed:
     """Names of the namespaces and interfaces of one bed (see the module docstring)."""
@@ -124,26 +146,6 @@ class Bed:
     def ns(self, namespace: str, *args: str, check: bool = True) -> str:
         return run("ip", "netns", "exec", namespace, *args, check=check)
 
-    def _link(self, ns_a: str, if_a: str, addr_a: str, ns_b: str, if_b: str, addr_b: str) -> None:
-        run(
-            "ip",
-            "link",
-            "add",
-            if_a,
-            "netns",
-            ns_a,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            if_b,
-            "netns",
-            ns_b,
-        )
-        for namespace, interface, address in ((ns_a, if_a, addr_a), (ns_b, if_b, addr_b)):
-            self.ns(namespace, "ip", "addr", "add", address, "dev", interface)
-            self.ns(namespace, "ip", "link", "set", interface, "up")
-
     def create(self) -> Bed:
         """Build everything; on failure, whatever was built is deleted again."""
         try:
@@ -154,7 +156,7 @@ class Bed:
             for router in (self.router1, self.router2):
                 self.ns(router, "sysctl", "-qw", "net.ipv4.ip_forward=1")
             c1, c2, s1, s2 = LINK_NETS
-            self._link(
+            veth_link(
                 self.client,
                 self.client_if1,
                 f"{_host(c1, 1)}/24",
@@ -162,7 +164,7 @@ class Bed:
                 self.router1_if_client,
                 f"{_host(c1, 2)}/24",
             )
-            self._link(
+            veth_link(
                 self.client,
                 self.client_if2,
                 f"{_host(c2, 1)}/24",
@@ -170,7 +172,7 @@ class Bed:
                 f"pwr2{self.tag}",
                 f"{_host(c2, 2)}/24",
             )
-            self._link(
+            veth_link(
                 self.router1,
                 f"pwr3{self.tag}",
                 f"{_host(s1, 1)}/24",
@@ -178,7 +180,7 @@ class Bed:
                 f"pws1{self.tag}",
                 f"{_host(s1, 2)}/24",
             )
-            self._link(
+            veth_link(
                 self.router2,
                 f"pwr4{self.tag}",
                 f"{_host(s2, 1)}/24",

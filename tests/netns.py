@@ -16,6 +16,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from pathwatch.testbed import veth_link
+
 requires_root = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("ip") is None,
     reason="needs root and iproute2 to create network namespaces",
@@ -66,25 +68,7 @@ def namespaces(*prefixes: str) -> Iterator[list[str]]:
 def veth(ns_a: str, addr_a: str, ns_b: str, addr_b: str) -> tuple[str, str]:
     """Join two namespaces with a veth pair; addresses in CIDR form. Returns (if_a, if_b)."""
     if_a, if_b = unique("va"), unique("vb")
-    sh(
-        "ip",
-        "link",
-        "add",
-        if_a,
-        "netns",
-        ns_a,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        if_b,
-        "netns",
-        ns_b,
-    )
-    in_ns(ns_a, "ip", "addr", "add", addr_a, "dev", if_a)
-    in_ns(ns_b, "ip", "addr", "add", addr_b, "dev", if_b)
-    in_ns(ns_a, "ip", "link", "set", if_a, "up")
-    in_ns(ns_b, "ip", "link", "set", if_b, "up")
+    veth_link(ns_a, if_a, addr_a, ns_b, if_b, addr_b)
     return if_a, if_b
 
 

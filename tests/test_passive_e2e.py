@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import socket
 import threading
 from collections import Counter
@@ -17,10 +16,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from agents.agent import Agent, AgentOptions
 from agents.nsexec import run_in_netns
+from aggregator.service import run_aggregator
+from enforcer.service import run_enforcer
 from pathwatch.bus import Bus, BusOptions
 from pathwatch.configfile import parse_config
 from schemas import subjects
@@ -38,11 +37,6 @@ from tests.test_passive_beds import (
     config_yaml,
     far_listener,
     passive_bed,
-)
-
-HAVE_JUDGES = (
-    importlib.util.find_spec("aggregator.service") is not None
-    and importlib.util.find_spec("enforcer.service") is not None
 )
 
 
@@ -90,9 +84,6 @@ async def path_state(bus: Bus, route: str) -> PathState | None:
 @contextlib.asynccontextmanager
 async def judges(config: PathwatchConfig, nats_url: str, tmp: Path) -> AsyncIterator[None]:
     """The real aggregator and enforcer on their own connections."""
-    from aggregator.service import run_aggregator
-    from enforcer.service import run_enforcer
-
     buses = [await Bus.connect(BusOptions.from_url(nats_url, name=n)) for n in ("agg", "enf")]
     stop = asyncio.Event()
     ready = asyncio.Event()
@@ -119,8 +110,6 @@ async def judges(config: PathwatchConfig, nats_url: str, tmp: Path) -> AsyncIter
 async def test_failing_link_goes_out_of_service_while_the_other_stays_up(
     bus: Bus, nats_url: str, tmp_path: Path
 ) -> None:
-    if not HAVE_JUDGES:
-        pytest.skip("aggregator / enforcer not importable yet")
     await (await bus.kv(subjects.KV_PATHS)).purge("web.link1")
     await (await bus.kv(subjects.KV_PATHS)).purge("web.link2")
     seen = Batches()
