@@ -152,9 +152,13 @@ async def test_batches_heartbeats_node_filter_and_reload(bus: Bus, nats_url: str
                 lambda: seen.heartbeats[-1].config_hash == "h2", 5, what="heartbeat with new hash"
             )
             # ...then reload again mid-round: that round still publishes its batch
-            await asyncio.sleep(0.3)
+            await wait_for(
+                lambda: any(t.get_name() == "round web.pinged" for t in agent._rounds),
+                5,
+                interval=0.005,
+                what="a round of the new route in flight",
+            )
             pinged_before = sum(b.route == "pinged" for b in seen.batches)
-            assert any(t.get_name() == "round web.pinged" for t in agent._rounds)
             agent.reload(config(port), "h3")
             await wait_for(
                 lambda: sum(b.route == "pinged" for b in seen.batches) > pinged_before,
