@@ -29,6 +29,7 @@ from aggregator.metrics import (
 )
 from aggregator.partition import queue_group, subscriptions
 from pathwatch.bus import Bus
+from pathwatch.heap import settle_heap
 from schemas import subjects
 from schemas.codec import encode
 from schemas.config import PathwatchConfig
@@ -62,6 +63,7 @@ async def run_aggregator(
     Aggregator whose counters the caller watches) are for tests and benchmarks.
     """
     aggregator = core or Aggregator(config, partition=partition, partitions=partitions)
+    settle_heap()  # config and tables live as long as the process
     nc = bus.nc
     alarms: asyncio.Queue[bytes] = asyncio.Queue()
     alarm_subjects: dict[bytes, str] = {}

@@ -12,14 +12,17 @@ route's figures (lane metrics, quality, probe counters) does not rebuild its
 PathState at once; the route is marked and `flush_metrics` (run by `tick`)
 rebuilds it once its last written PathState is `metrics_refresh` seconds old
 (default `METRICS_REFRESH_SECONDS` = 0: at the next tick, so the API and `show`
-lag the window by at most one tick; a larger value trades metric freshness for
-less work on very large deployments). Every change of state, in-service,
+lag the window by about one tick; a larger value trades metric freshness for
+less work on very large deployments). The service gives each tick's refresh a
+processor-time budget, so on very large deployments figures lag a few ticks
+rather than delaying judgement. Every change of state, in-service,
 best-effort, staleness, reason or hold-down, and every event, alarm and
 command, is still produced by the input that caused it; selection and
 `path_states` always see current figures.
 """
 
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
@@ -145,8 +148,15 @@ class Engine:
         self.flush_metrics(self.clock(), force=True)
         return list(self.previous.values())
 
-    def flush_metrics(self, now: float, force: bool = False) -> Outputs:
-        """PathStates of routes whose figures moved and whose last one is old enough."""
+    def flush_metrics(
+        self, now: float, force: bool = False, budget_seconds: float | None = None
+    ) -> Outputs:
+        """PathStates of routes whose figures moved and whose last one is old enough.
+
+        With `budget_seconds`, stops once that much processor time was spent, oldest
+        pending routes first; the rest wait for the next call. Figures then lag by a
+        few ticks on very large deployments instead of one input stalling the others.
+        """
         out = Outputs()
         pending = self.pending_metrics
         if not pending:
@@ -154,7 +164,8 @@ class Engine:
         refresh = self.metrics_refresh
         previous = self.previous
         trackers = self.trackers
-        for key in list(pending):
+        deadline = None if budget_seconds is None else time.perf_counter() + budget_seconds
+        for done, key in enumerate(list(pending), start=1):
             last = previous.get(key)
             if force or last is None or now - last.updated >= refresh:
                 del pending[key]
@@ -162,6 +173,8 @@ class Engine:
                 state = tracker.snapshot(last.since if last is not None else now, now)
                 previous[key] = state
                 out.paths.append(state)
+            if deadline is not None and done % 64 == 0 and time.perf_counter() >= deadline:
+                break
         return out
 
     def spec(self, service: str, route: str) -> RouteSpec | None:
@@ -195,7 +208,20 @@ class Engine:
             self.dropped["unknown-route"] += 1
             return Outputs()
         changes = tracker.on_window(window)
+        if tracker.quiet_taken and self._figures_only(tracker):
+            # nothing but figures moved: the PathState is rebuilt by `flush_metrics`
+            self.pending_metrics.setdefault(tracker.spec.key, window.window_end)
+            return Outputs()
         return self._settle(tracker.spec.service, {tracker: window.window_end}, changes)
+
+    def _figures_only(self, tracker: RouteTracker) -> bool:
+        """Whether settling a quiet window of `tracker` could change nothing but figures:
+        it is in service on its own (so no best-effort choice is open in its service)
+        and its last PathState is current but for figures."""
+        if not tracker.raw_in_service or self.best_effort_routes[tracker.spec.service]:
+            return False
+        previous = self.previous.get(tracker.spec.key)
+        return previous is not None and tracker.unchanged_but_figures(previous)
 
     def on_fast(self, evidence: FastEvidence) -> Outputs:
         tracker = self.trackers.get(f"{evidence.service}.{evidence.route}")
@@ -267,8 +293,9 @@ class Engine:
             out.extend(self._restale(heartbeat.ts))
         return out
 
-    def tick(self) -> Outputs:
-        """Hold-down expiry, agent silence, window silence, probe-state TTL."""
+    def tick(self, refresh_budget: float | None = None) -> Outputs:
+        """Hold-down expiry, agent silence, window silence, probe-state TTL, then the
+        pending metrics refresh (within `refresh_budget` seconds, see `flush_metrics`)."""
         now = self.clock()
         out = Outputs()
         for seen in self.liveness.newly_lost(now):
@@ -310,7 +337,7 @@ class Engine:
             if moved:
                 out.extend(self._settle(service, moved, changes))
         out.extend(self._restale(now))
-        out.extend(self.flush_metrics(now))
+        out.extend(self.flush_metrics(now, budget_seconds=refresh_budget))
         return out
 
     def _restale(self, now: float) -> Outputs:

@@ -1,6 +1,7 @@
 """What the enforcer needs to know about one service route, read once from config."""
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from enforcer.holddown import HoldDownPolicy
 from schemas.config import ClassThresholds, PathwatchConfig, SlaMetrics
@@ -46,8 +47,9 @@ class RouteSpec:
     probes: dict[str, ProbeSpec] = field(default_factory=dict)
     thresholds: dict[tuple[str, str], ClassThresholds] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def key(self) -> str:
+        """`<service>.<route>`: the route's key in KV and in the engine's tables."""
         return f"{self.service}.{self.route}"
 
     def thresholds_for(self, protocol: Protocol, traffic_class: TrafficClass) -> ClassThresholds:

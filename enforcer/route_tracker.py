@@ -8,6 +8,8 @@ evidence takes the route down at once. The route is down when any enforced
 machine is down.
 """
 
+import math
+import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain
@@ -96,6 +98,110 @@ class Change:
 _UNSEEN = object()
 
 
+#: What a lane of a quiet layout is checked against (see `_QuietLayout`).
+_SHOWN, _REACHABILITY, _SLA = 0, 1, 2
+
+#: One lane position of a layout: (protocol, traffic class, source, probe,
+#: destination, check kind, then the limits as plain numbers: error % / TTE max /
+#: TTE mean / inf, or loss % / latency max / latency mean / jitter).
+LayoutSlot = tuple[str, str, str, str, str, int, float, float, float, float]
+
+
+@dataclass(frozen=True, slots=True, weakref_slot=True)
+class _QuietLayout:
+    """A window's lane layout, each position with the limits it is checked against.
+
+    `passes` is `_quiet_window`'s per-lane check specialised for a window laid out
+    exactly like the one the layout was noted from: one pass with plain attribute
+    reads and number comparisons, no key building and no dictionary lookups.
+    """
+
+    slots: tuple[LayoutSlot, ...]
+
+    def passes(self, lanes: list[LaneStats], min_samples: int) -> bool:
+        """True when the window has this layout and every lane passes (or is not judged)."""
+        slots = self.slots
+        if len(lanes) != len(slots):
+            return False
+        for lane, slot in zip(lanes, slots, strict=True):
+            protocol, traffic_class, source, probe, destination, kind, a, b, c, d = slot
+            if (
+                lane.protocol != protocol
+                or lane.traffic_class != traffic_class
+                or lane.source != source
+                or lane.probe != probe
+                or lane.destination != destination
+            ):
+                return False
+            if kind == _SHOWN:
+                continue
+            if lane.count < min_samples:
+                if kind == _SLA:
+                    return False
+                continue
+            latency_max, latency_mean = lane.latency_max_ms, lane.latency_mean_ms
+            if (
+                (lane.error_pct if kind == _REACHABILITY else lane.loss_pct) > a
+                or (latency_max is not None and latency_max > b)
+                or (latency_mean is not None and latency_mean > c)
+            ):
+                return False
+            if kind == _SLA:
+                jitter = lane.jitter_ms
+                if jitter is not None and jitter > d:
+                    return False
+        return True
+
+
+def _quiet_layout(
+    lanes: list[LaneStats],
+    known: "dict[AggregateKey, ReachabilityLimits | None]",
+    probes: dict[str, SlaLimits],
+    probe_lanes_up: frozenset[ProbeLaneKey],
+) -> _QuietLayout | None:
+    """The layout of a window that would pass `_quiet_window`, None when it could not."""
+    slots: list[LayoutSlot] = []
+    for lane in lanes:
+        where = (lane.protocol, lane.traffic_class, lane.source, lane.probe, lane.destination)
+        if lane.probe:
+            sla = probes.get(lane.probe)
+            key = (lane.probe, lane.protocol, lane.traffic_class, lane.destination)
+            if sla is None or key not in probe_lanes_up:
+                return None
+            slots.append(
+                (*where, _SLA, sla.loss_pct, sla.latency_max_ms, sla.latency_mean_ms, sla.jitter_ms)
+            )
+            continue
+        if lane.destination:
+            return None
+        found = known.get((lane.protocol, lane.traffic_class, lane.source), _UNSEEN)
+        if found is _UNSEEN:
+            return None
+        if found is None:
+            slots.append((*where, _SHOWN, math.inf, math.inf, math.inf, math.inf))
+            continue
+        limits: ReachabilityLimits = found  # type: ignore[assignment]
+        slots.append(
+            (
+                *where,
+                _REACHABILITY,
+                limits.error_pct,
+                limits.tte_max_ms,
+                limits.tte_mean_ms,
+                math.inf,
+            )
+        )
+    layout = _QuietLayout(tuple(slots))
+    # routes of one config mostly share layouts: one object each, warm in the cache
+    return _SHARED_LAYOUTS.setdefault(layout, layout)
+
+
+#: Every distinct quiet layout in use, shared by the routes that have it.
+_SHARED_LAYOUTS: "weakref.WeakValueDictionary[_QuietLayout, _QuietLayout]" = (
+    weakref.WeakValueDictionary()
+)
+
+
 @dataclass
 class _Quiet:
     """What a window must look like to change no machine of a route.
@@ -117,6 +223,8 @@ class _Quiet:
     probes: dict[str, SlaLimits]
     #: Probe addresses shown up: (probe, protocol, class, destination).
     probe_lanes_up: frozenset[ProbeLaneKey]
+    #: The layout of the window it was noted after, for the whole-window check.
+    layout: _QuietLayout | None = None
 
 
 class RouteSummary(NamedTuple):
@@ -186,6 +294,8 @@ class RouteTracker:
         #: Bumped by every change of the lane data (metrics, probe counters) of this route.
         self.data_version = 0
         self._quiet: _Quiet | None = None
+        #: Whether the last window taken was quiet (changed nothing but figures).
+        self.quiet_taken = False
         #: Quiet windows whose figures are not recorded yet: (lanes, window end).
         self._unfolded: list[tuple[list[LaneStats], float]] = []
         self._evaluated_at = -1
@@ -266,7 +376,8 @@ class RouteTracker:
         start, end = window.window_start, window.window_end
         if self.last_window_end is None or end > self.last_window_end:
             self.last_window_end = end
-        if self._quiet_window(window.lanes, end):
+        self.quiet_taken = self._quiet_window(window.lanes, end)
+        if self.quiet_taken:
             return []
         self._fold()
         changes: list[Change] = []
@@ -352,7 +463,7 @@ class RouteTracker:
                     self._changes(tracked, tracked.machine.observe(not reason, reason, start, end))
                 )
         self.data_version += 1
-        self._note_quiet()
+        self._note_quiet(window.lanes)
         return changes
 
     # --- quiet windows: nothing to change but metrics ---------------------------
@@ -367,7 +478,7 @@ class RouteTracker:
             return track.hold_down_until
         return None
 
-    def _note_quiet(self) -> None:
+    def _note_quiet(self, window_lanes: list[LaneStats]) -> None:
         """After a judged window: note whether the next windows may skip the machines."""
         self._quiet = None
         spec = self.spec
@@ -408,7 +519,8 @@ class RouteTracker:
         probe_lanes_up = frozenset(
             key for key, shown in self.probe_lanes.items() if shown.state == "up"
         )
-        self._quiet = _Quiet(self.revision.value, until, lanes, probes, probe_lanes_up)
+        layout = _quiet_layout(window_lanes, lanes, probes, probe_lanes_up)
+        self._quiet = _Quiet(self.revision.value, until, lanes, probes, probe_lanes_up, layout)
 
     def _quiet_window(self, lanes: list[LaneStats], end: float) -> bool:
         """Take a window that changes no machine and no shown state: figures only.
@@ -425,6 +537,11 @@ class RouteTracker:
         if quiet.until != _NO_HOLD and max(end, self.clock()) >= quiet.until:
             return False
         min_samples = self.spec.min_samples
+        layout = quiet.layout
+        if layout is not None and layout.passes(lanes, min_samples):
+            self._unfolded.append((lanes, end))
+            self.data_version += 1
+            return True
         known = quiet.lanes
         probes = quiet.probes
         probe_lanes_up = quiet.probe_lanes_up

@@ -25,6 +25,8 @@ from schemas.wire import Alarm, PathEvent, PathState
 log = logging.getLogger("pathwatch.enforcer.sink")
 
 BUFFER_SECONDS = 100.0
+#: KV puts awaited together (each waits for its JetStream acknowledgement).
+PUT_CONCURRENCY = 128
 
 
 class OutputSink:
@@ -67,16 +69,27 @@ class OutputSink:
                 continue
             try:
                 if isinstance(item, list):
-                    for state in item:
-                        await self._put_state(state)
+                    await self._put_states(item)
                 else:
                     await self._write(item)
             except Exception:
                 self.failures += 1
                 log.exception("writing enforcer outputs failed")
 
-    async def _put_state(self, state: PathState) -> None:
-        await self.paths.put(subjects.path_key(state.service, state.route), encode(state))
+    async def _put_states(self, states: list[PathState]) -> None:
+        """Write PathStates to KV, `PUT_CONCURRENCY` puts in flight at a time.
+
+        A route listed twice keeps only its last state, so concurrent puts of one
+        key can never land out of order."""
+        latest = {subjects.path_key(state.service, state.route): state for state in states}
+        items = list(latest.items())
+        for start in range(0, len(items), PUT_CONCURRENCY):
+            await asyncio.gather(
+                *(
+                    self.paths.put(key, encode(state))
+                    for key, state in items[start : start + PUT_CONCURRENCY]
+                )
+            )
 
     async def _write(self, outputs: Outputs) -> None:
         if not self.lease.held:
@@ -85,8 +98,7 @@ class OutputSink:
             while self.buffer and self.buffer[0][0] < now - BUFFER_SECONDS:
                 self.buffer.popleft()
             return
-        for state in outputs.paths:
-            await self._put_state(state)
+        await self._put_states(outputs.paths)
         for publication in outputs.publications:
             await self._publish(publication)
         for key in outputs.expired_probe_keys:

@@ -48,7 +48,7 @@ Percent = Annotated[float, Meta(ge=0, le=100)]
 Count = Annotated[int, Meta(ge=0)]
 
 
-class Message(Struct, frozen=True, kw_only=True, forbid_unknown_fields=False):
+class Message(Struct, frozen=True, kw_only=True, gc=False, forbid_unknown_fields=False):
     """Base of every wire message: `v` is the schema version."""
 
     v: int = SCHEMA_VERSION
@@ -57,7 +57,7 @@ class Message(Struct, frozen=True, kw_only=True, forbid_unknown_fields=False):
 # --- measurements ---------------------------------------------------------
 
 
-class Measurement(Struct, frozen=True, kw_only=True, array_like=False):
+class Measurement(Struct, frozen=True, kw_only=True, gc=False, array_like=False):
     """One attempt (probe), one session (passive) or one link observation."""
 
     ts: Timestamp
@@ -94,7 +94,7 @@ class MeasurementBatch(Message, frozen=True, kw_only=True):
 # --- window statistics ----------------------------------------------------
 
 
-class LaneKey(Struct, frozen=True, kw_only=True):
+class LaneKey(Struct, frozen=True, kw_only=True, gc=False):
     """Identity of a lane inside a route: empty destination / probe means "all"."""
 
     protocol: Protocol
@@ -104,7 +104,7 @@ class LaneKey(Struct, frozen=True, kw_only=True):
     probe: str = ""
 
 
-class LaneStats(Struct, frozen=True, kw_only=True):
+class LaneStats(Struct, frozen=True, kw_only=True, gc=False):
     """Statistics of one lane over one window."""
 
     protocol: Protocol
@@ -179,7 +179,7 @@ class FastEvidence(Message, frozen=True, kw_only=True):
 # --- path state (KV pathwatch-paths) --------------------------------------
 
 
-class LaneState(Struct, frozen=True, kw_only=True):
+class LaneState(Struct, frozen=True, kw_only=True, gc=False):
     """Judgement of one lane: its state, why, and the metrics of its last window."""
 
     protocol: Protocol
@@ -199,7 +199,7 @@ class LaneState(Struct, frozen=True, kw_only=True):
     alarm_raised_at: Timestamp | None = None
 
 
-class ProbeStatus(Struct, frozen=True, kw_only=True):
+class ProbeStatus(Struct, frozen=True, kw_only=True, gc=False):
     """Status of one named probe of a route (ICMP profile or plugin)."""
 
     name: str

@@ -5,16 +5,25 @@ tls / http lanes in four classes plus four ICMP probe-address lanes per route),
 then feeds the engine one WindowStats per route per window close, a few closes
 in a row, some lanes failing. The baseline is the same loop doing no judgement
 (the route lookup and a pass over every lane), measured in the same run.
+
+Judgement is what decides: verdicts, state machines, events, alarms and
+commands, all produced by `Engine.on_window`. Rebuilding the PathStates whose
+figures moved (for KV and the API) is timed and reported apart: the enforcer
+does it in its ticker under a processor-time budget, off the decision path.
+The engine's heap is settled first, as the enforcer service does.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import dataclass
 
-from enforcer.engine import METRICS_REFRESH_SECONDS, Engine
+from enforcer.engine import Engine
+from enforcer.service import REFRESH_BUDGET_SECONDS, TICK_SECONDS
 from pathwatch.configfile import parse_config
+from pathwatch.heap import settle_heap
 from schemas.wire import LaneStats, WindowStats
 
 PROTOCOLS = ("tcp", "udp", "tls", "http")
@@ -96,13 +105,16 @@ class Phase:
     varying: bool
     #: Per window close: every route's window judged (decisions, events, state changes).
     judged_ms: list[float]
-    #: Per window close: the metrics refresh (`Engine.flush_metrics`) that follows it.
+    #: Per window close: rebuilding the PathStates whose figures moved
+    #: (`Engine.flush_metrics`, unbudgeted here so its whole cost shows).
     refresh_ms: list[float]
     baseline_ms: list[float]
+    #: Routes whose PathState was rebuilt per refresh.
+    refreshed: list[int]
 
-    def total_ms(self) -> list[float]:
-        """Judgement plus metrics refresh, per close after the first (machines created)."""
-        return [j + r for j, r in zip(self.judged_ms[1:], self.refresh_ms[1:], strict=True)]
+    def later_judged_ms(self) -> list[float]:
+        """Judgement per close after the first (the first creates every machine)."""
+        return self.judged_ms[1:] or self.judged_ms
 
 
 @dataclass(frozen=True)
@@ -118,10 +130,12 @@ def run_phase(routes: int, closes: int, varying: bool) -> Phase:
     config = parse_config(bench_config_text(routes), "<bench>").config
     clock_now = [1_000_000.0]
     engine = Engine(config, lambda: clock_now[0])
+    settle_heap()  # as the enforcer service does once its engine is built
     names = [(f"s{i // ROUTES_PER_SERVICE}", f"r{i}") for i in range(routes)]
     judged: list[float] = []
     refresh: list[float] = []
     baseline: list[float] = []
+    refreshed: list[int] = []
     for close in range(closes):
         end = 1_000_000.0 + 5 * close
         clock_now[0] = end + 1
@@ -148,9 +162,10 @@ def run_phase(routes: int, closes: int, varying: bool) -> Phase:
             engine.on_window(stats)
         judged.append((time.perf_counter() - started) * 1000)
         started = time.perf_counter()
-        engine.flush_metrics(clock_now[0])
+        rebuilt = engine.flush_metrics(clock_now[0])
         refresh.append((time.perf_counter() - started) * 1000)
-    return Phase(varying, judged, refresh, baseline)
+        refreshed.append(len(rebuilt.paths))
+    return Phase(varying, judged, refresh, baseline, refreshed)
 
 
 def run_bench(lanes: int, closes: int, vary: bool = True) -> EnforceBench:
@@ -164,37 +179,39 @@ def run_bench(lanes: int, closes: int, vary: bool = True) -> EnforceBench:
 def _phase_lines(phase: Phase, lanes: int) -> list[str]:
     label = "varying windows" if phase.varying else "identical windows"
     baseline = statistics.median(phase.baseline_ms)
-    lines = [
-        f"{label}: first close (every machine created) {phase.judged_ms[0]:.1f} ms judgement"
-        f" + {phase.refresh_ms[0]:.1f} ms metrics refresh",
+    later = phase.later_judged_ms()
+    judged = statistics.mean(later)
+    refresh = statistics.mean(phase.refresh_ms[1:] or phase.refresh_ms)
+    routes = max(1, round(statistics.mean(phase.refreshed[1:] or phase.refreshed)))
+    ticks = math.ceil(refresh / (REFRESH_BUDGET_SECONDS * 1000))
+    return [
+        f"{label}: first close (every machine created) {phase.judged_ms[0]:.1f} ms",
+        f"{label}: judgement per later close: mean {judged:.1f} ms, median"
+        f" {statistics.median(later):.1f}, max {max(later):.1f};"
+        f" {judged * 1000 / lanes:.2f} us per lane",
+        f"{label}: baseline (same loop, no judgement) median {baseline:.1f} ms;"
+        f" judgement / baseline {judged / baseline if baseline else float('inf'):.1f}x",
+        f"{label}: figures refresh (PathStates rebuilt for KV and the API, off the decision"
+        f" path): {refresh:.1f} ms for {routes} routes ({refresh * 1000 / routes:.0f} us per"
+        f" route); the enforcer spends at most {REFRESH_BUDGET_SECONDS * 1000:.0f} ms of each"
+        f" {TICK_SECONDS * 1000:.0f} ms tick on it, so every route's figures are current"
+        f" within {ticks} tick(s) = {ticks * TICK_SECONDS:.1f} s of its window",
     ]
-    if len(phase.judged_ms) > 1:
-        total = statistics.mean(phase.total_ms())
-        lines += [
-            f"{label}: later closes: judgement median {statistics.median(phase.judged_ms[1:]):.1f}"
-            f" ms, metrics refresh mean {statistics.mean(phase.refresh_ms[1:]):.1f} ms;"
-            f" total mean {total:.1f} ms per window close (max {max(phase.total_ms()):.1f});"
-            f" {total * 1000 / lanes:.2f} us per lane",
-            f"{label}: baseline (same loop, no judgement) median {baseline:.1f} ms;"
-            f" ratio {total / baseline if baseline else float('inf'):.1f}x",
-        ]
-    return lines
 
 
 def report(result: EnforceBench) -> list[str]:
     headline = result.phases[0]
-    judged = statistics.mean(headline.total_ms() or headline.judged_ms)
+    judged = statistics.mean(headline.later_judged_ms())
     lines = [
         f"lanes per window close: {result.lanes} ({result.routes} routes x {LANES_PER_ROUTE})",
         f"window closes: {result.closes} per series (every third with 10 % of routes"
-        " failing tcp/high); varying = every lane's count and latencies change every window;"
-        f" metrics refresh every {METRICS_REFRESH_SECONDS:g} s",
+        " failing tcp/high); varying = every lane's count and latencies change every window",
     ]
     for phase in result.phases:
         lines += _phase_lines(phase, result.lanes)
     label = "varying" if headline.varying else "identical"
     lines.append(
-        f"target <= 100 ms per window close ({label} windows):"
-        f" {'met' if judged <= 100 else 'NOT met'}"
+        f"target <= 100 ms of judgement per window close ({label} windows, mean):"
+        f" {judged:.1f} ms, {'met' if judged <= 100 else 'NOT met'}"
     )
     return lines
