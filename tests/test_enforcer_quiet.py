@@ -321,3 +321,30 @@ def test_one_figure_past_its_limit_is_judged_after_quiet_windows(
     assert out == published(full.on_window(broken))
     if "too few" not in str(changes) and "count" not in changes:
         assert any(subject.startswith("pw.event.web.r1") for subject, _ in out), out
+
+
+def test_figures_refresh_within_a_budget_resumes_with_the_oldest_routes() -> None:
+    """`flush_metrics` with a budget stops early and the next call goes on where it
+    stopped; without one every pending route is rebuilt."""
+    from pathwatch.bench.enforce import bench_config_text, window
+
+    clock = Clock()
+    engine = Engine(parse_config(bench_config_text(300)).config, clock)
+    names = [(f"s{i // 100}", f"r{i}") for i in range(300)]
+    for close in range(3):
+        end = 20_000.0 + 5 * close
+        clock.now = end + 1
+        for index, (service, route) in enumerate(names):
+            engine.on_window(window(service, route, end, failing=False, variation=close + index))
+        if close < 2:
+            engine.flush_metrics(clock.now)
+    pending = list(engine.pending_metrics)
+    assert len(pending) == 300  # the last close was quiet everywhere: figures only
+    first = engine.flush_metrics(clock.now, budget_seconds=0.0)
+    done = [f"{s.service}.{s.route}" for s in first.paths]
+    assert 0 < len(done) < 300
+    assert done == pending[: len(done)]
+    assert list(engine.pending_metrics) == pending[len(done) :]
+    rest = engine.flush_metrics(clock.now)
+    assert [f"{s.service}.{s.route}" for s in rest.paths] == pending[len(done) :]
+    assert not engine.pending_metrics
