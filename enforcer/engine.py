@@ -36,8 +36,10 @@ from enforcer.route_tracker import Change, RouteTracker
 from enforcer.selection import Candidate, best_effort_choice, select
 from enforcer.state_machine import Clock
 from schemas import subjects
+from schemas.codec import decode_message
 from schemas.config import PathwatchConfig
 from schemas.wire import (
+    SCHEMA_VERSION,
     AgentHeartbeat,
     Alarm,
     FastEvidence,
@@ -56,6 +58,8 @@ log = logging.getLogger("pathwatch.enforcer")
 
 #: Longest delay of a route's metrics in KV when nothing else of it changes.
 METRICS_REFRESH_SECONDS = 0.0
+
+_NO_ROUTES: dict[str, RouteTracker] = {}
 
 _EVENT_OF_STATE: dict[str, PathEventKind] = {
     "down": "path-down",
@@ -113,10 +117,13 @@ class Engine:
         self.pending_metrics: dict[str, float] = {}
         self.silence_windows = config.enforcer.agent_silence_windows
         self.trackers: dict[str, RouteTracker] = {}
+        #: The same trackers by service, then route (no key string built per window).
+        self.by_name: dict[str, dict[str, RouteTracker]] = {}
         self.services: dict[str, list[RouteTracker]] = {}
         for spec in route_specs(config):
             tracker = RouteTracker(spec, clock)
             self.trackers[spec.key] = tracker
+            self.by_name.setdefault(spec.service, {})[spec.route] = tracker
             self.services.setdefault(spec.service, []).append(tracker)
         #: Routes of each service that detection is enabled on (best-effort candidates).
         self.enabled_routes: dict[str, list[RouteTracker]] = {
@@ -203,16 +210,50 @@ class Engine:
             self.agent_alarms[alarm.agent] = alarm
 
     def on_window(self, window: WindowStats) -> Outputs:
-        tracker = self.trackers.get(f"{window.service}.{window.route}")
+        tracker = self.by_name.get(window.service, _NO_ROUTES).get(window.route)
         if tracker is None:
             self.dropped["unknown-route"] += 1
             return Outputs()
         changes = tracker.on_window(window)
+        return self._after_window(tracker, window, changes)
+
+    def on_window_payload(self, service: str, route: str, payload: bytes) -> Outputs:
+        """A window as it arrives on `pw.stats.<service>.<route>` (JSON).
+
+        When the route's next window may be quiet, it is decoded with the route's
+        quiet decoder, which accepts it only if it is (the check runs inside the
+        decoder); anything else is decoded as a plain WindowStats and judged by
+        `on_window`. Raises DecodeError for a malformed payload.
+        """
+        tracker = self.by_name.get(service, _NO_ROUTES).get(route)
+        decoder = tracker.quiet_decoder() if tracker is not None else None
+        if tracker is not None and decoder is not None:
+            try:
+                window = decoder.decode(payload)
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                pass  # not quiet, or not valid at all: the plain decode below tells
+            else:
+                if (
+                    window.v == SCHEMA_VERSION
+                    and window.service == service
+                    and window.route == route
+                ):
+                    if tracker.take_decoded_quiet(window):
+                        return self._after_window(tracker, window, [])
+                    return self.on_window(window)
+        return self.on_window(decode_message(payload, WindowStats))
+
+    def _after_window(
+        self, tracker: RouteTracker, window: WindowStats, changes: list[Change]
+    ) -> Outputs:
         if tracker.quiet_taken and self._figures_only(tracker):
             # nothing but figures moved: the PathState is rebuilt by `flush_metrics`
             self.pending_metrics.setdefault(tracker.spec.key, window.window_end)
             return Outputs()
-        return self._settle(tracker.spec.service, {tracker: window.window_end}, changes)
+        judged_revision = tracker.revision.value
+        out = self._settle(tracker.spec.service, {tracker: window.window_end}, changes)
+        tracker.restamp_quiet(judged_revision)
+        return out
 
     def _figures_only(self, tracker: RouteTracker) -> bool:
         """Whether settling a quiet window of `tracker` could change nothing but figures:

@@ -9,9 +9,8 @@ machine is down.
 """
 
 import math
-import weakref
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 from typing import NamedTuple
 
@@ -28,6 +27,14 @@ from enforcer.judge import (
     judge_sla,
 )
 from enforcer.quality import route_quality
+from enforcer.quiet_types import (
+    REACHABILITY,
+    SHOWN,
+    SLA,
+    LayoutSlot,
+    QuietDecoder,
+    quiet_decoder,
+)
 from enforcer.route_spec import REACHABILITY_PROTOCOLS, RouteSpec
 from enforcer.state_machine import Clock, PathMachine, Revision, TrackState, Transition
 from schemas.wire import (
@@ -98,25 +105,26 @@ class Change:
 _UNSEEN = object()
 
 
-#: What a lane of a quiet layout is checked against (see `_QuietLayout`).
-_SHOWN, _REACHABILITY, _SLA = 0, 1, 2
-
-#: One lane position of a layout: (protocol, traffic class, source, probe,
-#: destination, check kind, then the limits as plain numbers: error % / TTE max /
-#: TTE mean / inf, or loss % / latency max / latency mean / jitter).
-LayoutSlot = tuple[str, str, str, str, str, int, float, float, float, float]
-
-
-@dataclass(frozen=True, slots=True, weakref_slot=True)
+@dataclass(slots=True)
 class _QuietLayout:
     """A window's lane layout, each position with the limits it is checked against.
 
     `passes` is `_quiet_window`'s per-lane check specialised for a window laid out
     exactly like the one the layout was noted from: one pass with plain attribute
     reads and number comparisons, no key building and no dictionary lookups.
+    `decoder` is the same check compiled into a msgspec decoder (see
+    `enforcer.quiet_types`), for windows that arrive as JSON.
     """
 
     slots: tuple[LayoutSlot, ...]
+    #: Quiet decoders of this layout by min-samples, built when first asked for.
+    decoders: dict[int, QuietDecoder] = field(default_factory=dict)
+
+    def decoder(self, min_samples: int) -> QuietDecoder:
+        decoder = self.decoders.get(min_samples)
+        if decoder is None:
+            decoder = self.decoders[min_samples] = quiet_decoder(self.slots, min_samples)
+        return decoder
 
     def passes(self, lanes: list[LaneStats], min_samples: int) -> bool:
         """True when the window has this layout and every lane passes (or is not judged)."""
@@ -133,20 +141,20 @@ class _QuietLayout:
                 or lane.destination != destination
             ):
                 return False
-            if kind == _SHOWN:
+            if kind == SHOWN:
                 continue
             if lane.count < min_samples:
-                if kind == _SLA:
+                if kind == SLA:
                     return False
                 continue
             latency_max, latency_mean = lane.latency_max_ms, lane.latency_mean_ms
             if (
-                (lane.error_pct if kind == _REACHABILITY else lane.loss_pct) > a
+                (lane.error_pct if kind == REACHABILITY else lane.loss_pct) > a
                 or (latency_max is not None and latency_max > b)
                 or (latency_mean is not None and latency_mean > c)
             ):
                 return False
-            if kind == _SLA:
+            if kind == SLA:
                 jitter = lane.jitter_ms
                 if jitter is not None and jitter > d:
                     return False
@@ -158,8 +166,10 @@ def _quiet_layout(
     known: "dict[AggregateKey, ReachabilityLimits | None]",
     probes: dict[str, SlaLimits],
     probe_lanes_up: frozenset[ProbeLaneKey],
+    previous: _QuietLayout | None = None,
 ) -> _QuietLayout | None:
-    """The layout of a window that would pass `_quiet_window`, None when it could not."""
+    """The layout of a window that would pass `_quiet_window`, None when it could not;
+    `previous` (the route's last layout) when it is the same."""
     slots: list[LayoutSlot] = []
     for lane in lanes:
         where = (lane.protocol, lane.traffic_class, lane.source, lane.probe, lane.destination)
@@ -169,7 +179,7 @@ def _quiet_layout(
             if sla is None or key not in probe_lanes_up:
                 return None
             slots.append(
-                (*where, _SLA, sla.loss_pct, sla.latency_max_ms, sla.latency_mean_ms, sla.jitter_ms)
+                (*where, SLA, sla.loss_pct, sla.latency_max_ms, sla.latency_mean_ms, sla.jitter_ms)
             )
             continue
         if lane.destination:
@@ -178,28 +188,34 @@ def _quiet_layout(
         if found is _UNSEEN:
             return None
         if found is None:
-            slots.append((*where, _SHOWN, math.inf, math.inf, math.inf, math.inf))
+            slots.append((*where, SHOWN, math.inf, math.inf, math.inf, math.inf))
             continue
         limits: ReachabilityLimits = found  # type: ignore[assignment]
         slots.append(
             (
                 *where,
-                _REACHABILITY,
+                REACHABILITY,
                 limits.error_pct,
                 limits.tte_max_ms,
                 limits.tte_mean_ms,
                 math.inf,
             )
         )
-    layout = _QuietLayout(tuple(slots))
+    layout_slots = tuple(slots)
+    if previous is not None and previous.slots == layout_slots:
+        return previous
     # routes of one config mostly share layouts: one object each, warm in the cache
-    return _SHARED_LAYOUTS.setdefault(layout, layout)
+    shared = _SHARED_LAYOUTS.get(layout_slots)
+    if shared is None:
+        if len(_SHARED_LAYOUTS) >= _SHARED_LAYOUTS_MAX:
+            _SHARED_LAYOUTS.clear()  # layouts churn (lanes come and go): start over
+        shared = _SHARED_LAYOUTS[layout_slots] = _QuietLayout(layout_slots)
+    return shared
 
 
-#: Every distinct quiet layout in use, shared by the routes that have it.
-_SHARED_LAYOUTS: "weakref.WeakValueDictionary[_QuietLayout, _QuietLayout]" = (
-    weakref.WeakValueDictionary()
-)
+#: Every distinct quiet layout in use, shared by the routes that have it (bounded).
+_SHARED_LAYOUTS: dict[tuple[LayoutSlot, ...], _QuietLayout] = {}
+_SHARED_LAYOUTS_MAX = 4096
 
 
 @dataclass
@@ -294,6 +310,8 @@ class RouteTracker:
         #: Bumped by every change of the lane data (metrics, probe counters) of this route.
         self.data_version = 0
         self._quiet: _Quiet | None = None
+        #: The layout noted after the last fully judged window.
+        self._last_layout: _QuietLayout | None = None
         #: Whether the last window taken was quiet (changed nothing but figures).
         self.quiet_taken = False
         #: Quiet windows whose figures are not recorded yet: (lanes, window end).
@@ -369,6 +387,32 @@ class RouteTracker:
         return judge_reachability(
             lane, self.spec.thresholds_for(lane.protocol, lane.traffic_class), 0
         )
+
+    def quiet_decoder(self) -> QuietDecoder | None:
+        """A decoder that accepts the next window only if it is quiet (see
+        `enforcer.quiet_types`); None when the next window must be judged anyway."""
+        quiet = self._quiet
+        if quiet is None or quiet.layout is None or quiet.revision != self.revision.value:
+            return None
+        if quiet.until != _NO_HOLD and self.clock() >= quiet.until:
+            return None
+        return quiet.layout.decoder(self.spec.min_samples)
+
+    def take_decoded_quiet(self, window: WindowStats) -> bool:
+        """Take a window that `quiet_decoder`'s decoder accepted: figures only. False
+        (nothing taken) when it ends past a hold-down; then judge it with `on_window`."""
+        quiet = self._quiet
+        end = window.window_end
+        if quiet is None or quiet.revision != self.revision.value:
+            return False
+        if quiet.until != _NO_HOLD and end >= quiet.until:
+            return False
+        if self.last_window_end is None or end > self.last_window_end:
+            self.last_window_end = end
+        self._unfolded.append((window.lanes, end))
+        self.data_version += 1
+        self.quiet_taken = True
+        return True
 
     def on_window(self, window: WindowStats) -> list[Change]:
         """Judge every lane of a closed window; returns the transitions it caused."""
@@ -466,6 +510,19 @@ class RouteTracker:
         self._note_quiet(window.lanes)
         return changes
 
+    def restamp_quiet(self, judged_revision: int) -> None:
+        """Keep the quiet note of the window just judged across the engine's settling.
+
+        Settling a judged window bumps the revision for bookkeeping only (an alarm
+        raised or cleared is shown in the lane states): no machine changes, so the
+        note taken at the end of the window (`judged_revision`) still holds and
+        the next window of, say, a route held down is quiet rather than judged in
+        full. Called by the engine right after settling that window, nothing else
+        in between."""
+        quiet = self._quiet
+        if quiet is not None and quiet.revision == judged_revision:
+            quiet.revision = self.revision.value
+
     # --- quiet windows: nothing to change but metrics ---------------------------
 
     @staticmethod
@@ -519,7 +576,9 @@ class RouteTracker:
         probe_lanes_up = frozenset(
             key for key, shown in self.probe_lanes.items() if shown.state == "up"
         )
-        layout = _quiet_layout(window_lanes, lanes, probes, probe_lanes_up)
+        previous = self._last_layout
+        layout = _quiet_layout(window_lanes, lanes, probes, probe_lanes_up, previous)
+        self._last_layout = layout
         self._quiet = _Quiet(self.revision.value, until, lanes, probes, probe_lanes_up, layout)
 
     def _quiet_window(self, lanes: list[LaneStats], end: float) -> bool:

@@ -122,9 +122,19 @@ async def run_enforcer(
             return None
 
     async def on_stats(msg: Msg) -> None:
-        window = decoded(msg, WindowStats, "stats")
-        if window is not None:
-            sink.submit(engine.on_window(window))
+        tokens = msg.subject.split(".")
+        if len(tokens) != 4:
+            window = decoded(msg, WindowStats, "stats")
+            if window is not None:
+                sink.submit(engine.on_window(window))
+            return
+        try:
+            outputs = engine.on_window_payload(tokens[2], tokens[3], msg.data)
+        except DecodeError as exc:
+            engine.dropped[f"stats:{exc.reason}"] += 1
+            log.debug("dropped stats on %s: %s", msg.subject, exc)
+            return
+        sink.submit(outputs)
 
     async def on_fast(msg: Msg) -> None:
         evidence = decoded(msg, FastEvidence, "fast")

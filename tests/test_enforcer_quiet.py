@@ -2,7 +2,8 @@
 
 A window that changes no machine is taken without judging it (the per-lane
 pre-check of `RouteTracker._quiet_window`, its whole-window form
-`_QuietLayout.passes`, and the engine's figures-only path). Random sequences
+`_QuietLayout.passes`, the same check compiled into a msgspec decoder for
+windows that arrive as JSON, and the engine's figures-only path). Random sequences
 of windows — passing, failing, with too few samples, with lanes appearing and
 disappearing, with the clock jumping past hold-downs — go through an engine
 with the shortcuts and one that judges every window in full; both must
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 
 from enforcer.engine import Engine, Outputs
 from pathwatch.configfile import parse_config
+from schemas.codec import DecodeError, encode
 from schemas.wire import LaneStats, PathState, WindowStats
 
 CONFIG = """
@@ -194,7 +196,9 @@ def test_quiet_shortcuts_decide_exactly_like_full_judgement(
         window = WindowStats(
             service="web", route=route, window_start=end - 5, window_end=end, lanes=lanes
         )
-        assert published(fast.on_window(window)) == published(full.on_window(window))
+        # the shortcut engine gets the JSON, as the service does (quiet decoders)
+        fast_out = fast.on_window_payload("web", route, encode(window))
+        assert published(fast_out) == published(full.on_window(window))
         assert published(fast.tick()) == published(full.tick())
         fast_states = {f"{s.route}": shown(s) for s in fast.path_states()}
         full_states = {f"{s.route}": shown(s) for s in full.path_states()}
@@ -307,8 +311,10 @@ def test_one_figure_past_its_limit_is_judged_after_quiet_windows(
         steady = WindowStats(
             service="web", route="r1", window_start=end - 5, window_end=end, lanes=steady_lanes()
         )
-        assert published(fast.on_window(steady)) == published(full.on_window(steady))
+        fast_out = fast.on_window_payload("web", "r1", encode(steady))
+        assert published(fast_out) == published(full.on_window(steady))
     assert fast.trackers["web.r1"].quiet_taken
+    assert fast.trackers["web.r1"].quiet_decoder() is not None
     lanes = steady_lanes()
     lanes[lane_index] = msgspec.structs.replace(lanes[lane_index], **changes)
     end += 5
@@ -316,7 +322,7 @@ def test_one_figure_past_its_limit_is_judged_after_quiet_windows(
     broken = WindowStats(
         service="web", route="r1", window_start=end - 5, window_end=end, lanes=lanes
     )
-    out = published(fast.on_window(broken))
+    out = published(fast.on_window_payload("web", "r1", encode(broken)))
     assert not fast.trackers["web.r1"].quiet_taken
     assert out == published(full.on_window(broken))
     if "too few" not in str(changes) and "count" not in changes:
@@ -348,3 +354,48 @@ def test_figures_refresh_within_a_budget_resumes_with_the_oldest_routes() -> Non
     rest = engine.flush_metrics(clock.now)
     assert [f"{s.service}.{s.route}" for s in rest.paths] == pending[len(done) :]
     assert not engine.pending_metrics
+
+
+def test_the_quiet_decoder_still_refuses_what_the_wire_contract_refuses() -> None:
+    """A window the quiet decoder would take but for a value the contract forbids
+    (a negative error percentage, an unknown version) is refused like any
+    malformed window; one it cannot check (a count left out) is taken the
+    ordinary way."""
+    clock = Clock()
+    engine = Engine(parse_config(CONFIG).config, clock)
+    end = clock.now
+    for _ in range(3):
+        end += 5
+        clock.now = end + 0.5
+        steady = WindowStats(
+            service="web", route="r1", window_start=end - 5, window_end=end, lanes=steady_lanes()
+        )
+        engine.on_window_payload("web", "r1", encode(steady))
+    tracker = engine.trackers["web.r1"]
+    assert tracker.quiet_decoder() is not None
+    end += 5
+    clock.now = end + 0.5
+    good = WindowStats(
+        service="web", route="r1", window_start=end - 5, window_end=end, lanes=steady_lanes()
+    )
+    payload = encode(good)
+    negative = payload.replace(b'"error_pct":0.0', b'"error_pct":-1.0', 1)
+    assert negative != payload
+    with pytest.raises(DecodeError):
+        engine.on_window_payload("web", "r1", negative)
+    without_count = payload.replace(b'"count":10,', b"", 1)
+    assert without_count != payload
+    # the quiet decoder needs the count; the plain decode reads 0 (too few samples,
+    # not judged): the window changes nothing, and the lane shows 0 samples
+    assert not published(engine.on_window_payload("web", "r1", without_count))
+    (state,) = [s for s in engine.path_states() if s.route == "r1"]
+    assert state.state == "up"
+    tcp_high = [
+        lane for lane in state.lanes if lane.protocol == "tcp" and lane.traffic_class == "high"
+    ]
+    assert tcp_high[0].metrics is not None and tcp_high[0].metrics.count == 0
+    versions = payload.replace(b'"v":1', b'"v":99', 1)
+    assert versions != payload
+    with pytest.raises(DecodeError) as refused:
+        engine.on_window_payload("web", "r1", versions)
+    assert refused.value.reason == "version"

@@ -3,8 +3,13 @@
 Builds a config with enough routes for `lanes` lanes (16 aggregate tcp / udp /
 tls / http lanes in four classes plus four ICMP probe-address lanes per route),
 then feeds the engine one WindowStats per route per window close, a few closes
-in a row, some lanes failing. The baseline is the same loop doing no judgement
-(the route lookup and a pass over every lane), measured in the same run.
+in a row, some lanes failing. Each window arrives as JSON and goes to
+`Engine.on_window_payload`, as in the enforcer service: a route's quiet
+windows are recognised by its quiet decoder while decoding. Judgement is the
+time that takes beyond decoding the same windows plainly and keeping them
+(the engine keeps each route's latest figures; timed in the same run and
+printed too). The baseline is the same loop doing no judgement (the
+route lookup and a pass over every lane of the decoded window).
 
 Judgement is what decides: verdicts, state machines, events, alarms and
 commands, all produced by `Engine.on_window`. Rebuilding the PathStates whose
@@ -24,6 +29,7 @@ from enforcer.engine import Engine
 from enforcer.service import REFRESH_BUDGET_SECONDS, TICK_SECONDS
 from pathwatch.configfile import parse_config
 from pathwatch.heap import settle_heap
+from schemas.codec import decode_message, encode
 from schemas.wire import LaneStats, WindowStats
 
 PROTOCOLS = ("tcp", "udp", "tls", "http")
@@ -111,6 +117,8 @@ class Phase:
     baseline_ms: list[float]
     #: Routes whose PathState was rebuilt per refresh.
     refreshed: list[int]
+    #: Per window close: decoding every route's WindowStats from JSON (input, not judgement).
+    decode_ms: list[float]
 
     def later_judged_ms(self) -> list[float]:
         """Judgement per close after the first (the first creates every machine)."""
@@ -136,36 +144,54 @@ def run_phase(routes: int, closes: int, varying: bool) -> Phase:
     refresh: list[float] = []
     baseline: list[float] = []
     refreshed: list[int] = []
+    decoding: list[float] = []
     for close in range(closes):
         end = 1_000_000.0 + 5 * close
         clock_now[0] = end + 1
-        windows = [
-            window(
-                service,
-                route,
-                end,
-                failing=(close % 3 == 1 and index % 10 == 0),
-                variation=close * 17 + index + 1 if varying else 0,
+        # as they arrive from the aggregator: JSON, decoded one by one just before use
+        payloads = [
+            encode(
+                window(
+                    service,
+                    route,
+                    end,
+                    failing=(close % 3 == 1 and index % 10 == 0),
+                    variation=close * 17 + index + 1 if varying else 0,
+                )
             )
             for index, (service, route) in enumerate(names)
         ]
-        started = time.perf_counter()
+        clock = time.perf_counter
+        baseline_s = total_s = decode_s = 0.0
         touched = 0
-        for stats in windows:
+        kept: list[WindowStats] = []  # kept like the engine keeps each route's latest figures
+        for payload in payloads:
+            started = clock()
+            stats = decode_message(payload, WindowStats)
+            kept.append(stats)
+            decoded = clock()
             tracker = engine.trackers.get(f"{stats.service}.{stats.route}")
             if tracker is not None:
                 for lane in stats.lanes:
                     touched += lane.count
-        baseline.append((time.perf_counter() - started) * 1000)
-        started = time.perf_counter()
-        for stats in windows:
-            engine.on_window(stats)
-        judged.append((time.perf_counter() - started) * 1000)
+            baseline_s += clock() - decoded
+            decode_s += decoded - started
+        kept.clear()
+        for (service, route), payload in zip(names, payloads, strict=True):
+            started = clock()
+            engine.on_window_payload(service, route, payload)
+            total_s += clock() - started
+        # the engine decodes as it judges (quiet windows are recognised by the decoder):
+        # judgement is what it costs beyond decoding the same windows plainly
+        judged_s = max(total_s - decode_s, 0.0)
+        baseline.append(baseline_s * 1000)
+        judged.append(judged_s * 1000)
+        decoding.append(decode_s * 1000)
         started = time.perf_counter()
         rebuilt = engine.flush_metrics(clock_now[0])
         refresh.append((time.perf_counter() - started) * 1000)
         refreshed.append(len(rebuilt.paths))
-    return Phase(varying, judged, refresh, baseline, refreshed)
+    return Phase(varying, judged, refresh, baseline, refreshed, decoding)
 
 
 def run_bench(lanes: int, closes: int, vary: bool = True) -> EnforceBench:
@@ -181,6 +207,7 @@ def _phase_lines(phase: Phase, lanes: int) -> list[str]:
     baseline = statistics.median(phase.baseline_ms)
     later = phase.later_judged_ms()
     judged = statistics.mean(later)
+    decode = statistics.mean(phase.decode_ms[1:] or phase.decode_ms)
     refresh = statistics.mean(phase.refresh_ms[1:] or phase.refresh_ms)
     routes = max(1, round(statistics.mean(phase.refreshed[1:] or phase.refreshed)))
     ticks = math.ceil(refresh / (REFRESH_BUDGET_SECONDS * 1000))
@@ -191,6 +218,9 @@ def _phase_lines(phase: Phase, lanes: int) -> list[str]:
         f" {judged * 1000 / lanes:.2f} us per lane",
         f"{label}: baseline (same loop, no judgement) median {baseline:.1f} ms;"
         f" judgement / baseline {judged / baseline if baseline else float('inf'):.1f}x",
+        f"{label}: decoding and judging {decode + judged:.1f} ms per close, of which decoding"
+        f" the same windows plainly and keeping them takes {decode:.1f} ms (input, not"
+        " judgement)",
         f"{label}: figures refresh (PathStates rebuilt for KV and the API, off the decision"
         f" path): {refresh:.1f} ms for {routes} routes ({refresh * 1000 / routes:.0f} us per"
         f" route); the enforcer spends at most {REFRESH_BUDGET_SECONDS * 1000:.0f} ms of each"
