@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import platform
+import re
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+
+import pytest
 
 from agents.nsexec import socket_in_netns
 from agents.passive.events import decode_events
@@ -26,6 +30,7 @@ TCP_PORT = 8080
 CLOSED_PORT = 8081
 DROPPED_PORT = 8082
 UDP_CLOSED_PORT = 9999
+UDP_ECHO_PORT = 9000
 
 #: A rule that makes the kernel track connections in the namespace (nothing is filtered).
 CONNTRACK_ON = """table inet pwtrack {
@@ -35,6 +40,26 @@ CONNTRACK_ON = """table inet pwtrack {
   }
 }
 """
+#: The kernel-side event reduction of docs/passive.md (locally opened sessions).
+EVENT_MASK = """table inet pwevents {
+  chain out {
+    type filter hook output priority -150;
+    meta l4proto tcp ct state new ct event set new,assured,destroy
+    meta l4proto udp ct state new ct event set new,reply,destroy
+  }
+}
+"""
+
+
+def _kernel_version() -> tuple[int, int]:
+    found = re.match(r"(\d+)\.(\d+)", platform.release())
+    return (int(found.group(1)), int(found.group(2))) if found else (0, 0)
+
+
+#: CTA_TIMESTAMP_EVENT (the kernel's time of each conntrack event) came with Linux 6.14.
+requires_event_timestamps = pytest.mark.skipif(
+    _kernel_version() < (6, 14), reason="conntrack event timestamps need Linux 6.14 or later"
+)
 
 
 @dataclass
@@ -46,8 +71,11 @@ class PassiveBed:
 
 
 @contextlib.contextmanager
-def passive_bed(links: int = 1, syn_sent_timeout: int = 1) -> Iterator[PassiveBed]:
-    """near <-> far over `links` veth pairs, conntrack on in near, a drop rule in far."""
+def passive_bed(
+    links: int = 1, syn_sent_timeout: int = 1, *, event_mask: bool = False
+) -> Iterator[PassiveBed]:
+    """near <-> far over `links` veth pairs, conntrack on in near with timestamped events
+    (and with `event_mask` only the events the agent needs), a drop rule in far."""
     with namespaces("pn", "pf") as (near, far):
         made = PassiveBed(near, far)
         for index in range(1, links + 1):
@@ -65,6 +93,9 @@ def passive_bed(links: int = 1, syn_sent_timeout: int = 1) -> Iterator[PassiveBe
                 in_ns(near, "ip", "rule", "add", "from", f"10.77.{index}.1", "table", table)
         in_ns(far, "ip", "addr", "add", f"{FAR_SERVICE}/32", "dev", "lo")
         nft(near, CONNTRACK_ON)
+        if event_mask:
+            nft(near, EVENT_MASK)
+        in_ns(near, "sysctl", "-qw", "net.netfilter.nf_conntrack_timestamp=1")
         nft(
             far,
             "table inet pwdrop {\n chain inp {\n  type filter hook input priority 0;\n"

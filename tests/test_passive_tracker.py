@@ -37,6 +37,7 @@ def event(
     port: int = 40000,
     mark: int = 0,
     destination: str = "127.0.0.9",
+    kernel_ns: int = 0,
 ) -> CtEvent:
     return CtEvent(
         kind=kind,
@@ -49,6 +50,7 @@ def event(
         status=status,
         tcp_state=state if protocol == TCP else None,
         mark=mark,
+        kernel_ns=kernel_ns,
     )
 
 
@@ -69,6 +71,24 @@ def test_tcp_established_gives_time_from_new_to_established() -> None:
     # later events of the settled session are ignored
     assert track.on_event(event("destroy", state=TCP_CLOSE), 11.0, 1001.0) is None
     assert track.counters["learned"] == 1
+
+
+def test_kernel_event_times_win_over_receive_times() -> None:
+    track = tracker()
+
+    def established(ct_id: int, kernel_ns: int = 0) -> CtEvent:
+        replied = IPS_SEEN_REPLY | IPS_ASSURED
+        return event("update", ct_id, state=TCP_ESTABLISHED, status=replied, kernel_ns=kernel_ns)
+
+    # both events stamped by the kernel: read together 5 ms late, still 0.25 ms apart
+    track.on_event(event("new", 1, kernel_ns=1_000_000_000), 10.005, 1000.0)
+    stamped = track.on_event(established(1, 1_000_250_000), 10.005, 1000.0)
+    # an update without a stamp (an older kernel): the receive times are used
+    track.on_event(event("new", 2, port=2, kernel_ns=2_000_000_000), 20.0, 1000.0)
+    unstamped = track.on_event(established(2), 20.003, 1000.0)
+    assert stamped is not None and stamped.latency_ms == pytest.approx(0.25)
+    assert unstamped is not None and unstamped.latency_ms == pytest.approx(3.0)
+    assert track.counters["timed_by_kernel"] == 1 and track.counters["timed_on_receipt"] == 1
 
 
 def test_tcp_reset_is_close_and_expiry_in_syn_sent_is_timeout() -> None:

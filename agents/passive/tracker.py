@@ -8,11 +8,15 @@ is tracked from its NEW event until its outcome is known, then forgotten
 
 * TCP: `ok` when an UPDATE shows an established state (ESTABLISHED or later,
   with a reply seen); the time-to-establishment is from the NEW event (first
-  SYN) to that UPDATE. A session that reaches CLOSE, or is destroyed in CLOSE,
+  SYN) to that UPDATE (handshake ACK). Both ends are the kernel's event
+  times when the events carry them (`CtEvent.kernel_ns`, counted as
+  `timed_by_kernel`), else the moments the events were read
+  (`timed_on_receipt`). A session that reaches CLOSE, or is destroyed in CLOSE,
   before that is `close-before-establishment` (RST or FIN); one destroyed
   while still in SYN_SENT / SYN_RECV (the kernel expired it) or still pending
   after `tcp_timeout` is `timeout-before-establishment`.
-* UDP: `ok` at the first UPDATE with SEEN_REPLY (latency = first reply time);
+* UDP: `ok` at the first UPDATE with SEEN_REPLY (latency = first reply time,
+  timed the same way);
   destroyed without a reply, or still unanswered after `udp_timeout`, is
   `timeout-before-establishment`.
 * an ICMP destination-unreachable error quoting a pending flow makes it
@@ -72,6 +76,8 @@ class Session:
     flow: FlowKey
     label: FlowLabel
     started: float
+    #: the kernel's time of the NEW event (Unix ns), 0 when it gave none
+    kernel_started: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +132,7 @@ class SessionTracker:
         session = self.pending.get(event.ct_id)
         if session is None:
             return None
-        if event.protocol == socket.IPPROTO_TCP:
+        if session.flow[0] == socket.IPPROTO_TCP:
             return self._tcp(session, event, now, wall)
         return self._udp(session, event, now, wall)
 
@@ -151,7 +157,7 @@ class SessionTracker:
             event.source_port,
             event.destination_port,
         )
-        self.pending[event.ct_id] = Session(event.ct_id, flow, label, now)
+        self.pending[event.ct_id] = Session(event.ct_id, flow, label, now, event.kernel_ns)
         self.by_flow[flow] = event.ct_id
         self.counters["sessions"] += 1
 
@@ -161,10 +167,10 @@ class SessionTracker:
         state = event.tcp_state
         replied = bool(event.status & (IPS_SEEN_REPLY | IPS_ASSURED))
         if state in _ESTABLISHED_STATES and replied:
-            return self._settle(session, "ok", now, wall, latency=True)
+            return self._settle(session, "ok", now, wall, timed_by=event)
         if event.kind == "destroy":
             if event.status & IPS_ASSURED:
-                return self._settle(session, "ok", now, wall, latency=False)
+                return self._settle(session, "ok", now, wall)
             if state == TCP_CLOSE:
                 return self._settle(session, "close-before-establishment", now, wall)
             return self._settle(session, "timeout-before-establishment", now, wall)
@@ -176,7 +182,8 @@ class SessionTracker:
         self, session: Session, event: CtEvent, now: float, wall: float
     ) -> SessionOutcome | None:
         if event.status & IPS_SEEN_REPLY:
-            return self._settle(session, "ok", now, wall, latency=event.kind != "destroy")
+            timed_by = event if event.kind != "destroy" else None
+            return self._settle(session, "ok", now, wall, timed_by=timed_by)
         if event.kind == "destroy":
             return self._settle(session, "timeout-before-establishment", now, wall)
         return None
@@ -227,11 +234,21 @@ class SessionTracker:
         now: float,
         wall: float,
         *,
-        latency: bool = False,
+        timed_by: CtEvent | None = None,
     ) -> SessionOutcome:
+        """Forget the session and say what it came to; `timed_by` is the event that
+        established it (the session then has a latency)."""
         self._forget(session.ct_id)
         self.counters["learned"] += 1
         self.counters["ok" if outcome == "ok" else "errors"] += 1
+        latency_ms: float | None = None
+        if timed_by is not None:
+            if session.kernel_started and timed_by.kernel_ns:
+                self.counters["timed_by_kernel"] += 1
+                latency_ms = max(timed_by.kernel_ns - session.kernel_started, 0) / 1e6
+            else:
+                self.counters["timed_on_receipt"] += 1
+                latency_ms = max(now - session.started, 0.0) * 1000.0
         flow = session.flow
         return SessionOutcome(
             label=session.label,
@@ -239,6 +256,6 @@ class SessionTracker:
             source=flow[1],
             destination=flow[2],
             outcome=outcome,
-            latency_ms=max(now - session.started, 0.0) * 1000.0 if latency else None,
+            latency_ms=latency_ms,
             ts=wall,
         )

@@ -96,7 +96,7 @@ class PassiveSource:
         )
         self.buffer = RoundBuffer()
         self.follower = ConntrackFollower(
-            self._on_events,
+            self._on_event,
             self._on_gap,
             netns=self.passive.netns,
             wanted=self.tracker.pending.__contains__,
@@ -107,13 +107,10 @@ class PassiveSource:
 
     # --- callbacks from the readers (synchronous, on the loop) -------------------
 
-    def _on_events(self, events: list[CtEvent], now: float, wall: float) -> None:
-        on_event = self.tracker.on_event
-        add = self.buffer.add
-        for event in events:
-            outcome = on_event(event, now, wall)
-            if outcome is not None:
-                add(outcome)
+    def _on_event(self, event: CtEvent, now: float, wall: float) -> None:
+        outcome = self.tracker.on_event(event, now, wall)
+        if outcome is not None:
+            self.buffer.add(outcome)
 
     def _on_gap(self) -> None:
         self.tracker.forget_pending()
@@ -172,6 +169,12 @@ class PassiveSource:
                 " nothing will be learned until it is",
                 self.passive.netns or "the host",
                 settings,
+            )
+        if settings.get("nf_conntrack_timestamp") != "1":
+            log.info(
+                "passive: net.netfilter.nf_conntrack_timestamp is not 1 in %s: session latency"
+                " is timed when the agent reads each event, not by the kernel (docs/passive.md)",
+                self.passive.netns or "the host",
             )
         self.follower.start(loop)
         try:

@@ -14,17 +14,22 @@ from pathwatch.bench.passive import report, run_bench
 @bench_app.command("passive")
 def bench_passive(
     clients: Annotated[int, typer.Option(help="Client processes opening sessions.")] = 2,
-    acceptors: Annotated[int, typer.Option(help="Server processes accepting them.")] = 1,
     seconds: Annotated[float, typer.Option(help="Length of each phase in seconds.")] = 10.0,
+    all_events: Annotated[
+        bool,
+        typer.Option(
+            "--all-events", help="Let conntrack send every event (no `ct event set` rule)."
+        ),
+    ] = False,
 ) -> None:
     """Sessions per second learned by one agent, its CPU, messages published, nothing lost."""
     if os.geteuid() != 0:
         typer.echo("pathwatch bench passive needs root (it creates network namespaces)", err=True)
         raise typer.Exit(2)
-    if not 1 <= clients <= 64 or not 1 <= acceptors <= 64:
-        raise typer.BadParameter("clients and acceptors must be between 1 and 64")
+    if not 1 <= clients <= 64:
+        raise typer.BadParameter("clients must be between 1 and 64")
     if not 1 <= seconds <= 600:
         raise typer.BadParameter("seconds must be between 1 and 600")
-    figures = run_bench(clients, acceptors, seconds)
+    figures = run_bench(clients, seconds, event_mask=not all_events)
     for line in report(figures, clients):
         typer.echo(line)
