@@ -19,10 +19,9 @@ Jitter is computed per fine lane (one probe towards one destination) and pooled.
 
 from __future__ import annotations
 
-import math
 from array import array
 from collections.abc import Iterable, Mapping
-from operator import itemgetter
+from operator import itemgetter, le, sub
 
 from msgspec.structs import replace
 
@@ -42,38 +41,19 @@ class LaneAccumulator:
     latency, in arrival order (the latency floats are the decoded ones, kept by
     reference, so closing sorts them without creating objects; the timestamps
     are packed, 8 bytes each); `others`: counts of every other measurement by
-    outcome (`ok` without a latency counts as "ok" here); `jitter_total`: sum
-    of absolute differences of consecutive latencies, valid while `ordered`.
+    outcome (`ok` without a latency counts as "ok" here). Jitter is worked out
+    when the window closes (`summarize`), so adding a measurement is two appends.
     """
 
-    __slots__ = (
-        "jitter_total",
-        "last_latency",
-        "last_ts",
-        "latencies",
-        "ordered",
-        "others",
-        "times",
-    )
+    __slots__ = ("latencies", "others", "times")
 
     def __init__(self) -> None:
         self.latencies: list[float] = []
         self.times = array("d")
         self.others: dict[str, int] | None = None
-        self.jitter_total = 0.0
-        self.ordered = True
-        # the previous latency and its time (+inf before the first: no difference to add)
-        self.last_ts = math.inf
-        self.last_latency = 0.0
 
     def add_latency(self, ts: float, latency: float) -> None:
         """One `ok` measurement with a latency (`RouteWindows.add` inlines this)."""
-        if ts >= self.last_ts:
-            self.jitter_total += abs(latency - self.last_latency)
-        elif self.latencies:
-            self.ordered = False
-        self.last_ts = ts
-        self.last_latency = latency
         self.times.append(ts)
         self.latencies.append(latency)
 
@@ -94,16 +74,15 @@ def summarize(lane: LaneAccumulator) -> Summary:
     """Summarise one fine lane; consumes it (its latencies are sorted in place)."""
     latencies = lane.latencies
     n_latencies = len(latencies)
-    jitter_total = lane.jitter_total
-    if not lane.ordered:
-        # event-time order, ties in arrival order (a stable sort), then the differences
-        pairs = sorted(zip(lane.times, latencies, strict=True), key=_by_time)
-        series = [value for _, value in pairs]
-        jitter_total = 0.0
-        previous = series[0]
-        for value in series:
-            jitter_total += abs(value - previous)
-            previous = value
+    jitter_total = 0.0
+    if n_latencies > 1:
+        times = lane.times
+        if all(map(le, times, times[1:])):
+            series = latencies  # arrived in event-time order: the usual case
+        else:
+            # event-time order, ties in arrival order (a stable sort)
+            series = [v for _, v in sorted(zip(times, latencies, strict=True), key=_by_time)]
+        jitter_total = sum(map(abs, map(sub, series[1:], series)))
     latencies.sort()
     others = lane.others
     if others is None:

@@ -150,12 +150,6 @@ class RouteWindows:
                 latency = m.latency_ms
                 if latency is not None:
                     # LaneAccumulator.add_latency, inlined
-                    if ts >= lane.last_ts:
-                        lane.jitter_total += abs(latency - lane.last_latency)
-                    elif lane.latencies:
-                        lane.ordered = False
-                    lane.last_ts = ts
-                    lane.last_latency = latency
                     lane.times.append(ts)
                     lane.latencies.append(latency)
                 else:
