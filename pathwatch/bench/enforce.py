@@ -240,11 +240,15 @@ def report(result: EnforceBench) -> list[str]:
     for phase in result.phases:
         lines += _phase_lines(phase, result.lanes)
     label = "varying" if headline.varying else "identical"
-    worst = max(headline.later_judged_ms())
+    later = headline.later_judged_ms()
+    # close 1 is the first where 10 % of the routes fail at once (close 4 finds them held down)
+    failing = headline.judged_ms[1] if len(headline.judged_ms) > 1 else max(later)
+    calm = [ms for index, ms in enumerate(headline.judged_ms) if index > 1] or later
     lines.append(
         f"target <= 100 ms of judgement per window close ({label} windows):"
         f" mean {judged:.1f} ms, {'met' if judged <= 100 else 'NOT met'};"
-        f" slowest close (10 % of routes failing at once) {worst:.1f} ms,"
-        f" {'met' if worst <= 100 else 'NOT met'}"
+        f" slowest close without new failures {max(calm):.1f} ms,"
+        f" {'met' if max(calm) <= 100 else 'NOT met'}; the close where 10 % of routes"
+        f" fail at once {failing:.1f} ms, {'met' if failing <= 100 else 'NOT met'}"
     )
     return lines
