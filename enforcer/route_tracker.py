@@ -310,6 +310,8 @@ class RouteTracker:
         #: Bumped by every change of the lane data (metrics, probe counters) of this route.
         self.data_version = 0
         self._quiet: _Quiet | None = None
+        #: A judged window's lanes and the revision after it, to note quiet from later.
+        self._note_later: tuple[list[LaneStats], int] | None = None
         #: The layout noted after the last fully judged window.
         self._last_layout: _QuietLayout | None = None
         #: Whether the last window taken was quiet (changed nothing but figures).
@@ -391,7 +393,7 @@ class RouteTracker:
     def quiet_decoder(self) -> QuietDecoder | None:
         """A decoder that accepts the next window only if it is quiet (see
         `enforcer.quiet_types`); None when the next window must be judged anyway."""
-        quiet = self._quiet
+        quiet = self._current_quiet()
         if quiet is None or quiet.layout is None or quiet.revision != self.revision.value:
             return None
         if quiet.until != _NO_HOLD and self.clock() >= quiet.until:
@@ -401,7 +403,7 @@ class RouteTracker:
     def take_decoded_quiet(self, window: WindowStats) -> bool:
         """Take a window that `quiet_decoder`'s decoder accepted: figures only. False
         (nothing taken) when it ends past a hold-down; then judge it with `on_window`."""
-        quiet = self._quiet
+        quiet = self._current_quiet()
         end = window.window_end
         if quiet is None or quiet.revision != self.revision.value:
             return False
@@ -507,7 +509,13 @@ class RouteTracker:
                     self._changes(tracked, tracked.machine.observe(not reason, reason, start, end))
                 )
         self.data_version += 1
-        self._note_quiet(window.lanes)
+        if any(change.transition.state == "down" for change in changes):
+            # a route just taken down: noted when its next window comes, so the close
+            # where many routes fail at once pays for their outputs but not for this
+            self._quiet = None
+            self._note_later = (window.lanes, self.revision.value)
+        else:
+            self._note_quiet(window.lanes)
         return changes
 
     def restamp_quiet(self, judged_revision: int) -> None:
@@ -522,6 +530,20 @@ class RouteTracker:
         quiet = self._quiet
         if quiet is not None and quiet.revision == judged_revision:
             quiet.revision = self.revision.value
+        later = self._note_later
+        if later is not None and later[1] == judged_revision:
+            self._note_later = (later[0], self.revision.value)
+
+    def _current_quiet(self) -> "_Quiet | None":
+        """The quiet note, taken now from the last judged window if it was put off
+        and no machine changed since (the note would be the same as then)."""
+        later = self._note_later
+        if later is not None:
+            self._note_later = None
+            lanes, revision = later
+            if revision == self.revision.value:
+                self._note_quiet(lanes)
+        return self._quiet
 
     # --- quiet windows: nothing to change but metrics ---------------------------
 
@@ -590,7 +612,7 @@ class RouteTracker:
         nothing either. Every probe address must pass and already be shown up.
         The lanes are kept unfolded (see `_fold`) until their figures are read.
         """
-        quiet = self._quiet
+        quiet = self._current_quiet()
         if quiet is None or quiet.revision != self.revision.value:
             return False
         if quiet.until != _NO_HOLD and max(end, self.clock()) >= quiet.until:
@@ -1201,6 +1223,7 @@ class RouteTracker:
         """Take over machines, metrics and counters from a PathState read from KV."""
         self._fold()
         self._quiet = None
+        self._note_later = None
         self.revision.bump()
         self.data_version += 1
         for lane in state.lanes:
