@@ -21,6 +21,7 @@ from enforcer.engine import Engine, Outputs
 from pathwatch.configfile import parse_config
 from schemas.codec import DecodeError, encode
 from schemas.wire import LaneStats, PathState, WindowStats
+from tests.test_enforcer_engine import FakeClock as Clock
 
 CONFIG = """
 reachability-profiles:
@@ -154,14 +155,6 @@ def scenarios(draw: st.DrawFn) -> list[tuple[str, float, list[LaneStats]]]:
         gap = draw(st.sampled_from([5.0, 5.0, 5.0, 15.0]))
         steps.append((route, gap, draw(window_lanes(steady))))
     return steps
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 10_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def judging_everything(engine: Engine) -> Engine:
