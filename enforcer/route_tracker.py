@@ -109,11 +109,10 @@ _UNSEEN = object()
 class _QuietLayout:
     """A window's lane layout, each position with the limits it is checked against.
 
-    `passes` is `_quiet_window`'s per-lane check specialised for a window laid out
-    exactly like the one the layout was noted from: one pass with plain attribute
-    reads and number comparisons, no key building and no dictionary lookups.
-    `decoder` is the same check compiled into a msgspec decoder (see
-    `enforcer.quiet_types`), for windows that arrive as JSON.
+    `decoder` compiles `_quiet_window`'s per-lane check, for windows laid out
+    exactly like the one the layout was noted from, into a msgspec decoder (see
+    `enforcer.quiet_types`): windows that arrive as JSON are checked while
+    they are decoded.
     """
 
     slots: tuple[LayoutSlot, ...]
@@ -125,40 +124,6 @@ class _QuietLayout:
         if decoder is None:
             decoder = self.decoders[min_samples] = quiet_decoder(self.slots, min_samples)
         return decoder
-
-    def passes(self, lanes: list[LaneStats], min_samples: int) -> bool:
-        """True when the window has this layout and every lane passes (or is not judged)."""
-        slots = self.slots
-        if len(lanes) != len(slots):
-            return False
-        for lane, slot in zip(lanes, slots, strict=True):
-            protocol, traffic_class, source, probe, destination, kind, a, b, c, d = slot
-            if (
-                lane.protocol != protocol
-                or lane.traffic_class != traffic_class
-                or lane.source != source
-                or lane.probe != probe
-                or lane.destination != destination
-            ):
-                return False
-            if kind == SHOWN:
-                continue
-            if lane.count < min_samples:
-                if kind == SLA:
-                    return False
-                continue
-            latency_max, latency_mean = lane.latency_max_ms, lane.latency_mean_ms
-            if (
-                (lane.error_pct if kind == REACHABILITY else lane.loss_pct) > a
-                or (latency_max is not None and latency_max > b)
-                or (latency_mean is not None and latency_mean > c)
-            ):
-                return False
-            if kind == SLA:
-                jitter = lane.jitter_ms
-                if jitter is not None and jitter > d:
-                    return False
-        return True
 
 
 def _quiet_layout(
@@ -390,29 +355,38 @@ class RouteTracker:
             lane, self.spec.thresholds_for(lane.protocol, lane.traffic_class), 0
         )
 
+    def _open_quiet(self, end: float) -> "_Quiet | None":
+        """The quiet note if it still holds for a window ending at `end` (no machine
+        changed since, no hold-down over by then or by now); else None."""
+        quiet = self._current_quiet()
+        if quiet is None or quiet.revision != self.revision.value:
+            return None
+        if quiet.until != _NO_HOLD and max(end, self.clock()) >= quiet.until:
+            return None
+        return quiet
+
+    def _take_figures(self, lanes: list[LaneStats], end: float) -> None:
+        """Keep a quiet window's lanes unfolded (see `_fold`) until they are read."""
+        self._unfolded.append((lanes, end))
+        self.data_version += 1
+
     def quiet_decoder(self) -> QuietDecoder | None:
         """A decoder that accepts the next window only if it is quiet (see
         `enforcer.quiet_types`); None when the next window must be judged anyway."""
-        quiet = self._current_quiet()
-        if quiet is None or quiet.layout is None or quiet.revision != self.revision.value:
-            return None
-        if quiet.until != _NO_HOLD and self.clock() >= quiet.until:
+        quiet = self._open_quiet(-math.inf)
+        if quiet is None or quiet.layout is None:
             return None
         return quiet.layout.decoder(self.spec.min_samples)
 
     def take_decoded_quiet(self, window: WindowStats) -> bool:
         """Take a window that `quiet_decoder`'s decoder accepted: figures only. False
         (nothing taken) when it ends past a hold-down; then judge it with `on_window`."""
-        quiet = self._current_quiet()
         end = window.window_end
-        if quiet is None or quiet.revision != self.revision.value:
-            return False
-        if quiet.until != _NO_HOLD and end >= quiet.until:
+        if self._open_quiet(end) is None:
             return False
         if self.last_window_end is None or end > self.last_window_end:
             self.last_window_end = end
-        self._unfolded.append((window.lanes, end))
-        self.data_version += 1
+        self._take_figures(window.lanes, end)
         self.quiet_taken = True
         return True
 
@@ -612,17 +586,10 @@ class RouteTracker:
         nothing either. Every probe address must pass and already be shown up.
         The lanes are kept unfolded (see `_fold`) until their figures are read.
         """
-        quiet = self._current_quiet()
-        if quiet is None or quiet.revision != self.revision.value:
-            return False
-        if quiet.until != _NO_HOLD and max(end, self.clock()) >= quiet.until:
+        quiet = self._open_quiet(end)
+        if quiet is None:
             return False
         min_samples = self.spec.min_samples
-        layout = quiet.layout
-        if layout is not None and layout.passes(lanes, min_samples):
-            self._unfolded.append((lanes, end))
-            self.data_version += 1
-            return True
         known = quiet.lanes
         probes = quiet.probes
         probe_lanes_up = quiet.probe_lanes_up
@@ -654,8 +621,7 @@ class RouteTracker:
                     or (latency_mean is not None and latency_mean > limits.tte_mean_ms)  # type: ignore[attr-defined]
                 ):
                     return False
-        self._unfolded.append((lanes, end))
-        self.data_version += 1
+        self._take_figures(lanes, end)
         return True
 
     def _fold(self) -> None:

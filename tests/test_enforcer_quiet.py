@@ -1,9 +1,9 @@
 """The enforcer's shortcuts for quiet windows change nothing but speed.
 
 A window that changes no machine is taken without judging it (the per-lane
-pre-check of `RouteTracker._quiet_window`, its whole-window form
-`_QuietLayout.passes`, the same check compiled into a msgspec decoder for
-windows that arrive as JSON, and the engine's figures-only path). Random sequences
+pre-check of `RouteTracker._quiet_window`, the same check compiled into a
+msgspec decoder for windows that arrive as JSON, and the engine's
+figures-only path). Random sequences
 of windows — passing, failing, with too few samples, with lanes appearing and
 disappearing, with the clock jumping past hold-downs — go through an engine
 with the shortcuts and one that judges every window in full; both must
