@@ -3,10 +3,9 @@
 
 During a window the measurements of a route are accumulated per *fine lane*
 `(protocol, traffic_class, source, probe, destination)` in a `LaneAccumulator`:
-the `ok` latencies (the decoded floats) and their timestamps (packed in an
-`array('d')`), the other outcomes counted, and the jitter of the
-series summed as it arrives (event-time order; an out-of-order arrival marks
-the lane, and only then is the series sorted at close). At close every fine
+the `ok` latencies and their timestamps (both packed in an `array('d')`) and
+the other outcomes counted. Jitter is worked out at close over the series in
+event-time order (the arrival order unless the timestamps say otherwise). At close every fine
 lane is summarised once, and the reported lanes are merges of summaries:
 
 * the aggregate lane of each (protocol, traffic_class, source), destination and probe empty;
@@ -20,7 +19,7 @@ Jitter is computed per fine lane (one probe towards one destination) and pooled.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from operator import itemgetter, le, sub
 
 from msgspec.structs import replace
@@ -38,17 +37,17 @@ class LaneAccumulator:
     """What a window keeps of one fine lane: compact, filled measurement by measurement.
 
     `latencies` / `times`: latency and timestamp of every `ok` measurement with a
-    latency, in arrival order (the latency floats are the decoded ones, kept by
-    reference, so closing sorts them without creating objects; the timestamps
-    are packed, 8 bytes each); `others`: counts of every other measurement by
-    outcome (`ok` without a latency counts as "ok" here). Jitter is worked out
-    when the window closes (`summarize`), so adding a measurement is two appends.
+    latency, in arrival order, packed 8 bytes each (keeping the decoded float
+    objects instead held 35 MB more with 10,000 routes live); `others`: counts
+    of every other measurement by outcome (`ok` without a latency counts as
+    "ok" here). Jitter is worked out when the window closes (`summarize`), so
+    adding a measurement is two appends.
     """
 
     __slots__ = ("latencies", "others", "times")
 
     def __init__(self) -> None:
-        self.latencies: list[float] = []
+        self.latencies = array("d")
         self.times = array("d")
         self.others: dict[str, int] | None = None
 
@@ -71,19 +70,20 @@ Summary = tuple[int, dict[str, int], list[float], float, int]
 
 
 def summarize(lane: LaneAccumulator) -> Summary:
-    """Summarise one fine lane; consumes it (its latencies are sorted in place)."""
-    latencies = lane.latencies
-    n_latencies = len(latencies)
+    """Summarise one fine lane."""
+    packed = lane.latencies
+    n_latencies = len(packed)
     jitter_total = 0.0
     if n_latencies > 1:
         times = lane.times
+        series: Sequence[float]
         if all(map(le, times, times[1:])):
-            series = latencies  # arrived in event-time order: the usual case
+            series = packed  # arrived in event-time order: the usual case
         else:
             # event-time order, ties in arrival order (a stable sort)
-            series = [v for _, v in sorted(zip(times, latencies, strict=True), key=_by_time)]
+            series = [v for _, v in sorted(zip(times, packed, strict=True), key=_by_time)]
         jitter_total = sum(map(abs, map(sub, series[1:], series)))
-    latencies.sort()
+    latencies = sorted(packed)
     others = lane.others
     if others is None:
         return (

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import nats
+import nats.aio.client
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import (
@@ -36,6 +37,13 @@ from schemas.wire import PathState
 log = logging.getLogger("pathwatch.bus")
 
 DAY = 86400.0
+#: Bytes nats-py reads from its socket at a time. Its default, 32 KiB, holds one or
+#: two measurement batches, so every read paused and resumed the asyncio transport;
+#: 1 MiB takes the ~10 % of a consumer's CPU that cost (`pathwatch bench ingest`).
+#: nats-py has no connect option for it, only this module constant, which it reads at
+#: every connect and read.
+READ_BUFFER_BYTES = 1 << 20
+nats.aio.client.DEFAULT_BUFFER_SIZE = READ_BUFFER_BYTES
 #: Seconds to wait for each entry of a KV snapshot before taking it as complete.
 SNAPSHOT_ENTRY_TIMEOUT = 5.0
 

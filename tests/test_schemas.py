@@ -42,6 +42,30 @@ def test_round_trip_and_version_field() -> None:
     assert decode_message(data, MeasurementBatch) == batch()
 
 
+def test_measurements_leave_default_fields_out_and_decode_them_back() -> None:
+    plain = Measurement(ts=1.0e9, protocol="tcp", latency_ms=1.5)
+    failed = Measurement(
+        ts=1.0e9,
+        protocol="http",
+        traffic_class="high",
+        source="passive",
+        outcome="http-status",
+        status_code=503,
+        detail="503 Service Unavailable",
+    )
+    data = encode(batch(items=[plain, failed]))
+    items = json.loads(data)["items"]
+    assert items[0] == {"ts": 1.0e9, "protocol": "tcp", "latency_ms": 1.5}
+    assert items[1]["source"] == "passive" and items[1]["status_code"] == 503
+    assert "latency_ms" not in items[1] and "dns_ms" not in items[1]
+    assert decode_message(data, MeasurementBatch).items == [plain, failed]
+    # a producer that writes every field (an older agent) is read the same
+    explicit = msgspec.json.encode(
+        {**json.loads(encode(batch())), "items": [msgspec.structs.asdict(plain)]}
+    )
+    assert decode_message(explicit, MeasurementBatch).items == [plain]
+
+
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
