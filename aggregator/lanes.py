@@ -5,8 +5,9 @@ During a window the measurements of a route are accumulated per *fine lane*
 `(protocol, traffic_class, source, probe, destination)` in a `LaneAccumulator`:
 the `ok` latencies and their timestamps (both packed in an `array('d')`) and
 the other outcomes counted. Jitter is worked out at close over the series in
-event-time order (the arrival order unless the timestamps say otherwise). At close every fine
-lane is summarised once, and the reported lanes are merges of summaries:
+event-time order (the arrival order unless the timestamps say otherwise). At
+close every fine lane is summarised once, and the reported lanes are merges
+of summaries:
 
 * the aggregate lane of each (protocol, traffic_class, source), destination and probe empty;
 * for `probe` sources, one lane per (protocol, traffic_class, probe, destination)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pathwatch.bus import STREAMS, Bus, BusOptions
+from pathwatch.bus import READ_BUFFER_BYTES, STREAMS, Bus, BusOptions
 from pathwatch.embedded import EmbeddedNats, NatsServerMissing, find_nats_server
 from schemas import subjects
 from tests.conftest import wait_for
@@ -96,3 +96,10 @@ accounts {
             assert await admin.try_ensure() is True
         finally:
             await admin.close()
+
+
+async def test_the_connection_reads_with_the_larger_buffer(bus: Bus) -> None:
+    # nats-py takes its read size from a module constant that pathwatch.bus raises;
+    # if nats-py stops reading it, the stream reader keeps its 32 KiB limit
+    reader = bus.nc._transport._io_reader  # type: ignore[attr-defined]
+    assert reader._limit == READ_BUFFER_BYTES
