@@ -7,7 +7,8 @@ the `ok` latencies and their timestamps (both packed in an `array('d')`) and
 the other outcomes counted. Jitter is worked out at close over the series in
 event-time order (the arrival order unless the timestamps say otherwise). At
 close every fine lane is summarised once, and the reported lanes are merges
-of summaries:
+of summaries, following the `LanePlan` of the window's layout (its set of
+fine lanes), worked out once and shared by every route with that layout:
 
 * the aggregate lane of each (protocol, traffic_class, source), destination and probe empty;
 * for `probe` sources, one lane per (protocol, traffic_class, probe, destination)
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from operator import itemgetter, le, sub
 
 from msgspec.structs import replace
@@ -190,58 +192,139 @@ def lane_stats(
     return stats
 
 
+@dataclass(frozen=True, slots=True)
+class DetailStep:
+    """One reported detail lane: its identity and the positions of its fine lanes."""
+
+    protocol: Protocol
+    traffic_class: TrafficClass
+    source: SourceKind
+    destination: str
+    probe: str
+    members: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateStep:
+    """One reported aggregate lane; `twin` is the position of the detail lane with the
+    same single member, whose figures it copies, when there is one."""
+
+    protocol: Protocol
+    traffic_class: TrafficClass
+    source: SourceKind
+    members: tuple[int, ...]
+    twin: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class LanePlan:
+    """How the fine lanes of one layout (a set of fine keys) become the reported lanes.
+
+    `order` fixes the position of each fine lane; steps name fine lanes by
+    position. Worked out once per layout and shared by every route with that
+    layout: routes with the same probes and tracked destinations have the same
+    plan, so closing a window only summarises lanes and builds their stats.
+    """
+
+    order: tuple[FineKey, ...]
+    aggregates: tuple[AggregateStep, ...]
+    details: tuple[DetailStep, ...]
+
+
+def lane_plan(keys: Iterable[FineKey], tracked: frozenset[str]) -> LanePlan:
+    """The plan of a layout: aggregate lanes in sorted order, then detail lanes in sorted
+    order (by protocol, class, source, destination, probe)."""
+    order = tuple(sorted(keys))
+    aggregate_members: dict[tuple[Protocol, TrafficClass, SourceKind], list[int]] = {}
+    detail_members: dict[tuple[Protocol, TrafficClass, SourceKind, str, str], list[int]] = {}
+    for position, (protocol, traffic_class, source, probe, destination) in enumerate(order):
+        aggregate_members.setdefault((protocol, traffic_class, source), []).append(position)
+        detail_key: tuple[Protocol, TrafficClass, SourceKind, str, str]
+        if source == "probe" and (probe or destination):
+            detail_key = (protocol, traffic_class, source, destination, probe)
+        elif source == "passive" and destination in tracked:
+            detail_key = (protocol, traffic_class, source, destination, "")
+        else:
+            continue
+        detail_members.setdefault(detail_key, []).append(position)
+    details = tuple(
+        DetailStep(*detail_key, members=tuple(members))
+        for detail_key, members in sorted(detail_members.items())
+    )
+    #: detail lane of each fine lane that is a detail lane on its own
+    single_detail = {
+        step.members[0]: index for index, step in enumerate(details) if len(step.members) == 1
+    }
+    aggregates = tuple(
+        AggregateStep(
+            protocol,
+            traffic_class,
+            source,
+            tuple(members),
+            single_detail.get(members[0]) if len(members) == 1 else None,
+        )
+        for (protocol, traffic_class, source), members in sorted(aggregate_members.items())
+    )
+    return LanePlan(order, aggregates, details)
+
+
+#: plans by (layout, tracked destinations); cleared when it reaches PLAN_CACHE_SIZE
+_plans: dict[tuple[frozenset[FineKey], frozenset[str]], LanePlan] = {}
+PLAN_CACHE_SIZE = 4096
+
+
+def plan_for(keys: Iterable[FineKey], tracked: frozenset[str]) -> LanePlan:
+    """The shared plan of a layout (built on first use)."""
+    layout = (frozenset(keys), tracked)
+    plan = _plans.get(layout)
+    if plan is None:
+        if len(_plans) >= PLAN_CACHE_SIZE:
+            _plans.clear()
+        plan = _plans[layout] = lane_plan(layout[0], tracked)
+    return plan
+
+
 def window_lanes(
     fine: Mapping[FineKey, LaneAccumulator], tracked: Iterable[str] = ()
 ) -> list[LaneStats]:
-    """The lanes of a closed window (consumes the accumulators), aggregate lanes first,
-    in a stable order."""
-    tracked_set = tracked if isinstance(tracked, frozenset | set) else frozenset(tracked)
-    aggregates: dict[tuple[Protocol, TrafficClass, SourceKind], list[Summary]] = {}
-    #: passive lanes of tracked destinations, merged per destination below
-    passive: dict[tuple[Protocol, TrafficClass, SourceKind, str, str], list[Summary]] = {}
-    #: detail lanes by their sort key; a probe detail lane is always one fine lane
-    details: dict[tuple[Protocol, TrafficClass, SourceKind, str, str], LaneStats] = {}
-    #: LaneStats of single-member detail lanes, by summary, to copy into their aggregate
-    single: dict[int, LaneStats] = {}
-    for (protocol, traffic_class, source, probe, destination), lane in fine.items():
-        summary = summarize(lane)
-        members = aggregates.get((protocol, traffic_class, source))
-        if members is None:
-            aggregates[(protocol, traffic_class, source)] = [summary]
-        else:
-            members.append(summary)
-        if source == "probe" and (probe or destination):
-            stats = lane_stats(protocol, traffic_class, source, destination, probe, summary)
-            details[(protocol, traffic_class, source, destination, probe)] = stats
-            if members is None:
-                # first of its aggregate: the aggregate may turn out to be this lane alone
-                single[id(summary)] = stats
-        elif source == "passive" and destination in tracked_set:
-            key = (protocol, traffic_class, source, destination, "")
-            existing = passive.get(key)
-            if existing is None:
-                passive[key] = [summary]
-            else:
-                existing.append(summary)
-    for passive_key, members in passive.items():
-        protocol, traffic_class, source, destination, probe = passive_key
-        if len(members) == 1:
-            stats = lane_stats(protocol, traffic_class, source, destination, probe, members[0])
-            single[id(members[0])] = stats
-        else:
-            stats = lane_stats(protocol, traffic_class, source, destination, probe, merge(members))
-        details[passive_key] = stats
-    detail_lanes = [details[key] for key in sorted(details)]
+    """The lanes of a closed window, aggregate lanes first, in a stable order (the
+    layout's `LanePlan`)."""
+    tracked_set = tracked if isinstance(tracked, frozenset) else frozenset(tracked)
+    plan = plan_for(fine, tracked_set)
+    summaries = [summarize(fine[key]) for key in plan.order]
+    detail_lanes: list[LaneStats] = []
+    for detail in plan.details:
+        members = detail.members
+        detail_lanes.append(
+            lane_stats(
+                detail.protocol,
+                detail.traffic_class,
+                detail.source,
+                detail.destination,
+                detail.probe,
+                summaries[members[0]]
+                if len(members) == 1
+                else merge([summaries[i] for i in members]),
+            )
+        )
     lanes: list[LaneStats] = []
-    for (protocol, traffic_class, source), members in sorted(aggregates.items()):
-        if len(members) == 1:
-            twin = single.get(id(members[0]))
-            if twin is not None:
-                # the same figures as its only detail lane: a copy without the detail
-                lanes.append(replace(twin, destination="", probe=""))
-                continue
-            lanes.append(lane_stats(protocol, traffic_class, source, "", "", members[0]))
-        else:
-            lanes.append(lane_stats(protocol, traffic_class, source, "", "", merge(members)))
+    for aggregate in plan.aggregates:
+        if aggregate.twin is not None:
+            # the same figures as its only detail lane: a copy without the detail
+            lanes.append(replace(detail_lanes[aggregate.twin], destination="", probe=""))
+            continue
+        members = aggregate.members
+        lanes.append(
+            lane_stats(
+                aggregate.protocol,
+                aggregate.traffic_class,
+                aggregate.source,
+                "",
+                "",
+                summaries[members[0]]
+                if len(members) == 1
+                else merge([summaries[i] for i in members]),
+            )
+        )
     lanes.extend(detail_lanes)
     return lanes

@@ -9,8 +9,8 @@ dropped as future.
 
 Hot path: `RouteWindows.add` folds every measurement into the compact
 accumulator of its fine lane (`aggregator.lanes.LaneAccumulator`: 16 bytes per
-`ok` latency, running jitter, outcome counts) and keeps no reference to the
-decoded structs, so memory stays small and closing only sorts the latencies.
+`ok` latency, outcome counts) and keeps no reference to the decoded structs, so
+memory stays small; closing sorts the latencies and works out jitter.
 """
 
 from __future__ import annotations

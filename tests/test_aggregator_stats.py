@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 import statistics
 from collections import Counter
 
@@ -122,6 +123,22 @@ def test_lanes_match_the_reference(items: list[Measurement]) -> None:
             assert lane.mos is None
         else:
             assert lane.mos is not None and 1.0 <= lane.mos <= 4.5
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(measurements, min_size=1, max_size=40, unique_by=lambda m: m.ts), st.randoms())
+def test_lanes_come_in_one_order_whatever_the_arrival_order(
+    items: list[Measurement], rng: random.Random
+) -> None:
+    shuffled = list(items)
+    rng.shuffle(shuffled)
+    lanes = close_one_window(items)
+    assert close_one_window(shuffled) == lanes
+    keys = [(s.protocol, s.traffic_class, s.source, s.destination, s.probe) for s in lanes]
+    aggregates = [key for key in keys if key[3:] == ("", "")]
+    details = [key for key in keys if key[3:] != ("", "")]
+    # aggregate lanes first, then detail lanes, each sorted
+    assert keys == sorted(aggregates) + sorted(details)
 
 
 def test_exact_quantiles_of_a_known_window() -> None:
