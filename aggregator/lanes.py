@@ -21,7 +21,7 @@ Jitter is computed per fine lane (one probe towards one destination) and pooled.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter, le, sub
 
@@ -268,13 +268,19 @@ def lane_plan(keys: Iterable[FineKey], tracked: frozenset[str]) -> LanePlan:
     return LanePlan(order, aggregates, details)
 
 
-#: plans by (layout, tracked destinations); cleared when it reaches PLAN_CACHE_SIZE
+#: plans by (layout, tracked destinations); cleared when it holds PLAN_CACHE_SIZE plans
 _plans: dict[tuple[frozenset[FineKey], frozenset[str]], LanePlan] = {}
-PLAN_CACHE_SIZE = 4096
+PLAN_CACHE_SIZE = 1024
+#: layouts with more fine lanes than this (passive sessions towards many destinations,
+#: which differ from window to window) are planned afresh and not kept: the cache
+#: holds at most PLAN_CACHE_SIZE x PLAN_CACHE_MAX_LANES fine keys
+PLAN_CACHE_MAX_LANES = 256
 
 
-def plan_for(keys: Iterable[FineKey], tracked: frozenset[str]) -> LanePlan:
+def plan_for(keys: Collection[FineKey], tracked: frozenset[str]) -> LanePlan:
     """The shared plan of a layout (built on first use)."""
+    if len(keys) > PLAN_CACHE_MAX_LANES:
+        return lane_plan(keys, tracked)
     layout = (frozenset(keys), tracked)
     plan = _plans.get(layout)
     if plan is None:

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from aggregator import lanes as lanes_module
 from aggregator.stats import mos
 from aggregator.windows import RouteSpec, WindowBook
 from schemas.wire import LaneStats, Measurement
@@ -139,6 +140,30 @@ def test_lanes_come_in_one_order_whatever_the_arrival_order(
     details = [key for key in keys if key[3:] != ("", "")]
     # aggregate lanes first, then detail lanes, each sorted
     assert keys == sorted(aggregates) + sorted(details)
+
+
+def test_a_layout_of_many_destinations_is_reported_and_not_kept() -> None:
+    # passive sessions towards 300 destinations: more fine lanes than a kept plan holds
+    items = [
+        Measurement(
+            ts=START + i * 0.01,
+            protocol="tcp",
+            source="passive",
+            destination=f"127.0.{1 + i // 200}.{1 + i % 200}",
+            latency_ms=float(i),
+        )
+        for i in range(300)
+    ]
+    items.append(
+        Measurement(ts=START + 4, protocol="tcp", source="passive", destination="127.0.0.1")
+    )
+    kept = dict(lanes_module._plans)
+    assert len(items) > lanes_module.PLAN_CACHE_MAX_LANES
+    aggregate, tracked = close_one_window(items)
+    assert lanes_module._plans == kept
+    assert (aggregate.source, aggregate.destination, aggregate.count) == ("passive", "", 301)
+    assert aggregate.latency_max_ms == 299.0
+    assert (tracked.destination, tracked.count, tracked.latency_mean_ms) == ("127.0.0.1", 1, None)
 
 
 def test_exact_quantiles_of_a_known_window() -> None:
