@@ -126,6 +126,13 @@ def merge(summaries: list[Summary]) -> Summary:
     return (count, outcomes, latencies, jitter_total, jitter_pairs)
 
 
+def pooled(summaries: list[Summary], members: tuple[int, ...]) -> Summary:
+    """The summary of the fine lanes at positions `members`: one as it is, several merged."""
+    if len(members) == 1:
+        return summaries[members[0]]
+    return merge([summaries[i] for i in members])
+
+
 def lane_stats(
     protocol: Protocol,
     traffic_class: TrafficClass,
@@ -300,7 +307,6 @@ def window_lanes(
     summaries = [summarize(fine[key]) for key in plan.order]
     detail_lanes: list[LaneStats] = []
     for detail in plan.details:
-        members = detail.members
         detail_lanes.append(
             lane_stats(
                 detail.protocol,
@@ -308,9 +314,7 @@ def window_lanes(
                 detail.source,
                 detail.destination,
                 detail.probe,
-                summaries[members[0]]
-                if len(members) == 1
-                else merge([summaries[i] for i in members]),
+                pooled(summaries, detail.members),
             )
         )
     lanes: list[LaneStats] = []
@@ -319,7 +323,6 @@ def window_lanes(
             # the same figures as its only detail lane: a copy without the detail
             lanes.append(replace(detail_lanes[aggregate.twin], destination="", probe=""))
             continue
-        members = aggregate.members
         lanes.append(
             lane_stats(
                 aggregate.protocol,
@@ -327,9 +330,7 @@ def window_lanes(
                 aggregate.source,
                 "",
                 "",
-                summaries[members[0]]
-                if len(members) == 1
-                else merge([summaries[i] for i in members]),
+                pooled(summaries, aggregate.members),
             )
         )
     lanes.extend(detail_lanes)
