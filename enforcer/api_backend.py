@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from nats.aio.msg import Msg
-from nats.js.errors import KeyDeletedError, KeyNotFoundError, NoKeysError
+from nats.js.errors import KeyDeletedError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from pathwatch.bus import Bus
@@ -109,8 +109,5 @@ class ApiBackend:
         await self.probes.delete(key)
 
     async def probe_keys(self, probe: str) -> list[str]:
-        try:
-            keys = await self.probes.keys()
-        except NoKeysError:
-            return []
-        return sorted(key for key in keys if key.split(".", 1)[0] == probe)
+        """Keys with any record of `probe`'s state (deleted ones included)."""
+        return await self.bus.kv_keys(subjects.KV_PROBES, probe)

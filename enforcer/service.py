@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from nats.aio.msg import Msg
-from nats.js.errors import NoKeysError
+from nats.js.errors import KeyDeletedError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from enforcer.engine import Engine, probe_key_target
@@ -45,18 +45,16 @@ TICK_SECONDS = 0.2
 REFRESH_BUDGET_SECONDS = TICK_SECONDS / 4
 
 
-async def restore_from_kv(engine: Engine, paths: KeyValue) -> int:
+async def restore_from_kv(engine: Engine, bus: Bus, paths: KeyValue) -> int:
     """Resume every configured route from its PathState in KV; returns how many."""
-    try:
-        keys = await paths.keys()
-    except NoKeysError:
-        return 0
     restored = 0
-    for key in keys:
+    for key in await bus.kv_keys(subjects.KV_PATHS):
         try:
             entry = await paths.get(key)
             if entry.value and engine.restore(decode_message(entry.value, PathState)):
                 restored += 1
+        except (KeyNotFoundError, KeyDeletedError):
+            continue
         except DecodeError as exc:
             engine.dropped[f"kv-path:{exc.reason}"] += 1
         except Exception as exc:
@@ -64,13 +62,9 @@ async def restore_from_kv(engine: Engine, paths: KeyValue) -> int:
     return restored
 
 
-async def clear_disabled_probe_states(engine: Engine, probes: KeyValue) -> None:
+async def clear_disabled_probe_states(engine: Engine, bus: Bus, probes: KeyValue) -> None:
     """Probe state of routes whose probe-type is disabled is deleted."""
-    try:
-        keys = await probes.keys()
-    except NoKeysError:
-        return
-    for key in keys:
+    for key in await bus.kv_keys(subjects.KV_PROBES):
         target = probe_key_target(key)
         if target is None:
             continue
@@ -104,7 +98,7 @@ async def run_enforcer(
     probes = await bus.kv(subjects.KV_PROBES)
     leases = await bus.kv(subjects.KV_LEASES)
     store = await EnforcerStore.open(store_path) if store_path else None
-    restored = await restore_from_kv(engine, paths)
+    restored = await restore_from_kv(engine, bus, paths)
     if store is not None:
         for alarm in await store.active_alarms():
             if alarm.cause == "agent-lost":
@@ -186,7 +180,7 @@ async def run_enforcer(
                 next_lease = now + config.enforcer.lease_ttl / 3
                 if held and not was_held:
                     log.info("enforcer %s: active", instance)
-                    await clear_disabled_probe_states(engine, probes)
+                    await clear_disabled_probe_states(engine, bus, probes)
                     sink.takeover(engine.path_states())
                 elif was_held and not held:
                     log.warning("enforcer %s: lost the lease, standby", instance)

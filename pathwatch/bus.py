@@ -32,6 +32,7 @@ from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message
+from schemas.names import is_subject_safe
 from schemas.wire import PathState
 
 log = logging.getLogger("pathwatch.bus")
@@ -221,6 +222,25 @@ class Bus:
             kv = await self.js.key_value(bucket)
             self._kv[bucket] = kv
         return kv
+
+    async def kv_keys(self, bucket: str, prefix: str = "") -> list[str]:
+        """The keys of KV `bucket` (those under `prefix.` when given) that have any
+        record, deleted ones included: callers read each key and skip deleted ones.
+
+        One stream-info request, answered by the server from one snapshot, instead of
+        nats-py's `KeyValue.keys()`: its watcher can end the replay early and return
+        only some of the keys (nats-io/nats.py#842, still open in 2.16). The server
+        lists up to 100,000 subjects in one answer, far above the routes and probes
+        of a deployment.
+        """
+        if prefix and not is_subject_safe(prefix):
+            raise ValueError(f"key prefix {prefix!r} must match [A-Za-z0-9_-]+")
+        subject_prefix = f"$KV.{bucket}."
+        info = await self.js.stream_info(
+            f"KV_{bucket}", subjects_filter=subject_prefix + (f"{prefix}.>" if prefix else ">")
+        )
+        subjects = info.state.subjects or {}
+        return sorted(subject[len(subject_prefix) :] for subject in subjects)
 
     async def close(self) -> None:
         """Drain subscriptions and close; safe to call twice."""

@@ -103,3 +103,22 @@ async def test_the_connection_reads_with_the_larger_buffer(bus: Bus) -> None:
     # if nats-py stops reading it, the stream reader keeps its 32 KiB limit
     reader = bus.nc._transport._io_reader  # type: ignore[attr-defined]
     assert reader._limit == READ_BUFFER_BYTES
+
+
+async def test_kv_keys_lists_every_key_written_just_before(bus: Bus) -> None:
+    # nats-py's KeyValue.keys() can end its replay early and miss keys
+    # (nats-io/nats.py#842); Bus.kv_keys asks the stream, so nothing written is missed
+    bucket = "test-kv-keys"
+    kv = await bus.js.create_key_value(bucket=bucket, history=1)
+    try:
+        written = [f"{probe}.web.r{i}" for probe in ("ping", "http") for i in range(300)]
+        await asyncio.gather(*(kv.put(key, b"1") for key in written))
+        await kv.delete("ping.web.r7")
+        for _ in range(5):
+            assert await bus.kv_keys(bucket) == sorted(written)  # deleted keys included
+        assert await bus.kv_keys(bucket, "http") == sorted(k for k in written if k[:5] == "http.")
+        assert await bus.kv_keys(bucket, "none") == []
+        with pytest.raises(ValueError, match="key prefix"):
+            await bus.kv_keys(bucket, "*")
+    finally:
+        await bus.js.delete_key_value(bucket)
