@@ -413,8 +413,9 @@ async def kill_and_publish(
                 payload = f"{stream}:{n}".encode()
                 await publish_acked(enforcer, subject_of(n), payload, f"{stream}-{n}")
                 outcome.published.setdefault(stream, []).append(n)
-        paths = await enforcer.kv(subjects.KV_PATHS)
-        await paths.put(subjects.path_key("web", "r0"), b'{"state": "up"}')
+        # the bucket's raft group may still be electing a leader after the kill
+        paths = await retrying(lambda: enforcer.kv(subjects.KV_PATHS))
+        await retrying(lambda: paths.put(subjects.path_key("web", "r0"), b'{"state": "up"}'))
     finally:
         await enforcer.close()
     await wait_for(
