@@ -80,6 +80,8 @@ async def clear_disabled_probe_states(engine: Engine, bus: Bus, probes: KeyValue
             ]
         if specs and all(spec.probe_type == "disabled" for spec in specs):
             with contextlib.suppress(Exception):
+                # kv_keys lists deleted keys too: only a live state gets a delete marker
+                await probes.get(key)
                 await probes.delete(key)
 
 

@@ -12,8 +12,10 @@ from typing import Any, TypeVar
 import msgspec
 import pytest
 from nats.aio.msg import Msg
+from nats.js.errors import KeyNotFoundError
 
-from enforcer.service import run_enforcer
+from enforcer.engine import Engine
+from enforcer.service import clear_disabled_probe_states, run_enforcer
 from pathwatch.bus import Bus
 from pathwatch.configfile import parse_config
 from schemas import subjects
@@ -276,3 +278,34 @@ async def test_malformed_input_is_counted_and_dropped(
         await wait_for(up, 5, what="r1 up after malformed messages")
     finally:
         await running.halt()
+
+
+async def test_takeover_deletes_live_probe_states_of_disabled_routes_only(bus: Bus) -> None:
+    service = f"s{uuid.uuid4().hex[:8]}"
+    config = parse_config(
+        f"""
+services:
+  {service}:
+    address: [127.0.0.1/32]
+    service-routes:
+      judged: {{next-hop: {{node: n1}}}}
+      quiet: {{next-hop: {{node: n1}}, reachability-detection: {{probe-type: disabled}}}}
+""",
+        "test.yaml",
+    ).config
+    probes = await bus.kv(subjects.KV_PROBES)
+    stream = f"KV_{subjects.KV_PROBES}"
+    live, gone, kept = (
+        f"{name}.{service}.{route}"
+        for name, route in (("p1", "quiet"), ("p2", "quiet"), ("p1", "judged"))
+    )
+    for key in (live, gone, kept):
+        await probes.put(key, b"{}")
+    await probes.delete(gone)
+    gone_seq = (await bus.js.get_last_msg(stream, f"$KV.{subjects.KV_PROBES}.{gone}")).seq
+    await clear_disabled_probe_states(Engine(config, time.time), bus, probes)
+    with pytest.raises(KeyNotFoundError):  # nats-py reports a deleted key as not found
+        await probes.get(live)
+    assert (await probes.get(kept)).value == b"{}"
+    # the state deleted before gets no second delete marker
+    assert (await bus.js.get_last_msg(stream, f"$KV.{subjects.KV_PROBES}.{gone}")).seq == gone_seq
