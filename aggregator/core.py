@@ -4,7 +4,8 @@
 passed in, so every rule (lateness, future, skew, closing) is testable with an
 injected clock. Outputs wait in `fast_out` (consecutive-failure evidence) and
 `alarm_out` (clock-skew alarms) until the service publishes them;
-`close_due(now)` returns the closed windows.
+`close_due(now)` returns the closed windows; `ripen_due(now)` works out
+ahead the lanes of windows that have ended and wait out their lateness.
 """
 
 from __future__ import annotations
@@ -168,6 +169,11 @@ class Aggregator:
 
     def close_due(self, now: float, limit: int | None = None) -> list[WindowStats]:
         return self.book.close_due(now, limit)
+
+    def ripen_due(self, now: float, limit: int | None = None) -> int:
+        """Work out ahead the lanes of windows that have ended but wait out their
+        lateness (`WindowBook.ripen_due`)."""
+        return self.book.ripen_due(now, limit)
 
     def take_fast(self) -> list[FastEvidence]:
         out, self.fast_out = self.fast_out, []

@@ -7,6 +7,11 @@ measurement that arrives for a window whose close time has passed is late,
 counted and dropped. Timestamps more than `max_future` ahead of `now` are
 dropped as future.
 
+Between its end and its close (the lateness grace) a window is *ripened*
+(`WindowBook.ripen_due`): its lanes are worked out ahead, so the close at the
+deadline only wraps them. A late measurement that still arrives in the grace
+drops the ripened lanes and the close works them out again.
+
 Hot path: `RouteWindows.add` folds every measurement into the compact
 accumulator of its fine lane (`aggregator.lanes.LaneAccumulator`: 16 bytes per
 `ok` latency, outcome counts) and keeps no reference to the decoded structs, so
@@ -22,7 +27,7 @@ from dataclasses import dataclass, field
 
 from aggregator.fastpath import FailureRun, FailureRuns
 from aggregator.lanes import FineKey, LaneAccumulator, window_lanes
-from schemas.wire import Measurement, WindowStats
+from schemas.wire import LaneStats, Measurement, WindowStats
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,7 @@ def default_lateness(window_s: float) -> float:
 class Window:
     """The measurements of one route in one window, per fine lane."""
 
-    __slots__ = ("agents", "end", "fine", "index", "start")
+    __slots__ = ("agents", "end", "fine", "index", "ripe_lanes", "start")
 
     def __init__(self, index: int, start: float, end: float) -> None:
         self.index = index
@@ -53,6 +58,9 @@ class Window:
         self.end = end
         self.fine: dict[FineKey, LaneAccumulator] = {}
         self.agents: set[str] = set()
+        #: the lanes worked out after the window ended (`RouteWindows.ripen`);
+        #: None until then, and again once a late measurement arrives
+        self.ripe_lanes: list[LaneStats] | None = None
 
 
 @dataclass
@@ -68,7 +76,7 @@ class AddResult:
 #: creation order of windows: ties in close time close in the order windows opened
 _creation_order = itertools.count()
 
-#: (close time, creation order, route windows, window index)
+#: (close time or end time, creation order, route windows, window index)
 Deadline = tuple[float, int, "RouteWindows", int]
 
 
@@ -78,6 +86,7 @@ class RouteWindows:
     __slots__ = (
         "_cached",
         "_deadlines",
+        "_endings",
         "duplicates",
         "late",
         "runs",
@@ -85,7 +94,9 @@ class RouteWindows:
         "windows",
     )
 
-    def __init__(self, spec: RouteSpec, deadlines: list[Deadline]) -> None:
+    def __init__(
+        self, spec: RouteSpec, deadlines: list[Deadline], endings: list[Deadline]
+    ) -> None:
         self.spec = spec
         self.windows: dict[int, Window] = {}
         self.runs = FailureRuns(spec.consecutive_failures) if spec.consecutive_failures else None
@@ -93,6 +104,7 @@ class RouteWindows:
         self.duplicates = 0
         self._cached: Window | None = None
         self._deadlines = deadlines
+        self._endings = endings
 
     def _window_for(self, ts: float, now: float) -> Window | None:
         width = self.spec.window_s
@@ -106,7 +118,9 @@ class RouteWindows:
             return None
         window = Window(index, index * width, end)
         self.windows[index] = window
-        heapq.heappush(self._deadlines, (close_at, next(_creation_order), self, index))
+        order = next(_creation_order)
+        heapq.heappush(self._deadlines, (close_at, order, self, index))
+        heapq.heappush(self._endings, (end, order, self, index))
         return window
 
     def add(self, agent: str, items: list[Measurement], now: float, max_future: float) -> AddResult:
@@ -163,15 +177,26 @@ class RouteWindows:
                     run = runs.failure(key, outcome)
                     if run is not None:
                         result.failure_runs.append(run)
-        if current is not None:
-            touched.add(current)
-        for window in touched:
-            window.agents.add(agent)
-        self._cached = current
         # every item is future, late or accepted
         result.accepted = len(items) - result.late - result.future
+        if current is not None and result.accepted:
+            touched.add(current)
+            for window in touched:
+                window.agents.add(agent)
+                window.ripe_lanes = None
+        self._cached = current
         self.late += result.late
         return result
+
+    def ripen(self, index: int) -> bool:
+        """Work out the lanes of window `index` ahead of its close; False when it is
+        already closed."""
+        window = self.windows.get(index)
+        if window is None:
+            return False
+        if window.ripe_lanes is None:
+            window.ripe_lanes = window_lanes(window.fine, self.spec.tracked)
+        return True
 
     def close(self, index: int) -> WindowStats | None:
         """Close window `index`; None when it had no measurements (or is already closed)."""
@@ -180,7 +205,9 @@ class RouteWindows:
             return None
         if self._cached is window:
             self._cached = None
-        lanes = window_lanes(window.fine, self.spec.tracked)
+        lanes = window.ripe_lanes
+        if lanes is None:
+            lanes = window_lanes(window.fine, self.spec.tracked)
         if not lanes:
             return None
         stats = WindowStats(
@@ -203,8 +230,10 @@ class WindowBook:
 
     def __init__(self, specs: list[RouteSpec]) -> None:
         self._deadlines: list[Deadline] = []
+        self._endings: list[Deadline] = []
         self.routes: dict[tuple[str, str], RouteWindows] = {
-            (spec.service, spec.route): RouteWindows(spec, self._deadlines) for spec in specs
+            (spec.service, spec.route): RouteWindows(spec, self._deadlines, self._endings)
+            for spec in specs
         }
 
     def route(self, service: str, route: str) -> RouteWindows | None:
@@ -228,4 +257,22 @@ class WindowBook:
             stats = route_windows.close(index)
             if stats is not None:
                 closed.append(stats)
+        # end times of windows closed without being ripened: dropped here, so the
+        # heap stays as small as the open windows when nobody calls ripen_due
+        endings = self._endings
+        while endings and endings[0][3] not in endings[0][2].windows:
+            heapq.heappop(endings)
         return closed
+
+    def ripen_due(self, now: float, limit: int | None = None) -> int:
+        """Ripen the windows that ended at or before `now` and are still open, oldest
+        first (at most `limit` of them); returns how many were looked at, 0 when none
+        is left."""
+        endings = self._endings
+        budget = len(endings) if limit is None else limit
+        looked_at = 0
+        while endings and endings[0][0] <= now and looked_at < budget:
+            looked_at += 1
+            _, _, route_windows, index = heapq.heappop(endings)
+            route_windows.ripen(index)
+        return looked_at

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from aggregator.core import Aggregator
 from aggregator.service import run_aggregator
 from pathwatch.bus import Bus, BusOptions
 from pathwatch.configfile import parse_config
@@ -95,6 +96,58 @@ async def test_batches_become_window_stats_fast_evidence_and_skew_alarms(
         assert by_lane[("icmp", "127.0.0.1", "ping")].count == 3
         assert by_lane[("tcp", "", "")].error_pct == 100.0
         assert sorted(window.agents) == ["agent-1", "skewed-agent"]
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        await client.close()
+
+
+async def test_the_service_ripens_ended_windows_and_a_late_measurement_still_counts(
+    bus: Bus, nats_server: EmbeddedNats
+) -> None:
+    client = await Bus.connect(BusOptions.from_url(nats_server.url, name="test-client"))
+    start = float(int(time.time()))  # a window of r1 (detection-window 1 s, lateness 0.5 s)
+    clock = [start + 0.5]
+    core = Aggregator(CONFIG)
+    closed: list[WindowStats] = []
+    stop = asyncio.Event()
+    ready = asyncio.Event()
+    task = asyncio.create_task(
+        run_aggregator(
+            CONFIG,
+            bus,
+            stop=stop,
+            ready=ready,
+            core=core,
+            clock=lambda: clock[0],
+            on_window=closed.append,
+        )
+    )
+
+    def send(seq: int, ts: float, latency: float) -> bytes:
+        item = Measurement(ts=ts, protocol="icmp", destination="127.0.0.1", latency_ms=latency)
+        return encode(
+            MeasurementBatch(
+                agent="a1", node="n1", seq=seq, sent=ts, service="itest", route="r1", items=[item]
+            )
+        )
+
+    try:
+        await wait_for(ready.is_set, 5, what="aggregator subscriptions")
+        await client.nc.publish("pw.meas.itest.r1", send(1, start + 0.5, 1.0))
+        await client.nc.flush()
+        await wait_for(lambda: core.counters.measurements == 1, 5, what="first measurement")
+        window = core.book.routes[("itest", "r1")].windows[int(start)]
+        clock[0] = start + 1.1  # ended, not yet closed
+        await wait_for(lambda: window.ripe_lanes is not None, 5, what="window ripened")
+        assert closed == []
+        await client.nc.publish("pw.meas.itest.r1", send(2, start + 0.9, 7.0))
+        await client.nc.flush()
+        await wait_for(lambda: core.counters.measurements == 2, 5, what="late measurement")
+        clock[0] = start + 1.5
+        await wait_for(lambda: len(closed) == 1, 5, what="window closed")
+        aggregate = closed[0].lanes[0]
+        assert (aggregate.count, aggregate.latency_max_ms) == (2, 7.0)
     finally:
         stop.set()
         await asyncio.wait_for(task, 5)

@@ -1,6 +1,10 @@
-"""Window closing, late, duplicate, future, clock skew and the fast path, with an injected clock."""
+"""Window closing, ripening, late, duplicate, future, clock skew and the fast path, with an
+injected clock."""
 
 from __future__ import annotations
+
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from aggregator.core import Aggregator
 from pathwatch.configfile import parse_config
@@ -65,6 +69,75 @@ def test_windows_are_aligned_and_close_after_the_allowed_lateness() -> None:
         ("r1", T0 + 5),
         ("r10", T0),
     ]
+
+
+def test_a_ripened_window_closes_with_its_lanes_unless_a_late_measurement_came() -> None:
+    aggregator = Aggregator(CONFIG)
+    aggregator.handle("pw.meas.web.r1", batch(1, [ping(T0 + 1), ping(T0 + 2)]), T0 + 2)
+    aggregator.handle("pw.meas.web.r10", batch(2, [ping(T0 + 1)], route="r10"), T0 + 2)
+    assert aggregator.ripen_due(T0 + 4.99) == 0  # nothing has ended yet
+    assert aggregator.ripen_due(T0 + 5.0) == 1  # r1's [T0, T0+5), not r10's [T0, T0+10)
+    window = aggregator.book.routes[("web", "r1")].windows[int(T0 // 5)]
+    ripe = window.ripe_lanes
+    assert ripe is not None and ripe[0].count == 2
+    # a batch whose items are all late or in the future leaves the ripened lanes alone
+    aggregator.handle("pw.meas.web.r1", batch(3, [ping(T0 - 30), ping(T0 + 90)]), T0 + 5.2)
+    assert window.ripe_lanes is ripe
+    closed = aggregator.close_due(T0 + 6.0)
+    assert len(closed) == 1 and closed[0].lanes is ripe
+    # ripened again, then a measurement within the lateness: the close counts it
+    aggregator.handle("pw.meas.web.r1", batch(4, [ping(T0 + 6)]), T0 + 6)
+    assert aggregator.ripen_due(T0 + 10.0) == 2  # r1's second window and r10's
+    aggregator.handle("pw.meas.web.r1", batch(5, [ping(T0 + 9.5, latency=3.0)]), T0 + 10.5)
+    closed = aggregator.close_due(T0 + 11.0)
+    # both close at T0+11; r10's window opened first
+    assert [(s.route, s.lanes[0].count) for s in closed] == [("r10", 1), ("r1", 2)]
+    assert closed[1].lanes[0].latency_max_ms == 3.0
+
+
+def test_end_times_do_not_pile_up_when_nothing_ripens() -> None:
+    aggregator = Aggregator(CONFIG)
+    for step in range(50):
+        now = T0 + 5 * step + 1
+        aggregator.handle("pw.meas.web.r1", batch(step, [ping(now)]), now)
+        aggregator.close_due(now)
+    # one open window left; the end times of the 49 closed ones are gone
+    assert aggregator.book.open_windows() == 1
+    assert len(aggregator.book._endings) == 1
+
+
+#: (arrival step in seconds, item timestamps behind the arrival, ripen after it)
+steps = st.lists(
+    st.tuples(
+        st.floats(min_value=0.05, max_value=2.0),
+        st.lists(st.floats(min_value=0.0, max_value=3.0), min_size=1, max_size=4),
+        st.booleans(),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps)
+def test_ripening_never_changes_what_a_window_reports(
+    schedule: list[tuple[float, list[float], bool]],
+) -> None:
+    ripening, plain = Aggregator(CONFIG), Aggregator(CONFIG)
+    reported: dict[str, list[bytes]] = {"ripening": [], "plain": []}
+    now = T0
+    for seq, (step, behind, ripen) in enumerate(schedule):
+        now += step
+        data = batch(seq, [ping(now - back, latency=10.0 + back) for back in behind])
+        for name, aggregator in (("ripening", ripening), ("plain", plain)):
+            aggregator.handle("pw.meas.web.r1", data, now)
+            reported[name] += [encode(stats) for stats in aggregator.close_due(now)]
+        if ripen:
+            ripening.ripen_due(now)
+    for name, aggregator in (("ripening", ripening), ("plain", plain)):
+        reported[name] += [encode(stats) for stats in aggregator.close_due(now + 100)]
+    assume(reported["plain"])  # not every item of the schedule was late
+    assert reported["ripening"] == reported["plain"]
 
 
 def test_late_measurements_are_counted_and_dropped() -> None:
