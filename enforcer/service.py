@@ -40,6 +40,8 @@ log = logging.getLogger("pathwatch.enforcer")
 T = TypeVar("T")
 
 TICK_SECONDS = 0.2
+#: how long a stopping enforcer lets its sink write what is queued
+SHUTDOWN_FLUSH_SECONDS = 2.0
 #: Processor time a tick may spend rebuilding PathStates whose figures moved (a
 #: quarter of the tick: at most a quarter of a core; the rest waits for the next tick).
 REFRESH_BUDGET_SECONDS = TICK_SECONDS / 4
@@ -215,11 +217,28 @@ async def run_enforcer(
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
         try:
-            tasks[0].cancel()
+            # The probe watcher and the ticker hold nothing that must finish; a lease
+            # refresh in flight would wait out its NATS timeout.
+            for task in tasks[:2]:
+                task.cancel()
+            # The sink writes what is queued, for a bounded time: with NATS gone it
+            # cannot, and the standby, which computed the same outputs, publishes
+            # them from its buffer when it takes over (deduplicated by message id).
+            _, unfinished = await asyncio.wait(tasks, timeout=SHUTDOWN_FLUSH_SECONDS)
+            if unfinished:
+                log.warning(
+                    "enforcer %s: stopping with outputs not written, %d batches queued (NATS %s)",
+                    instance,
+                    sink.queue.qsize(),
+                    "connected" if bus.nc.is_connected else "unreachable",
+                )
+                for task in unfinished:
+                    task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            # NATS may be gone already: a standby then waits for the TTL instead.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(lease.release(), timeout=0.5)
+            # With NATS gone a standby waits for the TTL instead.
+            if bus.nc.is_connected:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(lease.release(), timeout=0.5)
         finally:
             # Even when cancelled: an open aiosqlite connection keeps the process alive.
             if store is not None:

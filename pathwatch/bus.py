@@ -47,6 +47,8 @@ READ_BUFFER_BYTES = 1 << 20
 nats.aio.client.DEFAULT_BUFFER_SIZE = READ_BUFFER_BYTES
 #: Seconds to wait for each entry of a KV snapshot before taking it as complete.
 SNAPSHOT_ENTRY_TIMEOUT = 5.0
+#: how long `Bus.close` lets subscriptions and publishers drain
+DRAIN_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -243,17 +245,24 @@ class Bus:
         return sorted(subject[len(subject_prefix) :] for subject in subjects)
 
     async def close(self) -> None:
-        """Drain subscriptions and close; safe to call twice."""
+        """Drain subscriptions and close; safe to call twice, and quick when the
+        server is gone (nothing to drain then: the client is reconnecting)."""
         if self.nc.is_closed:
             return
         self.closing = True
         try:
-            await asyncio.wait_for(self.nc.drain(), timeout=2.0)
-        except (TimeoutError, nats.errors.ConnectionClosedError):
-            pass
+            if self.nc.is_connected:
+                await asyncio.wait_for(self.nc.drain(), timeout=DRAIN_TIMEOUT_S)
+        except (TimeoutError, OSError, nats.errors.Error) as exc:
+            log.debug("nats %s: drain at close: %r", self.options.name, exc)
         finally:
             if not self.nc.is_closed:
-                await self.nc.close()
+                try:
+                    await self.nc.close()
+                except (OSError, nats.errors.Error) as exc:
+                    # nats-py flushes what it still holds onto a dead socket and raises;
+                    # the client is closed by then (no more reconnects)
+                    log.debug("nats %s: close: %r", self.options.name, exc)
 
 
 class PathStateFollower:

@@ -16,8 +16,9 @@ from nats.js.errors import KeyNotFoundError
 
 from enforcer.engine import Engine
 from enforcer.service import clear_disabled_probe_states, run_enforcer
-from pathwatch.bus import Bus
+from pathwatch.bus import Bus, BusOptions
 from pathwatch.configfile import parse_config
+from pathwatch.embedded import EmbeddedNats
 from schemas import subjects
 from schemas.codec import decode_message, encode
 from schemas.config import PathwatchConfig
@@ -309,3 +310,26 @@ services:
     assert (await probes.get(kept)).value == b"{}"
     # the state deleted before gets no second delete marker
     assert (await bus.js.get_last_msg(stream, f"$KV.{subjects.KV_PROBES}.{gone}")).seq == gone_seq
+
+
+async def test_the_enforcer_stops_at_once_when_nats_is_gone(
+    tmp_path: Path, names: tuple[str, str]
+) -> None:
+    service, node = names
+    config = make_config(service, node)
+    server = EmbeddedNats(store_dir=tmp_path / "nats").start()
+    bus = await Bus.connect(BusOptions.from_url(server.url, name="enforcer-stop-test"))
+    try:
+        await bus.ensure()
+        running = await start(config, bus, "stopper", tmp_path / "enforcer.db")
+        server.stop()
+        await wait_for(lambda: not bus.nc.is_connected, 10, what="the client to notice")
+        # the ticker renews the lease every TTL / 3: let its next renewal start
+        # against the dead server (a KV request that waits out NATS's 5 s timeout)
+        await asyncio.sleep(config.enforcer.lease_ttl / 3 + 0.2)
+        running.stop.set()
+        await asyncio.wait_for(running.task, timeout=3)
+        assert running.task.exception() is None
+    finally:
+        await bus.close()
+        server.stop()

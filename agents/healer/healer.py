@@ -307,6 +307,9 @@ class Healer:
                     waiter.cancel()
         finally:
             if tasks:
+                # the monitor only reads: a KV resync in flight would wait out its NATS
+                # timeout; the liveness loop gets up to 3 s to finish its check
+                tasks[0].cancel()
                 _, pending = await asyncio.wait(tasks, timeout=3 if stop.is_set() else 0)
                 for task in pending:
                     task.cancel()
