@@ -94,9 +94,7 @@ class RouteWindows:
         "windows",
     )
 
-    def __init__(
-        self, spec: RouteSpec, deadlines: list[Deadline], endings: list[Deadline]
-    ) -> None:
+    def __init__(self, spec: RouteSpec, deadlines: list[Deadline], endings: list[Deadline]) -> None:
         self.spec = spec
         self.windows: dict[int, Window] = {}
         self.runs = FailureRuns(spec.consecutive_failures) if spec.consecutive_failures else None
