@@ -53,10 +53,10 @@ from schemas.wire import (
 AggregateKey = tuple[str, str, str]
 
 _NO_HOLD = float("inf")
+ProbeLaneKey = tuple[str, str, str, str]
 
 #: Every distinct reachability limits in use, shared by the routes that have them.
 _SHARED_LIMITS: dict[ReachabilityLimits, ReachabilityLimits] = {}
-ProbeLaneKey = tuple[str, str, str, str]
 
 #: Causes of route-level evidence machines, with the protocol shown for them.
 EVIDENCE_CAUSES = ("link", "neighbour", "consecutive-failures")
@@ -126,6 +126,11 @@ class _QuietLayout:
         return decoder
 
 
+#: Every distinct quiet layout in use, shared by the routes that have it (bounded).
+_SHARED_LAYOUTS: dict[tuple[LayoutSlot, ...], _QuietLayout] = {}
+_SHARED_LAYOUTS_MAX = 4096
+
+
 def _quiet_layout(
     lanes: list[LaneStats],
     known: "dict[AggregateKey, ReachabilityLimits | None]",
@@ -176,11 +181,6 @@ def _quiet_layout(
             _SHARED_LAYOUTS.clear()  # layouts churn (lanes come and go): start over
         shared = _SHARED_LAYOUTS[layout_slots] = _QuietLayout(layout_slots)
     return shared
-
-
-#: Every distinct quiet layout in use, shared by the routes that have it (bounded).
-_SHARED_LAYOUTS: dict[tuple[LayoutSlot, ...], _QuietLayout] = {}
-_SHARED_LAYOUTS_MAX = 4096
 
 
 @dataclass

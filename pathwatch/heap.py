@@ -20,5 +20,5 @@ def settle_heap(young_threshold: int = YOUNG_THRESHOLD) -> None:
     """Collect, freeze what is alive now, and make young collections rarer."""
     gc.collect()
     gc.freeze()
-    _, middle, old = gc.get_threshold()
-    gc.set_threshold(max(young_threshold, gc.get_threshold()[0]), middle, old)
+    young, middle, old = gc.get_threshold()
+    gc.set_threshold(max(young_threshold, young), middle, old)
