@@ -3,9 +3,12 @@ the healer command's argument checks."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -48,16 +51,33 @@ def test_demo_moves_traffic_to_path_2_and_back_and_cleans_up() -> None:
     assert client not in listed
 
 
+@contextlib.contextmanager
+def unprivileged_euid(uid: int = 65534) -> Iterator[None]:
+    """Run the block with a real unprivileged effective uid, restored to 0 after it.
+
+    Only the filesystem uid (Linux's own uid for file access, set to the effective
+    uid by seteuid) goes back to 0, in this thread: code imported lazily in the
+    block must still be readable when the checkout, its venv or the interpreter
+    lives in a directory only root can enter (a clone under /root or `mktemp -d`).
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    os.seteuid(uid)
+    try:
+        libc.setfsuid(0)
+        assert libc.setfsuid(-1) == 0, "could not keep the filesystem uid 0"  # -1: query
+        yield
+    finally:
+        os.seteuid(0)
+
+
 @requires_root
 def test_demo_refuses_without_root() -> None:
     _load_commands()
     runner = CliRunner()
-    os.seteuid(65534)  # a real unprivileged effective uid, restored below
-    try:
+    with unprivileged_euid():
+        assert os.geteuid() != 0
         result = runner.invoke(app, ["demo"])
-    finally:
-        os.seteuid(0)
-    assert result.exit_code == 1
+    assert result.exit_code == 1, result.output
     assert "run it as root" in result.output
 
 
