@@ -15,7 +15,7 @@ import errno
 import socket
 import time
 
-from agents.probe.base import Target, remaining
+from agents.probe.base import Target, attempt_timeout, spaced_attempts
 from agents.probe.sockopts import pinned_socket
 from schemas.config import UdpProbeProfile
 from schemas.wire import Measurement, Outcome
@@ -29,11 +29,8 @@ _UNREACHABLE = {
 }
 
 
-async def _attempt(
-    target: Target, profile: UdpProbeProfile, delay: float, deadline: float
-) -> Measurement:
-    if delay > 0:
-        await asyncio.sleep(delay)
+async def exchange_udp(target: Target, profile: UdpProbeProfile, timeout: float) -> Measurement:
+    """One request / reply exchange, waiting up to `timeout` s for the reply."""
     if target.port is None:
         raise ValueError("UDP probes need a port")
     loop = asyncio.get_running_loop()
@@ -51,7 +48,7 @@ async def _attempt(
             outcome: Outcome = "unreachable" if exc.errno in _UNREACHABLE else "send-failed"
             return target.measurement("udp", sent_at, outcome, detail=str(exc))
         try:
-            async with asyncio.timeout(min(profile.probe_duration, remaining(deadline))):
+            async with asyncio.timeout(timeout):
                 reply = await loop.sock_recv(sock, 65535)
         except TimeoutError:
             return target.measurement("udp", sent_at, "timeout")
@@ -70,13 +67,8 @@ async def _attempt(
 
 async def probe_udp(target: Target, profile: UdpProbeProfile, deadline: float) -> list[Measurement]:
     """number-of-attempts request / reply exchanges with (target.address, target.port)."""
-    spacing = profile.probe_duration / profile.number_of_attempts
-    started = time.monotonic()
-    return list(
-        await asyncio.gather(
-            *(
-                _attempt(target, profile, started + index * spacing - time.monotonic(), deadline)
-                for index in range(profile.number_of_attempts)
-            )
-        )
+    return await spaced_attempts(
+        profile.number_of_attempts,
+        profile.probe_duration,
+        lambda: exchange_udp(target, profile, attempt_timeout(profile.probe_duration, deadline)),
     )
