@@ -18,7 +18,8 @@ from aggregator.partition import PartitionFilter
 from aggregator.skew import SkewMonitor
 from aggregator.windows import RouteSpec, WindowBook, default_lateness
 from schemas.config import PathwatchConfig
-from schemas.wire import Alarm, FastEvidence, WindowStats
+from schemas.fastdetect import agent_confirmed_probes
+from schemas.wire import Alarm, EvidenceHops, FastEvidence, WindowStats
 
 SYSTEM_SERVICE = "_system"
 
@@ -51,6 +52,7 @@ def route_specs(config: PathwatchConfig) -> list[RouteSpec]:
                 lateness_s=default_lateness(window) if allowed is None else float(allowed),
                 consecutive_failures=detection.consecutive_failures,
                 tracked=tracked_destinations(service.address),
+                agent_confirmed=agent_confirmed_probes(config, route),
             )
         )
     return specs
@@ -150,6 +152,9 @@ class Aggregator:
                     protocol=protocol,
                     traffic_class=traffic_class,
                     count=run.count,
+                    probe=probe,
+                    destination=destination,
+                    hops=EvidenceHops(forwarded=now),
                     detail=(
                         f"{run.count} consecutive failures ({run.last_outcome}) on {protocol}"
                         f"/{traffic_class} {source} probe={probe or '-'}"

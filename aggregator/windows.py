@@ -40,6 +40,8 @@ class RouteSpec:
     lateness_s: float
     consecutive_failures: int = 3
     tracked: frozenset[str] = frozenset()
+    #: probes whose agent confirms failures itself (schemas.fastdetect)
+    agent_confirmed: frozenset[str] = frozenset()
 
 
 def default_lateness(window_s: float) -> float:
@@ -97,7 +99,11 @@ class RouteWindows:
     def __init__(self, spec: RouteSpec, deadlines: list[Deadline], endings: list[Deadline]) -> None:
         self.spec = spec
         self.windows: dict[int, Window] = {}
-        self.runs = FailureRuns(spec.consecutive_failures) if spec.consecutive_failures else None
+        self.runs = (
+            FailureRuns(spec.consecutive_failures, spec.agent_confirmed)
+            if spec.consecutive_failures
+            else None
+        )
         self.late = 0
         self.duplicates = 0
         self._cached: Window | None = None
