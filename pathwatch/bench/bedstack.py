@@ -8,7 +8,9 @@ client's kernel table) and optionally the healer (its own /32 to
 HEALER_ADDRESS), each on its own NATS connection. It also runs the UDP echo
 server (a socket inside the server namespace), a steady client stream
 (`Stream`), and reads the truth the measurements need: the path state in KV
-and the route the client's kernel uses to reach the service.
+and the route the client's kernel uses to reach the service. A `Timeline` records, with the
+wall-clock time each arrived, every piece of fast evidence on the bed and
+every change of path 1's state in KV, so a run can be broken down hop by hop.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ import socket
 import struct
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nats.aio.msg import Msg
 from nats.js.errors import KeyNotFoundError
 from pyroute2 import AsyncIPRoute
 
@@ -34,14 +38,14 @@ from agents.nsexec import socket_in_netns
 from agents.router import run_router
 from aggregator.service import run_aggregator
 from enforcer.service import run_enforcer
-from pathwatch.bus import Bus, BusOptions
+from pathwatch.bus import Bus, BusOptions, PathStateFollower
 from pathwatch.configfile import parse_config
 from pathwatch.embedded import EmbeddedNats, free_port
 from pathwatch.testbed import ECHO_PORT, HEALER_ADDRESS, SERVICE_NET, STREAM_ADDRESS, Bed
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message
 from schemas.config import PathwatchConfig
-from schemas.wire import PathState
+from schemas.wire import FastEvidence, PathState
 
 log = logging.getLogger("pathwatch.bedstack")
 
@@ -190,6 +194,37 @@ class Stream:
         self.sock.close()
 
 
+@dataclass
+class Timeline:
+    """Fast evidence and path-1 KV changes as the bench saw them (wall-clock arrival)."""
+
+    evidence: list[tuple[float, FastEvidence]] = field(default_factory=list)
+    path1: list[tuple[float, PathState]] = field(default_factory=list)
+    malformed: Counter[str] = field(default_factory=Counter)
+
+    async def on_fast(self, msg: Msg) -> None:
+        with contextlib.suppress(DecodeError):
+            self.evidence.append((time.time(), decode_message(msg.data, FastEvidence)))
+
+    def first_evidence(self, route: str, after: float) -> tuple[float, FastEvidence] | None:
+        """The first down evidence of `route` sent at or after `after` (wall clock)."""
+        for seen, evidence in self.evidence:
+            if (
+                evidence.route == route
+                and evidence.ts >= after
+                and evidence.kind in ("link-down", "consecutive-failures", "neighbour-unresolved")
+            ):
+                return seen, evidence
+        return None
+
+    def first_out_of_service(self, after: float) -> tuple[float, PathState] | None:
+        """The first path-1 state out of service decided at or after `after`."""
+        for seen, state in self.path1:
+            if not state.in_service and state.updated >= after:
+                return seen, state
+        return None
+
+
 class Stack:
     """Everything running on the bed: `async with Stack(bed, options)`, in the client namespace."""
 
@@ -209,6 +244,8 @@ class Stack:
         self.bus: Bus | None = None
         self.echo: UdpEcho | None = None
         self.stream = Stream()
+        self.timeline = Timeline()
+        self._follower: PathStateFollower | None = None
         self._ipr: AsyncIPRoute | None = None
 
     async def _connect(self, role: str) -> Bus:
@@ -224,6 +261,7 @@ class Stack:
         try:
             self.bus = await self._connect("observer")
             await self.bus.ensure()
+            await self._observe(self.bus)
             self.echo = UdpEcho(self.bed)
             self._ipr = AsyncIPRoute()
             config, stop = self.config, self.stop
@@ -264,6 +302,22 @@ class Stack:
             raise
         return self
 
+    async def _observe(self, bus: Bus) -> None:
+        """Start the timeline: fast evidence, and path 1's state in KV."""
+        await bus.nc.subscribe(subjects.FAST_ALL, cb=self.timeline.on_fast)
+        key = subjects.path_key(SERVICE, ROUTES[0])
+
+        def changed(which: str | None) -> None:
+            follower = self._follower
+            state = None if follower is None else follower.states.get(key)
+            if which == key and state is not None:
+                self.timeline.path1.append((time.time(), state))
+
+        self._follower = PathStateFollower(
+            bus, changed, lambda: None, self.timeline.malformed, keys=key, name="bench"
+        )
+        await self._follower.resync()
+
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
@@ -277,6 +331,9 @@ class Stack:
     async def close(self) -> None:
         self.stop.set()
         self.stream.close()
+        if self._follower is not None:
+            with contextlib.suppress(Exception):
+                await self._follower.stop()
         if self.tasks:
             _, pending = await asyncio.wait(self.tasks, timeout=STOP_GRACE_S)
             for task in pending:
