@@ -186,12 +186,31 @@ class SlaMetrics(_Cfg, frozen=True, kw_only=True):
     max_jitter: Millis | None = None
 
 
+class ReplyTimeout(_Cfg, frozen=True, kw_only=True):
+    """Floor and ceiling (s) of a target's reply timeout, SRTT + 4 RTTVAR of its replies:
+    past it a missing reply is suspected and re-probed (confirm mode). `max` defaults
+    to probe-duration (and never exceeds it)."""
+
+    min: Annotated[float, Meta(gt=0, le=10)] = 0.01
+    max: Annotated[float, Meta(gt=0, le=10)] | None = None
+
+    def __post_init__(self) -> None:
+        if self.max is not None and self.min > self.max:
+            raise ValueError(f"reply-timeout min {self.min} is above max {self.max}")
+
+
 class _ProbeTiming(_Cfg, frozen=True, kw_only=True):
-    """Attempts are spaced probe-duration / number-of-attempts apart."""
+    """Attempts are spaced probe-duration / number-of-attempts apart.
+
+    ICMP, UDP and TCP probes of a route with `consecutive-failures` re-probe a
+    target every `confirm-interval` s (0: off) after a missed reply until it
+    answers or the failures are confirmed (docs/internals.md, "Fast path")."""
 
     probe_interval: FastProbeInterval = 10
     number_of_attempts: Attempts = 4
     probe_duration: FastProbeDuration = 1
+    reply_timeout: ReplyTimeout = field(default_factory=ReplyTimeout)
+    confirm_interval: Annotated[float, Meta(ge=0, le=10)] = 0.01
     traffic_classes: list[TrafficClass] = field(default_factory=lambda: ["best-effort"])
 
 

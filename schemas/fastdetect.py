@@ -18,25 +18,20 @@ from schemas.config import PathwatchConfig, ServiceRoute
 
 #: Probe kinds with one request / reply exchange that re-probes can repeat.
 CONFIRM_KINDS = frozenset({"icmp", "udp", "tcp"})
-#: Defaults of the profile keys (seconds).
-DEFAULT_CONFIRM_INTERVAL = 0.01
-DEFAULT_REPLY_TIMEOUT_MIN = 0.01
 
 
 def confirm_interval(profile: Any) -> float:
     """The profile's re-probe interval in seconds (0: confirm mode off)."""
-    return float(getattr(profile, "confirm_interval", DEFAULT_CONFIRM_INTERVAL))
+    return float(profile.confirm_interval)
 
 
 def reply_timeout_bounds(profile: Any) -> tuple[float, float]:
-    """(floor, ceiling) of the reply timeout in seconds; the ceiling defaults to
-    probe-duration and the floor never exceeds it."""
+    """(floor, ceiling) of the reply timeout in seconds: the ceiling defaults to, and
+    never exceeds, probe-duration; the floor never exceeds the ceiling."""
     duration = float(profile.probe_duration)
-    bounds = getattr(profile, "reply_timeout", None)
-    floor = float(getattr(bounds, "min", DEFAULT_REPLY_TIMEOUT_MIN))
-    ceiling = getattr(bounds, "max", None)
-    ceiling = duration if ceiling is None else min(float(ceiling), duration)
-    return min(floor, ceiling), ceiling
+    bounds = profile.reply_timeout
+    ceiling = duration if bounds.max is None else min(float(bounds.max), duration)
+    return min(float(bounds.min), ceiling), ceiling
 
 
 def agent_confirms(kind: str, profile: Any, route: ServiceRoute) -> bool:
