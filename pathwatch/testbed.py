@@ -8,7 +8,8 @@ routers), the veth links, the addresses and the static routes; `Bed.destroy()`
 deletes every namespace again (use `with bed(): ...`, which does it in
 `finally`). Faults on path 1 are applied inside router-1 only: link down
 (router-1's end of link 1, so the client sees carrier loss), an nftables
-blackhole of everything router-1 forwards, and random loss with
+blackhole of everything router-1 forwards (`blackhole`) or of what it forwards
+from the client only (`blackhole-oneway`), and random loss with
 `iptables -m statistic`.
 
 Addresses: every address exists only inside the namespaces created here,
@@ -58,6 +59,8 @@ HEALER_ADDRESS = _host(SERVICE_NET, 10)
 #: UDP echo port on the server.
 ECHO_PORT = 7007
 FAULTS = ("link-down", "blackhole", "loss")
+#: FAULTS and the one-way blackhole (client -> server dropped, replies pass).
+ALL_FAULTS = ("link-down", "blackhole", "blackhole-oneway", "loss")
 
 
 class BedError(RuntimeError):
@@ -242,6 +245,15 @@ class Bed:
                 "}\n"
             )
             run("ip", "netns", "exec", self.router1, "nft", "-f", "-", stdin=script)
+        elif fault == "blackhole-oneway":
+            # only what comes from the client is dropped: replies still reach it
+            script = (
+                "table inet pathwatch_bed {\n"
+                "  chain forward { type filter hook forward priority 0;"
+                f' iifname "{self.router1_if_client}" drop; }}\n'
+                "}\n"
+            )
+            run("ip", "netns", "exec", self.router1, "nft", "-f", "-", stdin=script)
         elif fault == "loss":
             self.ns(
                 self.router1,
@@ -258,7 +270,7 @@ class Bed:
                 "DROP",
             )
         else:
-            raise BedError(f"unknown fault {fault!r}; one of {', '.join(FAULTS)}")
+            raise BedError(f"unknown fault {fault!r}; one of {', '.join(ALL_FAULTS)}")
 
     def clear_faults(self) -> None:
         """Undo every fault (ignoring the ones not applied)."""

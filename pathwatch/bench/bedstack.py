@@ -32,7 +32,7 @@ from nats.aio.msg import Msg
 from nats.js.errors import KeyNotFoundError
 from pyroute2 import AsyncIPRoute
 
-from agents.agent import AgentOptions, run_agent
+from agents.agent import Agent, AgentOptions
 from agents.healer.healer import Healer
 from agents.nsexec import socket_in_netns
 from agents.router import run_router
@@ -41,7 +41,14 @@ from enforcer.service import run_enforcer
 from pathwatch.bus import Bus, BusOptions, PathStateFollower
 from pathwatch.configfile import parse_config
 from pathwatch.embedded import EmbeddedNats, free_port
-from pathwatch.testbed import ECHO_PORT, HEALER_ADDRESS, SERVICE_NET, STREAM_ADDRESS, Bed
+from pathwatch.testbed import (
+    ECHO_PORT,
+    HEALER_ADDRESS,
+    SERVICE_NET,
+    STREAM_ADDRESS,
+    Bed,
+    bed_host,
+)
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message
 from schemas.config import PathwatchConfig
@@ -51,6 +58,12 @@ log = logging.getLogger("pathwatch.bedstack")
 
 SERVICE = "svc"
 ROUTES = ("path-1", "path-2")
+#: The reference service: the same two paths, probed with confirm mode off.
+REFERENCE = "ref"
+#: Its address (the router routes it like the service's) and its probes' payload.
+REFERENCE_ADDRESS = bed_host(100, 30)
+REFERENCE_PAYLOAD = "pathwatch-ref"
+PROBE_PAYLOAD = "pathwatch"
 STOP_GRACE_S = 3.0
 
 
@@ -66,28 +79,54 @@ class StackOptions:
     liveness_interval: float = 0.2
     liveness_timeout: float = 1.0
     best_effort: bool = True
+    #: re-probe interval of the service's probes (0: confirm mode off)
+    confirm_interval: float = 0.01
+    #: also run the reference service (confirm mode off) on the same paths
+    reference: bool = False
 
 
-def bed_config_text(bed: Bed, options: StackOptions, nats_url: str) -> str:
-    """The pathwatch config of the bed (YAML)."""
+def _service_text(bed: Bed, options: StackOptions, name: str, address: str, profile: str) -> str:
     detection = (
         f"{{detection-window: {options.detection_window}, hold-down: {options.hold_down},"
         f" max-hold-down: {options.hold_down},"
         f" consecutive-failures: {options.consecutive_failures}, reachability-profile: bed,"
-        " probes: [{name: echo, udp-probe-profile: echo}]}"
+        f" probes: [{{name: echo, udp-probe-profile: {profile}}}]}}"
     )
     routes = []
-    for name, interface, gateway, source, cost in (
+    for route, interface, gateway, source, cost in (
         (ROUTES[0], bed.client_if1, bed.gateway1, bed.client_address1, 10),
         (ROUTES[1], bed.client_if2, bed.gateway2, bed.client_address2, 20),
     ):
         routes.append(
-            f"      {name}:\n"
+            f"      {route}:\n"
             f"        next-hop: {{node: client, interface: {interface}, gateway-ip: {gateway},"
             f" source-address: {source}}}\n"
             f"        cost: {cost}\n"
             f"        reachability-detection: {detection}\n"
         )
+    return (
+        f"  {name}:\n"
+        f"    address: [{address}]\n"
+        f"    service-policy: {{best-effort: {'true' if options.best_effort else 'false'}}}\n"
+        "    service-routes:\n" + "".join(routes)
+    )
+
+
+def _profile_text(name: str, options: StackOptions, confirm: float, payload: str) -> str:
+    return (
+        f"  {name}: {{probe-interval: {options.probe_interval}, number-of-attempts: 1,"
+        f" probe-duration: {options.probe_interval}, probe-address: [{STREAM_ADDRESS}],"
+        f" port: {ECHO_PORT}, confirm-interval: {confirm}, payload: {payload}}}\n"
+    )
+
+
+def bed_config_text(bed: Bed, options: StackOptions, nats_url: str) -> str:
+    """The pathwatch config of the bed (YAML)."""
+    profiles = _profile_text("echo", options, options.confirm_interval, PROBE_PAYLOAD)
+    services = _service_text(bed, options, SERVICE, str(SERVICE_NET), "echo")
+    if options.reference:
+        profiles += _profile_text("echo-ref", options, 0, REFERENCE_PAYLOAD)
+        services += _service_text(bed, options, REFERENCE, f"{REFERENCE_ADDRESS}/32", "echo-ref")
     return (
         f'nats: {{url: "{nats_url}"}}\n'
         "router: {mode: best}\n"
@@ -99,22 +138,16 @@ def bed_config_text(bed: Bed, options: StackOptions, nats_url: str) -> str:
         "    udp:\n"
         "      best-effort: {acceptable-error-threshold: 25,"
         " time-to-establishment: {enabled: false}}\n"
-        "udp-probe-profiles:\n"
-        f"  echo: {{probe-interval: {options.probe_interval}, number-of-attempts: 1,"
-        f" probe-duration: {options.probe_interval}, probe-address: [{STREAM_ADDRESS}],"
-        f" port: {ECHO_PORT}}}\n"
-        "services:\n"
-        f"  {SERVICE}:\n"
-        f"    address: [{SERVICE_NET}]\n"
-        f"    service-policy: {{best-effort: {'true' if options.best_effort else 'false'}}}\n"
-        "    service-routes:\n" + "".join(routes)
+        "udp-probe-profiles:\n" + profiles + "services:\n" + services
     )
 
 
 class UdpEcho:
-    """Echoes every datagram to STREAM_ADDRESS:ECHO_PORT, from inside the server namespace."""
+    """Echoes every datagram to STREAM_ADDRESS:ECHO_PORT, from inside the server namespace;
+    counts the probes it answers by (source address, payload)."""
 
     def __init__(self, bed: Bed) -> None:
+        self.probes: Counter[tuple[str, bytes]] = Counter()
         self.sock = socket_in_netns(bed.server, socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setblocking(False)
         self.sock.bind((STREAM_ADDRESS, ECHO_PORT))
@@ -126,6 +159,8 @@ class UdpEcho:
                 data, peer = self.sock.recvfrom(2048)
             except (BlockingIOError, InterruptedError):
                 return
+            if len(data) != 8:  # not the stream's sequence numbers
+                self.probes[(peer[0], data)] += 1
             with contextlib.suppress(OSError):
                 self.sock.sendto(data, peer)
 
@@ -199,30 +234,42 @@ class Timeline:
     """Fast evidence and path-1 KV changes as the bench saw them (wall-clock arrival)."""
 
     evidence: list[tuple[float, FastEvidence]] = field(default_factory=list)
-    path1: list[tuple[float, PathState]] = field(default_factory=list)
+    paths: dict[str, list[tuple[float, PathState]]] = field(default_factory=dict)
     malformed: Counter[str] = field(default_factory=Counter)
 
     async def on_fast(self, msg: Msg) -> None:
         with contextlib.suppress(DecodeError):
             self.evidence.append((time.time(), decode_message(msg.data, FastEvidence)))
 
-    def first_evidence(self, route: str, after: float) -> tuple[float, FastEvidence] | None:
-        """The first down evidence of `route` sent at or after `after` (wall clock)."""
+    def first_evidence(
+        self, service: str, route: str, after: float
+    ) -> tuple[float, FastEvidence] | None:
+        """The first down evidence of a route sent at or after `after` (wall clock)."""
         for seen, evidence in self.evidence:
             if (
-                evidence.route == route
+                (evidence.service, evidence.route) == (service, route)
                 and evidence.ts >= after
                 and evidence.kind in ("link-down", "consecutive-failures", "neighbour-unresolved")
             ):
                 return seen, evidence
         return None
 
-    def first_out_of_service(self, after: float) -> tuple[float, PathState] | None:
-        """The first path-1 state out of service decided at or after `after`."""
-        for seen, state in self.path1:
+    def first_out_of_service(self, key: str, after: float) -> tuple[float, PathState] | None:
+        """The first state of `key` out of service decided at or after `after`."""
+        for seen, state in self.paths.get(key, []):
             if not state.in_service and state.updated >= after:
                 return seen, state
         return None
+
+    def take_downs(self, key: str, start: float, end: float) -> int:
+        """Times `key` left service between `start` and `end` (decision times)."""
+        count = 0
+        was_in = True
+        for _, state in self.paths.get(key, []):
+            if start <= state.updated < end and was_in and not state.in_service:
+                count += 1
+            was_in = state.in_service
+        return count
 
 
 class Stack:
@@ -241,6 +288,7 @@ class Stack:
         self.buses: list[Bus] = []
         self.tasks: dict[asyncio.Task[None], str] = {}
         self.healer: Healer | None = None
+        self.agent: Agent | None = None
         self.bus: Bus | None = None
         self.echo: UdpEcho | None = None
         self.stream = Stream()
@@ -272,17 +320,14 @@ class Stack:
             self._spawn(
                 "aggregator", run_aggregator(config, await self._connect("aggregator"), stop=stop)
             )
-            self._spawn(
-                "agent",
-                run_agent(
-                    config,
-                    await self._connect("agent"),
-                    stop=stop,
-                    agent_name="client",
-                    node="client",
-                    options=AgentOptions(heartbeat_interval=1.0),
-                ),
+            self.agent = Agent(
+                config,
+                await self._connect("agent"),
+                agent_name="client",
+                node="client",
+                options=AgentOptions(heartbeat_interval=1.0),
             )
+            self._spawn("agent", self.agent.run(stop))
             self._spawn(
                 "router",
                 run_router(config, await self._connect("router"), stop=stop, node="client"),
@@ -305,16 +350,15 @@ class Stack:
     async def _observe(self, bus: Bus) -> None:
         """Start the timeline: fast evidence, and path 1's state in KV."""
         await bus.nc.subscribe(subjects.FAST_ALL, cb=self.timeline.on_fast)
-        key = subjects.path_key(SERVICE, ROUTES[0])
 
-        def changed(which: str | None) -> None:
+        def changed(key: str | None) -> None:
             follower = self._follower
-            state = None if follower is None else follower.states.get(key)
-            if which == key and state is not None:
-                self.timeline.path1.append((time.time(), state))
+            state = None if follower is None or key is None else follower.states.get(key)
+            if key is not None and state is not None:
+                self.timeline.paths.setdefault(key, []).append((time.time(), state))
 
         self._follower = PathStateFollower(
-            bus, changed, lambda: None, self.timeline.malformed, keys=key, name="bench"
+            bus, changed, lambda: None, self.timeline.malformed, name="bench"
         )
         await self._follower.resync()
 
@@ -360,11 +404,11 @@ class Stack:
 
     # --- the truth ----------------------------------------------------------------------
 
-    async def path_state(self, route: str) -> PathState | None:
+    async def path_state(self, route: str, service: str = SERVICE) -> PathState | None:
         assert self.bus is not None
         kv = await self.bus.kv(subjects.KV_PATHS)
         try:
-            entry = await kv.get(subjects.path_key(SERVICE, route))
+            entry = await kv.get(subjects.path_key(service, route))
             return decode_message(entry.value or b"", PathState)
         except (KeyNotFoundError, DecodeError):
             return None
