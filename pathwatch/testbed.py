@@ -74,23 +74,29 @@ def run(*args: str, check: bool = True, stdin: str | None = None) -> str:
     return result.stdout
 
 
-def veth_link(ns_a: str, if_a: str, addr_a: str, ns_b: str, if_b: str, addr_b: str) -> None:
-    """Join two namespaces with a veth pair, address both ends (CIDR) and bring them up."""
+def veth_link(
+    ns_a: str,
+    if_a: str,
+    addr_a: str,
+    ns_b: str,
+    if_b: str,
+    addr_b: str,
+    indexes: tuple[int, int] | None = None,
+) -> None:
+    """Join two namespaces with a veth pair, address both ends (CIDR) and bring them up.
+
+    `indexes` gives the two ends distinct interface indexes. Fresh namespaces number
+    their interfaces alike, and the kernel's linkwatch handles a carrier change of a
+    veth whose index equals its peer's as not urgent: at most one such batch a second,
+    so the other end would learn of a link down up to a second late.
+    """
+    ends: tuple[list[str], list[str]] = ([], [])
+    if indexes is not None:
+        ends = (["index", str(indexes[0])], ["index", str(indexes[1])])
     run(
-        "ip",
-        "link",
-        "add",
-        if_a,
-        "netns",
-        ns_a,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        if_b,
-        "netns",
-        ns_b,
-    )
+        "ip", "link", "add", if_a, *ends[0], "netns", ns_a,
+        "type", "veth", "peer", "name", if_b, *ends[1], "netns", ns_b,
+    )  # fmt: skip
     for namespace, interface, address in ((ns_a, if_a, addr_a), (ns_b, if_b, addr_b)):
         run("ip", "netns", "exec", namespace, "ip", "addr", "add", address, "dev", interface)
         run("ip", "netns", "exec", namespace, "ip", "link", "set", interface, "up")
@@ -166,6 +172,7 @@ class Bed:
                 self.router1,
                 self.router1_if_client,
                 f"{_host(c1, 2)}/24",
+                (101, 201),
             )
             veth_link(
                 self.client,
@@ -174,6 +181,7 @@ class Bed:
                 self.router2,
                 f"pwr2{self.tag}",
                 f"{_host(c2, 2)}/24",
+                (102, 202),
             )
             veth_link(
                 self.router1,
@@ -182,6 +190,7 @@ class Bed:
                 self.server,
                 f"pws1{self.tag}",
                 f"{_host(s1, 2)}/24",
+                (103, 203),
             )
             veth_link(
                 self.router2,
@@ -190,6 +199,7 @@ class Bed:
                 self.server,
                 f"pws2{self.tag}",
                 f"{_host(s2, 2)}/24",
+                (104, 204),
             )
             for index in (9, 10):
                 self.ns(
@@ -238,21 +248,8 @@ class Bed:
     def apply_fault(self, fault: str, loss_pct: float = 30.0) -> None:
         if fault == "link-down":
             self.ns(self.router1, "ip", "link", "set", self.router1_if_client, "down")
-        elif fault == "blackhole":
-            script = (
-                "table inet pathwatch_bed {\n"
-                "  chain forward { type filter hook forward priority 0; policy drop; }\n"
-                "}\n"
-            )
-            run("ip", "netns", "exec", self.router1, "nft", "-f", "-", stdin=script)
-        elif fault == "blackhole-oneway":
-            # only what comes from the client is dropped: replies still reach it
-            script = (
-                "table inet pathwatch_bed {\n"
-                "  chain forward { type filter hook forward priority 0;"
-                f' iifname "{self.router1_if_client}" drop; }}\n'
-                "}\n"
-            )
+        elif fault in ("blackhole", "blackhole-oneway"):
+            script = "".join(f"{line}\n" for line in self.blackhole_commands(fault))
             run("ip", "netns", "exec", self.router1, "nft", "-f", "-", stdin=script)
         elif fault == "loss":
             self.ns(
@@ -271,6 +268,23 @@ class Bed:
             )
         else:
             raise BedError(f"unknown fault {fault!r}; one of {', '.join(ALL_FAULTS)}")
+
+    def blackhole_commands(self, fault: str) -> list[str]:
+        """nft commands, one a line, that blackhole router-1's forwarding: everything
+        (`blackhole`) or only what comes from the client (`blackhole-oneway`: the
+        replies still reach it). The fault starts with the last command."""
+        commands = ["add table inet pathwatch_bed"]
+        if fault == "blackhole":
+            return [
+                *commands,
+                "add chain inet pathwatch_bed forward"
+                " { type filter hook forward priority 0; policy drop; }",
+            ]
+        return [
+            *commands,
+            "add chain inet pathwatch_bed forward { type filter hook forward priority 0; }",
+            f'add rule inet pathwatch_bed forward iifname "{self.router1_if_client}" drop',
+        ]
 
     def clear_faults(self) -> None:
         """Undo every fault (ignoring the ones not applied)."""

@@ -16,6 +16,7 @@ every change of path 1's state in KV, so a run can be broken down hop by hop.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import socket
@@ -23,7 +24,7 @@ import struct
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from typing import Any
 from nats.aio.msg import Msg
 from nats.js.errors import KeyNotFoundError
 from pyroute2 import AsyncIPRoute
+from pyroute2.netlink.rtnl import RTMGRP_IPV4_ROUTE
 
 from agents.agent import Agent, AgentOptions
 from agents.healer.healer import Healer
@@ -174,7 +176,8 @@ class Stream:
     """A steady UDP stream from the client to the echo server: one datagram every `every` s."""
 
     every: float = 0.01
-    sent: dict[int, float] = field(default_factory=dict)
+    #: send time of each datagram, by sequence number (they only grow)
+    sent: list[float] = field(default_factory=list)
     answered: dict[int, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -189,7 +192,7 @@ class Stream:
     async def _send(self) -> None:
         seq = 0
         while True:
-            self.sent[seq] = time.monotonic()
+            self.sent.append(time.monotonic())
             with contextlib.suppress(OSError):  # no route for a moment: a lost datagram
                 self.sock.sendto(struct.pack("!Q", seq), (STREAM_ADDRESS, ECHO_PORT))
             seq += 1
@@ -208,7 +211,7 @@ class Stream:
 
     def flowing_since(self, after: float, run: int = 10) -> float | None:
         """Send time of the first datagram sent after `after` that starts `run` answered ones."""
-        seqs = sorted(s for s, at in self.sent.items() if at >= after)
+        seqs = range(bisect.bisect_left(self.sent, after), len(self.sent))
         streak_start: int | None = None
         streak = 0
         for seq in seqs:
@@ -272,6 +275,50 @@ class Timeline:
         return count
 
 
+class RouteWatch:
+    """Changes of the router's route to the service prefix, as netlink announces them
+    (wall-clock arrival, gateway; None: deleted or multipath), in the client namespace."""
+
+    def __init__(self, prefix: str, protocol: int) -> None:
+        self.prefix, length = prefix.split("/")
+        self.length = int(length)
+        self.protocol = protocol
+        self.changes: list[tuple[float, str | None]] = []
+        self._ipr = AsyncIPRoute()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._ipr.bind(groups=RTMGRP_IPV4_ROUTE)
+        self._task = asyncio.create_task(self._run(), name="bench-route-watch")
+
+    async def _run(self) -> None:
+        while True:
+            async for message in self._ipr.get():
+                if (
+                    message.get("dst") == self.prefix
+                    and message["dst_len"] == self.length
+                    and message["proto"] == self.protocol
+                ):
+                    gateway = message.get("gateway")
+                    deleted = message.get("event") == "RTM_DELROUTE"
+                    self.changes.append(
+                        (time.time(), None if deleted or not gateway else str(gateway))
+                    )
+
+    def left(self, gateway: str, after: float) -> float | None:
+        """When the route first stopped using `gateway` at or after `after`."""
+        for at, now_via in self.changes:
+            if at >= after and now_via != gateway:
+                return at
+        return None
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._ipr.close()
+
+
 class Stack:
     """Everything running on the bed: `async with Stack(bed, options)`, in the client namespace."""
 
@@ -293,6 +340,8 @@ class Stack:
         self.echo: UdpEcho | None = None
         self.stream = Stream()
         self.timeline = Timeline()
+        self.routes: RouteWatch | None = None
+        self._closers: list[Callable[[], None]] = []
         self._follower: PathStateFollower | None = None
         self._ipr: AsyncIPRoute | None = None
 
@@ -310,6 +359,8 @@ class Stack:
             self.bus = await self._connect("observer")
             await self.bus.ensure()
             await self._observe(self.bus)
+            self.routes = RouteWatch(str(SERVICE_NET), self.config.router.protocol)
+            await self.routes.start()
             self.echo = UdpEcho(self.bed)
             self._ipr = AsyncIPRoute()
             config, stop = self.config, self.stop
@@ -362,6 +413,10 @@ class Stack:
         )
         await self._follower.resync()
 
+    def on_close(self, closer: Callable[[], None]) -> None:
+        """Call `closer` when the stack closes (before the parts stop)."""
+        self._closers.append(closer)
+
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
@@ -373,11 +428,16 @@ class Stack:
                 raise RuntimeError(f"{name} stopped: {error!r}")
 
     async def close(self) -> None:
+        for closer in self._closers:
+            closer()
+        self._closers = []
         self.stop.set()
         self.stream.close()
         if self._follower is not None:
             with contextlib.suppress(Exception):
                 await self._follower.stop()
+        if self.routes is not None:
+            await self.routes.close()
         if self.tasks:
             _, pending = await asyncio.wait(self.tasks, timeout=STOP_GRACE_S)
             for task in pending:

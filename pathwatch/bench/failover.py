@@ -9,13 +9,14 @@ at the same interval x multiplier (pathwatch.bench.bfd), each run waits for
 a healthy bed, applies one fault inside router-1 and measures from the fault to
 
 * (a) path 1 out of service in KV `pathwatch-paths` (as the bench's KV watch sees it),
-* (b) the client kernel's route to the service changed (`ip route get` no
-  longer via path 1),
+* (b) the router's kernel route to the service changed (netlink announces it
+  no longer via path 1),
 * (c) client traffic flowing again: the first of 10 consecutive answered
   datagrams of a steady 100 datagram/s UDP echo stream sent after the fault,
 * each BFD session's detection (its client end leaving `up`), and the
   reference service's path 1 out of service (confirm mode off, same run),
 
+(the fault's time is when it was handed to the kernel: pathwatch.bench.faults)
 and where pathwatch's time went, hop by hop (the evidence's own timestamps,
 the enforcer's decision time in the PathState, the bench's arrival times).
 Faults: link down, blackhole both ways, blackhole one way (client to
@@ -44,10 +45,12 @@ from pathwatch.bench.bedstack import (
     StackOptions,
 )
 from pathwatch.bench.bfd import BfdBed, find_bfdd
+from pathwatch.bench.faults import FaultSwitch
 from pathwatch.testbed import Bed, bed
 from schemas import subjects
 
-POLL_S = 0.002
+#: the milestones are stamped by events (KV watch, netlink, stream); this only checks them
+POLL_S = 0.02
 MEASURE_TIMEOUT_S = 10.0
 #: BFD sessions and the reference service that have not seen a fault by then did not see it.
 SEE_WINDOW_S = 3.0
@@ -196,20 +199,26 @@ def _hops(stack: Stack, run: FaultRun, fault_wall: float) -> None:
             run.hops[name] = value
 
 
-async def measure_one(made: Bed, stack: Stack, bfd: BfdBed | None, fault: str) -> FaultRun:
+async def measure_one(
+    made: Bed, stack: Stack, bfd: BfdBed | None, switch: FaultSwitch, fault: str
+) -> FaultRun:
     await _healthy(made, stack, bfd)
     result = FaultRun(fault)
     timeline = stack.timeline
-    fault_wall, fault_at = time.time(), time.monotonic()
-    made.apply_fault(fault, loss_pct=FAULT_LOSS_PCT)
+    fault_wall = await switch.apply(fault, FAULT_LOSS_PCT)
+    fault_at = time.monotonic() - (time.time() - fault_wall)
+    routes = stack.routes
+    assert routes is not None
     try:
         while (elapsed := time.monotonic() - fault_at) < MEASURE_TIMEOUT_S:
             if result.kv_down is None:
                 down = timeline.first_out_of_service(PATH1, fault_wall)
                 if down is not None:
                     result.kv_down = down[0] - fault_wall
-            if result.route_changed is None and await stack.kernel_gateway() != made.gateway1:
-                result.route_changed = time.monotonic() - fault_at
+            if result.route_changed is None:
+                left = routes.left(made.gateway1, fault_wall)
+                if left is not None:
+                    result.route_changed = left - fault_wall
             if result.traffic_back is None:
                 flowing = stack.stream.flowing_since(fault_at)
                 if flowing is not None:
@@ -326,13 +335,15 @@ async def run_failover(
 
         async def inside() -> None:
             async with Stack(made, options) as stack:
+                switch = await FaultSwitch(made).start()
+                stack.on_close(switch.close)
                 await _healthy(made, stack, bfd)
                 if plan.rate_seconds > 0:
                     outcome.rate = await measure_rate(stack, plan.rate_seconds)
                     say(describe_rate(outcome.rate))
                 for fault in FAULT_ORDER:
                     for _ in range(plan.runs):
-                        run = await measure_one(made, stack, bfd, fault)
+                        run = await measure_one(made, stack, bfd, switch, fault)
                         outcome.runs.append(run)
                         say(describe_run(run))
                 if plan.false_alarm_seconds > 0:
