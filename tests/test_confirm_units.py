@@ -125,3 +125,73 @@ def test_settings_are_checked() -> None:
         ConfirmSchedule(threshold=0, interval=0.01)
     with pytest.raises(ValueError):
         ConfirmSchedule(threshold=3, interval=0)
+
+
+# --- who confirms what: the agent's plan and the aggregator's fast path agree ------------
+
+RULE_CONFIG = """
+udp-probe-profiles:
+  quick: {probe-interval: 0.1, probe-duration: 0.1, number-of-attempts: 1,
+          probe-address: [127.0.0.1], port: 7, reply-timeout: {min: 0.005, max: 0.5}}
+  plain: {probe-interval: 0.1, probe-duration: 0.1, number-of-attempts: 1,
+          probe-address: [127.0.0.1], port: 7, confirm-interval: 0}
+tcp-probe-profiles:
+  held: {probe-interval: 1, probe-duration: 1, number-of-attempts: 1,
+         probe-address: [127.0.0.1], port: 7, hold-open: 50}
+http-probe-profiles:
+  web: {url: "http://127.0.0.1:8/"}
+services:
+  s:
+    service-routes:
+      r:
+        next-hop: {node: n1}
+        reachability-detection:
+          probes:
+            - {name: quick, udp-probe-profile: quick}
+            - {name: plain, udp-probe-profile: plain}
+            - {name: held, tcp-probe-profile: held}
+            - {name: web, http-probe-profile: web}
+      unconfirmed:
+        next-hop: {node: n1}
+        reachability-detection:
+          consecutive-failures: 0
+          probes: [{name: quick, udp-probe-profile: quick}]
+"""
+
+
+def test_the_plan_and_the_aggregator_agree_on_confirmed_probes() -> None:
+    from agents.plan import build_plan
+    from aggregator.core import route_specs
+    from pathwatch.configfile import parse_config
+
+    config = parse_config(RULE_CONFIG).config
+    plans = {plan.route: plan for plan in build_plan(config, None, None)}
+    confirm = {probe.name: probe.confirm for probe in plans["r"].probes}
+    quick = confirm["quick"]
+    assert quick is not None
+    assert (quick.threshold, quick.interval) == (3, 0.01)
+    # the ceiling never exceeds probe-duration
+    assert (quick.bounds.floor, quick.bounds.ceiling) == (0.005, 0.1)
+    held = confirm["held"]
+    assert held is not None and held.extra == pytest.approx(0.05)
+    assert held.bounds.ceiling == 1.0  # max defaults to probe-duration
+    assert confirm["plain"] is None and confirm["web"] is None
+    assert [probe.confirm for probe in plans["unconfirmed"].probes] == [None]
+    specs = {spec.route: spec.agent_confirmed for spec in route_specs(config)}
+    assert specs == {"r": frozenset({"quick", "held"}), "unconfirmed": frozenset()}
+
+
+def test_the_aggregator_counts_no_failures_of_probes_their_agent_confirms() -> None:
+    from aggregator.fastpath import FailureRuns
+    from aggregator.lanes import FineKey
+
+    runs = FailureRuns(2, agent_confirmed=frozenset({"quick"}))
+    confirmed: FineKey = ("udp", "best-effort", "probe", "quick", "127.0.0.1")
+    plain: FineKey = ("udp", "best-effort", "probe", "plain", "127.0.0.1")
+    passive: FineKey = ("udp", "best-effort", "passive", "quick", "127.0.0.1")
+    assert runs.failure(confirmed, "timeout") is None
+    assert runs.failure(confirmed, "timeout") is None
+    assert runs.failure(plain, "timeout") is None
+    assert runs.failure(plain, "timeout") is not None
+    assert runs.failure(passive, "timeout") is None
+    assert runs.failure(passive, "timeout") is not None
