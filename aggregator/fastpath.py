@@ -36,7 +36,8 @@ class FailureRuns:
         self.runs: dict[FineKey, int] = {}
 
     def failure(self, key: FineKey, outcome: str) -> FailureRun | None:
-        if key[3] in self.agent_confirmed and key[2] == "probe":
+        confirmed = self.agent_confirmed
+        if confirmed and key[3] in confirmed and key[2] == "probe":
             return None
         count = self.runs.get(key, 0) + 1
         self.runs[key] = count
