@@ -22,6 +22,7 @@ import logging
 import socket
 import struct
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
@@ -145,29 +146,37 @@ def bed_config_text(bed: Bed, options: StackOptions, nats_url: str) -> str:
 
 
 class UdpEcho:
-    """Echoes every datagram to STREAM_ADDRESS:ECHO_PORT, from inside the server namespace;
-    counts the probes it answers by (source address, payload)."""
+    """Echoes every datagram to STREAM_ADDRESS:ECHO_PORT, from inside the server namespace,
+    in a thread of its own (a far end does not wait for pathwatch's event loop); counts
+    the probes it answers by (source address, payload)."""
 
     def __init__(self, bed: Bed) -> None:
         self.probes: Counter[tuple[str, bytes]] = Counter()
         self.sock = socket_in_netns(bed.server, socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setblocking(False)
+        self.sock.settimeout(0.2)
         self.sock.bind((STREAM_ADDRESS, ECHO_PORT))
-        asyncio.get_running_loop().add_reader(self.sock.fileno(), self._readable)
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="bed-echo", daemon=True)
+        self._thread.start()
 
-    def _readable(self) -> None:
-        while True:
+    def _serve(self) -> None:
+        while not self._closed.is_set():
             try:
                 data, peer = self.sock.recvfrom(2048)
-            except (BlockingIOError, InterruptedError):
-                return
+            except TimeoutError:
+                continue
+            except OSError:
+                if self._closed.is_set():
+                    return
+                continue
             if len(data) != 8:  # not the stream's sequence numbers
                 self.probes[(peer[0], data)] += 1
             with contextlib.suppress(OSError):
                 self.sock.sendto(data, peer)
 
     def close(self) -> None:
-        asyncio.get_running_loop().remove_reader(self.sock.fileno())
+        self._closed.set()
+        self._thread.join(timeout=1.0)
         self.sock.close()
 
 
