@@ -9,9 +9,10 @@ from typing import Annotated
 
 import typer
 
+from pathwatch.api_client import DEFAULT_API, ApiOption, TokenOption, api_request
 from pathwatch.app import app
 from pathwatch.bus import Bus
-from pathwatch.commands.show import DEFAULT_API, ApiOption, TokenOption, alarm_table, api_request
+from pathwatch.commands.show import alarm_table
 from pathwatch.commands.show import console as show_console
 from pathwatch.runtime import bus_options, err_console, load_or_exit, run_until_signal
 from schemas import subjects

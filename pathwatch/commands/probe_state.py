@@ -7,8 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
+from pathwatch.api_client import DEFAULT_API, ApiOption, TokenOption, api_request, quote
 from pathwatch.app import app
-from pathwatch.commands.show import DEFAULT_API, ApiOption, TokenOption, api_request, console
+from pathwatch.commands.show import console
 
 probe_state_app = typer.Typer(
     help="Set, get or delete the state of a plugin probe (by service + route or node + interface).",
@@ -50,7 +51,7 @@ def probe_state_set(
     body.update({"state": state, "reason": reason})
     if ttl is not None:
         body["ttl"] = ttl
-    result = api_request("PUT", api, f"/api/v1/probe-state/{probe}", body=body, token=token)
+    result = api_request("PUT", api, f"/api/v1/probe-state/{quote(probe)}", body=body, token=token)
     console.print(jsonlib.dumps(result, indent=2))
 
 
@@ -68,7 +69,7 @@ def probe_state_get(
     result = api_request(
         "GET",
         api,
-        f"/api/v1/probe-state/{probe}",
+        f"/api/v1/probe-state/{quote(probe)}",
         params=_where(service, route, node, interface),
         token=token,
     )
@@ -89,7 +90,7 @@ def probe_state_delete(
     result = api_request(
         "DELETE",
         api,
-        f"/api/v1/probe-state/{probe}",
+        f"/api/v1/probe-state/{quote(probe)}",
         params=_where(service, route, node, interface),
         token=token,
     )
