@@ -107,9 +107,7 @@ def create_app(config: PathwatchConfig, backend: ApiBackend) -> Litestar:
         """404 naming the first filter that matches no configured service or route."""
         if service is not None and not any(s == service for s, _ in routes):
             raise NotFoundException(detail=f"no service named {service!r}")
-        if route is not None and not any(
-            r == route and service in (None, s) for s, r in routes
-        ):
+        if route is not None and not any(r == route and service in (None, s) for s, r in routes):
             where = f" in service {service!r}" if service is not None else ""
             raise NotFoundException(detail=f"no service route named {route!r}{where}")
 

@@ -11,7 +11,7 @@ import typer
 from rich.progress import Progress
 
 from aggregator.service import run_aggregator
-from pathwatch.app import app, bench_app
+from pathwatch.app import app, bench_app, examples
 from pathwatch.bench.ingest import report, run_bench
 from pathwatch.bus import Bus
 from pathwatch.runtime import (
@@ -23,7 +23,13 @@ from pathwatch.runtime import (
 )
 
 
-@app.command("aggregator")
+@app.command(
+    "aggregator",
+    epilog=examples(
+        "pathwatch aggregator -c pathwatch.yaml",
+        "pathwatch aggregator -c pathwatch.yaml --partition 1 --partitions 4",
+    ),
+)
 def aggregator_command(
     config: Annotated[Path | None, typer.Option("-c", "--config", help="Config file.")] = None,
     partition: Annotated[int, typer.Option(help="This process's partition K (0..N-1).")] = 0,
@@ -75,7 +81,10 @@ def aggregator_command(
     run_until_signal(main)
 
 
-@bench_app.command("ingest")
+@bench_app.command(
+    "ingest",
+    epilog=examples("pathwatch bench ingest", "pathwatch bench ingest --batches 3000 --routes 100"),
+)
 def bench_ingest(
     batches: Annotated[int, typer.Option(help="Batches of 100 per phase.")] = 30_000,
     routes: Annotated[int, typer.Option(help="Routes the batches are spread over.")] = 1000,

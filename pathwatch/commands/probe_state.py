@@ -8,11 +8,15 @@ from typing import Annotated, Any
 import typer
 
 from pathwatch.api_client import DEFAULT_API, ApiOption, TokenOption, api_request, quote
-from pathwatch.app import app
+from pathwatch.app import app, examples
 from pathwatch.commands.show import console
 
 probe_state_app = typer.Typer(
     help="Set, get or delete the state of a plugin probe (by service + route or node + interface).",
+    epilog=examples(
+        "pathwatch probe-state set bgp down --service web --route r1 --ttl 300",
+        "pathwatch probe-state get bgp",
+    ),
     no_args_is_help=True,
 )
 app.add_typer(probe_state_app, name="probe-state")
@@ -55,7 +59,13 @@ def probe_state_set(
     console.print(jsonlib.dumps(result, indent=2))
 
 
-@probe_state_app.command("get")
+@probe_state_app.command(
+    "get",
+    epilog=examples(
+        "pathwatch probe-state get bgp",
+        "pathwatch probe-state get bgp --node edge-1 --interface eth0",
+    ),
+)
 def probe_state_get(
     probe: Annotated[str, typer.Argument(help="Probe name.")],
     service: ServiceOption = None,
@@ -76,7 +86,13 @@ def probe_state_get(
     print(jsonlib.dumps(result, indent=2))
 
 
-@probe_state_app.command("delete")
+@probe_state_app.command(
+    "delete",
+    epilog=examples(
+        "pathwatch probe-state delete bgp --service web --route r1",
+        "pathwatch probe-state delete bgp",
+    ),
+)
 def probe_state_delete(
     probe: Annotated[str, typer.Argument(help="Probe name.")],
     service: ServiceOption = None,
