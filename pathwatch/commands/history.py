@@ -60,7 +60,9 @@ def _columns(wide: bool) -> list[tuple[str, str]]:
 
 def lane_table(lane: str, rows: list[HistoryRow], wide: bool = False) -> Table:
     """One lane's windows: start (UTC), count, error and loss %, latencies (ms), MOS."""
-    table = Table(title=lane, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(
+        title=lane, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False
+    )
     table.add_column("Window (UTC)")
     latency = _columns(wide)
     for header in ("N", "Err%", "Loss%", *(name for name, _ in latency), "MOS"):
@@ -139,4 +141,5 @@ def history_command(
         return
     console.print(f"[bold]{service} / {route}[/], last {since}: {len(rows)} rows", highlight=False)
     for lane, lane_rows in by_lane(rows).items():
+        console.print()
         console.print(lane_table(lane, lane_rows, wide))

@@ -56,7 +56,7 @@ def probe_state_set(
     if ttl is not None:
         body["ttl"] = ttl
     result = api_request("PUT", api, f"/api/v1/probe-state/{quote(probe)}", body=body, token=token)
-    console.print(jsonlib.dumps(result, indent=2))
+    print(jsonlib.dumps(result, indent=2))
 
 
 @probe_state_app.command(
