@@ -158,7 +158,7 @@ async def pathwatch(*args: str, api: Api | None) -> tuple[int, str, str]:
     return process.returncode, out.decode(), err.decode()
 
 
-async def test_unknown_names_exit_2_with_the_name(api: Api) -> None:
+async def test_unknown_names_exit_2_and_active_alarms_fail_the_check(api: Api) -> None:
     cases = (
         (("show", "service-path", "--service", "nope"), "no service named 'nope'"),
         (("show", "service-path", "--route", "nope"), "no service route named 'nope'"),
@@ -173,9 +173,6 @@ async def test_unknown_names_exit_2_with_the_name(api: Api) -> None:
     for (args, message), (code, out, err) in zip(cases, results, strict=True):
         assert code == 2, (args, out, err)
         assert message in err and "no service paths yet" not in out
-
-
-async def test_alarms_check_exits_1_only_while_an_alarm_is_active(api: Api) -> None:
     (checked, out, _), (listed, _, _) = await asyncio.gather(
         pathwatch("show", "alarms", "--check", "--service", api.service, api=api),
         pathwatch("show", "alarms", "--service", api.service, api=api),
@@ -190,7 +187,7 @@ async def test_an_unreachable_api_exits_3() -> None:
     assert code == 3 and "cannot reach the API" in err
 
 
-async def test_service_path_shows_min_and_how_the_tcp_probe_is_judged(api: Api) -> None:
+async def test_min_how_the_tcp_probe_is_judged_and_the_load_balancer_order(api: Api) -> None:
     code, out, err = await pathwatch(
         "show", "service-path", "--service", api.service, "--route", "r1", api=api
     )
@@ -204,8 +201,5 @@ async def test_service_path_shows_min_and_how_the_tcp_probe_is_judged(api: Api) 
     assert aggregate.split()[6:7] == ["profile"] and "0.62" in aggregate  # min = mean / 2
     [probe_row] = [line for line in out.splitlines() if line.lstrip().startswith("api ")]
     assert "lanes tcp/high" in probe_row and " no " not in probe_row
-
-
-async def test_load_balancer_lists_the_cheaper_healthy_route_first(api: Api) -> None:
     # r2 has the better quality score (lower latency); both meet the SLA, so cost decides
     assert await _routes(api) == ["r1", "r2"]
