@@ -11,6 +11,11 @@ x traffic classes (4) x sources (3); destinations and probes are labelled
 only with `metrics.per-destination` (then add probes x probe addresses and
 tracked passive destinations per route). Path series are one per configured
 route; alarm series one per (service, cause, severity) with active alarms.
+
+Names and units follow the Prometheus conventions (`promtool check metrics`
+passes): seconds, ratios 0-1, `_total` counters; a label without a value
+(the aggregate lane's destination and probe, a system alarm's service) is
+left out of the series rather than exported empty.
 """
 
 from __future__ import annotations
@@ -40,41 +45,69 @@ from schemas.wire import Alarm, EnforcerLease, LaneStats, PathState, WindowStats
 
 log = logging.getLogger("pathwatch.aggregator.metrics")
 
+#: Labels of lane series; `destination` and `probe` only on per-destination lanes.
 LANE_LABELS = ("service", "route", "protocol", "traffic_class", "source", "destination", "probe")
 PATH_LABELS = ("service", "route")
 TTE_PROTOCOLS = frozenset({"tcp", "udp", "tls"})
 
-#: (metric name, help, LaneStats attribute or a function of the lane)
+
+def _seconds(ms: float | None) -> float | None:
+    """Milliseconds (the wire's unit) to seconds (Prometheus's base unit)."""
+    return None if ms is None else ms / 1000.0
+
+
+#: (metric name, help, the figure of a lane in base units: seconds, ratios 0-1)
 _LANE_GAUGES: tuple[tuple[str, str, Callable[[LaneStats], float | None]], ...] = (
-    ("pathwatch_lane_latency_min_ms", "Minimum latency of ok samples", lambda s: s.latency_min_ms),
-    ("pathwatch_lane_latency_max_ms", "Maximum latency of ok samples", lambda s: s.latency_max_ms),
-    ("pathwatch_lane_latency_mean_ms", "Mean latency of ok samples", lambda s: s.latency_mean_ms),
     (
-        "pathwatch_lane_latency_median_ms",
+        "pathwatch_lane_latency_min_seconds",
+        "Minimum latency of ok samples",
+        lambda s: _seconds(s.latency_min_ms),
+    ),
+    (
+        "pathwatch_lane_latency_max_seconds",
+        "Maximum latency of ok samples",
+        lambda s: _seconds(s.latency_max_ms),
+    ),
+    (
+        "pathwatch_lane_latency_mean_seconds",
+        "Mean latency of ok samples",
+        lambda s: _seconds(s.latency_mean_ms),
+    ),
+    (
+        "pathwatch_lane_latency_median_seconds",
         "Exact median latency of ok samples",
-        lambda s: s.latency_median_ms,
+        lambda s: _seconds(s.latency_median_ms),
     ),
     (
-        "pathwatch_lane_latency_p90_ms",
+        "pathwatch_lane_latency_p90_seconds",
         "Nearest-rank 90th percentile latency of ok samples",
-        lambda s: s.latency_p90_ms,
+        lambda s: _seconds(s.latency_p90_ms),
     ),
-    ("pathwatch_lane_jitter_ms", "Mean absolute RTT difference", lambda s: s.jitter_ms),
+    (
+        "pathwatch_lane_jitter_seconds",
+        "Mean absolute RTT difference",
+        lambda s: _seconds(s.jitter_ms),
+    ),
     ("pathwatch_lane_loss_ratio", "Unanswered / all samples", lambda s: s.loss_pct / 100.0),
     ("pathwatch_lane_error_ratio", "Not-ok / all samples", lambda s: s.error_pct / 100.0),
     ("pathwatch_lane_mos", "Mean opinion score (simplified E-model)", lambda s: s.mos),
     ("pathwatch_lane_samples", "Samples in the last window", lambda s: float(s.count)),
     (
-        "pathwatch_lane_tte_mean_ms",
+        "pathwatch_lane_tte_mean_seconds",
         "Mean time to establishment (tcp, udp, tls)",
-        lambda s: s.latency_mean_ms if s.protocol in TTE_PROTOCOLS else None,
+        lambda s: _seconds(s.latency_mean_ms) if s.protocol in TTE_PROTOCOLS else None,
     ),
     (
-        "pathwatch_lane_tte_max_ms",
+        "pathwatch_lane_tte_max_seconds",
         "Maximum time to establishment (tcp, udp, tls)",
-        lambda s: s.latency_max_ms if s.protocol in TTE_PROTOCOLS else None,
+        lambda s: _seconds(s.latency_max_ms) if s.protocol in TTE_PROTOCOLS else None,
     ),
 )
+
+
+def add_gauge_sample(family: Metric, labels: dict[str, str], value: float) -> None:
+    """Add a sample to a gauge family, leaving out the labels without a value."""
+    family.add_sample(family.name, {k: v for k, v in labels.items() if v}, value)
 
 
 @dataclass
@@ -136,19 +169,19 @@ class PathwatchCollector(Collector):
             for lane in stats.lanes:
                 if not per_destination and (lane.destination or lane.probe):
                     continue
-                labels = [
-                    stats.service,
-                    stats.route,
-                    lane.protocol,
-                    lane.traffic_class,
-                    lane.source,
-                    lane.destination,
-                    lane.probe,
-                ]
+                labels = {
+                    "service": stats.service,
+                    "route": stats.route,
+                    "protocol": lane.protocol,
+                    "traffic_class": lane.traffic_class,
+                    "source": lane.source,
+                    "destination": lane.destination,
+                    "probe": lane.probe,
+                }
                 for family, value in families:
                     figure = value(lane)
                     if figure is not None:
-                        family.add_metric(labels, figure)
+                        add_gauge_sample(family, labels, figure)
         for family, _ in families:
             yield family
         yield window_end
@@ -186,8 +219,9 @@ class PathwatchCollector(Collector):
         for alarm in list(self.state.alarms.values()):
             key: tuple[str, str, str] = (alarm.service, alarm.cause, alarm.severity)
             counts[key] = counts.get(key, 0) + 1
-        for key, count in sorted(counts.items()):
-            active.add_metric(list(key), float(count))
+        for (service, cause, severity), count in sorted(counts.items()):
+            labels = {"service": service, "cause": cause, "severity": severity}
+            add_gauge_sample(active, labels, float(count))
         yield active
 
     def _lease(self) -> Iterator[Metric]:

@@ -4,7 +4,7 @@ probe state for plugin probes, health, and its own OpenAPI schema at
 
 A bearer token (`api.token`) is required on every `/api/` route when set;
 config refuses a listen address off loopback without one. Bad requests get
-401 (no token), 403 (wrong token), 404 (unknown route or probe state) or 422
+401 (no token), 403 (wrong token), 404 (unknown service, route or probe state) or 422
 (malformed input), each with a `detail` saying why.
 """
 
@@ -103,13 +103,25 @@ def create_app(config: PathwatchConfig, backend: ApiBackend) -> Litestar:
             "ok", len(backend.paths), sum(a.status == "raised" for a in backend.alarms.values())
         )
 
+    def require_known(service: str | None, route: str | None = None) -> None:
+        """404 naming the first filter that matches no configured service or route."""
+        if service is not None and not any(s == service for s, _ in routes):
+            raise NotFoundException(detail=f"no service named {service!r}")
+        if route is not None and not any(r == route and service in (None, s) for s, r in routes):
+            where = f" in service {service!r}" if service is not None else ""
+            raise NotFoundException(detail=f"no service route named {route!r}{where}")
+
     @get("/api/v1/service-paths", guards=[require_token], sync_to_thread=False)
-    def service_paths(service: FromQuery[str | None] = None) -> list[PathState]:
-        """Every route's PathState (optionally of one service)."""
+    def service_paths(
+        service: FromQuery[str | None] = None, route: FromQuery[str | None] = None
+    ) -> list[PathState]:
+        """Every route's PathState (optionally of one service and / or route name); 404 for
+        a name that is not configured, an empty list while a configured route has no state."""
+        require_known(service, route)
         return [
             state
             for _, state in sorted(backend.paths.items())
-            if service is None or state.service == service
+            if service in (None, state.service) and route in (None, state.route)
         ]
 
     @get(
@@ -128,8 +140,7 @@ def create_app(config: PathwatchConfig, backend: ApiBackend) -> Litestar:
     @get("/api/v1/load-balancer", guards=[require_token], sync_to_thread=False)
     def load_balancer(service: FromQuery[str | None] = None) -> list[LoadBalancerRow]:
         """Routes with the router's load-balancer columns, best first per service."""
-        if service is not None and not any(s == service for s, _ in routes):
-            raise NotFoundException(detail=f"unknown service {service!r}")
+        require_known(service)
         return load_balancer_rows(list(backend.paths.values()), service)
 
     @get("/api/v1/alarms", guards=[require_token], sync_to_thread=False)
@@ -137,6 +148,7 @@ def create_app(config: PathwatchConfig, backend: ApiBackend) -> Litestar:
         include_cleared: FromQuery[bool] = False, service: FromQuery[str | None] = None
     ) -> list[Alarm]:
         """Active alarms (raised, not cleared); `include_cleared` adds recently cleared ones."""
+        require_known(service)
         return sorted(
             (
                 alarm

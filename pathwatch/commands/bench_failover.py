@@ -9,11 +9,14 @@ from typing import Annotated
 
 import typer
 
-from pathwatch.app import bench_app
+from pathwatch.app import bench_app, examples
 from pathwatch.runtime import err_console
 
 
-@bench_app.command("failover")
+@bench_app.command(
+    "failover",
+    epilog=examples("sudo pathwatch bench failover", "sudo pathwatch bench failover --runs 3"),
+)
 def bench_failover(
     runs: Annotated[
         int, typer.Option(help="Runs of each fault (link down, blackhole, loss).")

@@ -7,11 +7,17 @@ from typing import Annotated
 
 import typer
 
-from pathwatch.app import bench_app
+from pathwatch.app import bench_app, examples
 from pathwatch.bench.passive import report, run_bench
 
 
-@bench_app.command("passive")
+@bench_app.command(
+    "passive",
+    epilog=examples(
+        "sudo pathwatch bench passive --seconds 10 --clients 2",
+        "sudo pathwatch bench passive --all-events",
+    ),
+)
 def bench_passive(
     clients: Annotated[int, typer.Option(help="Client processes opening sessions.")] = 2,
     seconds: Annotated[float, typer.Option(help="Length of each phase in seconds.")] = 10.0,
