@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import sys
 import time
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from aggregator.service import run_aggregator
 from pathwatch.app import app, bench_app
 from pathwatch.bench.ingest import report, run_bench
 from pathwatch.bus import Bus
+from pathwatch.cliduration import duration_option
 from pathwatch.runtime import (
     bus_options,
     err_console,
@@ -29,17 +29,6 @@ from pathwatch.runtime import (
     run_until_signal,
     setup_logging,
 )
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-
-
-def parse_duration(text: str) -> float:
-    """`90`, `90s`, `5m`, `1h`, `2d`, `1w` to seconds."""
-    match = _DURATION.match(text)
-    if match is None:
-        raise typer.BadParameter(f"{text!r} is not a duration like 30s, 5m, 1h or 2d")
-    return float(match.group(1)) * _UNITS[match.group(2)]
 
 
 @app.command("aggregator")
@@ -140,7 +129,7 @@ def history_command(
     store: Annotated[Path | None, typer.Option(help="SQLite file (instead of -c).")] = None,
 ) -> None:
     """Window history of a route from the aggregator's SQLite store."""
-    look_back = parse_duration(since)
+    look_back = duration_option(since)
     loaded = load_or_exit(config) if store is None or config is not None else None
     path = store if store is not None else Path(loaded.config.store.path) if loaded else None
     if path is None or not path.exists():

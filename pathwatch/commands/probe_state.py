@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from pathwatch.app import app
+from pathwatch.cliduration import duration_option
 from pathwatch.commands.show import DEFAULT_API, ApiOption, TokenOption, api_request, console
 
 probe_state_app = typer.Typer(
@@ -40,7 +41,10 @@ def probe_state_set(
     interface: InterfaceOption = None,
     reason: Annotated[str, typer.Option("--reason", help="Why (shown in reasons).")] = "",
     ttl: Annotated[
-        float | None, typer.Option("--ttl", help="Seconds after which the state lapses.")
+        float | None,
+        typer.Option(
+            "--ttl", parser=duration_option, help="Time after which the state lapses (300, 5m)."
+        ),
     ] = None,
     api: ApiOption = DEFAULT_API,
     token: TokenOption = None,
