@@ -1,10 +1,12 @@
 """YAML config text: plain data, the place of every key path, duplicate keys refused.
 
-PyYAML's composer gives a node tree with marks; the safe constructor turns it
-into data and the same tree is walked for the marks. Merge keys (`<<`) are
-not duplicates. Anchors can make a small text name many paths, so at most
-`MAX_SPOTS` paths are located.
+PyYAML's composer (libyaml's when present) gives a node tree with marks; the
+safe constructor turns it into data and the same tree is walked for the marks.
+Merge keys (`<<`) are not duplicates. Anchors can make a small text name many
+paths, so at most `MAX_SPOTS` paths are located.
 """
+
+from typing import Any
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -14,6 +16,8 @@ from schemas.problems import KeyPath, Problem
 
 MAX_SPOTS = 100_000
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+#: libyaml's loader when PyYAML has it (about 15 times faster), else the pure-Python one.
+_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _position(node: Node) -> Position:
@@ -33,7 +37,7 @@ def _syntax_problem(exc: yaml.YAMLError) -> Problem:
     )
 
 
-def _key_of(loader: yaml.SafeLoader, node: Node) -> object:
+def _key_of(loader: Any, node: Node) -> object:
     value = loader.construct_object(node, deep=True)
     try:
         hash(value)
@@ -42,7 +46,7 @@ def _key_of(loader: yaml.SafeLoader, node: Node) -> object:
     return value
 
 
-def _duplicates(loader: yaml.SafeLoader, root: Node) -> list[Problem]:
+def _duplicates(loader: Any, root: Node) -> list[Problem]:
     """Keys given twice in one mapping (merged keys do not count), with both lines."""
     problems: list[Problem] = []
     stack: list[tuple[Node, KeyPath]] = [(root, ())]
@@ -77,7 +81,7 @@ def _duplicates(loader: yaml.SafeLoader, root: Node) -> list[Problem]:
     return problems
 
 
-def _spots(loader: yaml.SafeLoader, root: Node) -> dict[KeyPath, Spot]:
+def _spots(loader: Any, root: Node) -> dict[KeyPath, Spot]:
     spots: dict[KeyPath, Spot] = {}
     stack: list[tuple[Node, KeyPath, Position | None]] = [(root, (), None)]
     while stack and len(spots) < MAX_SPOTS:
@@ -94,8 +98,7 @@ def _spots(loader: yaml.SafeLoader, root: Node) -> dict[KeyPath, Spot]:
 
 def parse_yaml(text: str, source: str) -> ParsedText:
     """Data, spots and problems of YAML `text` read from `source`."""
-    loader = yaml.SafeLoader(text)
-    loader.name = source
+    loader = _LOADER(text)
     try:
         root = loader.get_single_node()
         if root is None:
