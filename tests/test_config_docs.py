@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +10,7 @@ import pytest
 
 from schemas.catalog import config_keys
 from schemas.configdoc import render
-from schemas.export import config_schema
+from schemas.export import config_schema, export
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "config.md"
 
@@ -67,9 +65,7 @@ def test_the_schema_takes_durations_with_units_as_the_loader_does() -> None:
 
 
 def test_schema_export_writes_the_described_config_schema(tmp_path: Path) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "pathwatch", "schema", "export", str(tmp_path)], check=True
-    )
+    export(tmp_path)
     written = json.loads((tmp_path / "PathwatchConfig.schema.json").read_text())
     assert all("description" in prop for _, _, prop in _properties(written))
 
