@@ -310,6 +310,7 @@ async def run_api(
         await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
     finally:
+        backend.closing.set()  # ends the status page's event streams, so no wait on them
         server.should_exit = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(serving, timeout=3)

@@ -36,6 +36,8 @@ class ApiBackend:
         self.alarms: dict[str, Alarm] = {}
         self.dropped = 0
         self.listeners: list[Callable[[ChangeKind, str], None]] = []
+        #: Set when the API stops serving: long-lived responses end on it.
+        self.closing = asyncio.Event()
         self._probes: KeyValue | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._subscription: Any = None

@@ -20,7 +20,7 @@ from litestar.datastructures import Cookie
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.params import Body
+from litestar.params import Body, FromQuery
 from litestar.response import Redirect, Response
 
 from enforcer.web.render import Renderer
@@ -72,7 +72,7 @@ def login_handlers(token: str | None, renderer: Renderer) -> list[Any]:
     """GET / POST /login and POST /logout."""
 
     @get("/login", sync_to_thread=False, include_in_schema=False)
-    def login_page(next: str = "/") -> Response[str]:
+    def login_page(next: FromQuery[str] = "/") -> Response[str]:
         return renderer.page("login.html", next=safe_next(next), failed=False, open=not token)
 
     @post("/login", sync_to_thread=False, include_in_schema=False)

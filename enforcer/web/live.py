@@ -41,10 +41,15 @@ MAX_WINDOWS = 64
 RETRY_MS = 1000
 
 
+class Closing(Exception):
+    """The API is stopping: event streams end."""
+
+
 class Subscriber:
     """What changed for one connected page since it last sent."""
 
-    def __init__(self) -> None:
+    def __init__(self, closing: asyncio.Event) -> None:
+        self.closing = closing
         self.paths: set[str] = set()
         self.alarms: set[str] = set()
         self.windows: deque[dict[str, Any]] = deque(maxlen=MAX_WINDOWS)
@@ -55,10 +60,19 @@ class Subscriber:
         self.wake.set()
 
     async def changes(self) -> tuple[set[str], set[str], list[dict[str, Any]]] | None:
-        """The next changes, or None after KEEPALIVE_S without any."""
+        """The next changes, or None after KEEPALIVE_S without any; Closing when the API stops."""
+        waits = [
+            asyncio.ensure_future(self.wake.wait()),
+            asyncio.ensure_future(self.closing.wait()),
+        ]
         try:
-            await asyncio.wait_for(self.wake.wait(), KEEPALIVE_S)
-        except TimeoutError:
+            await asyncio.wait(waits, timeout=KEEPALIVE_S, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        if self.closing.is_set():
+            raise Closing
+        if not self.wake.is_set():
             return None
         self.wake.clear()
         paths, alarms, windows = self.paths, self.alarms, list(self.windows)
@@ -117,10 +131,13 @@ class LiveHub:
 
     @contextlib.contextmanager
     def subscribe(self) -> Iterator[Subscriber]:
-        subscriber = Subscriber()
+        """A Subscriber for one stream; the stream ends quietly when the API stops."""
+        subscriber = Subscriber(self.backend.closing)
         self.subscribers.add(subscriber)
         try:
             yield subscriber
+        except Closing:
+            return
         finally:
             self.subscribers.discard(subscriber)
 

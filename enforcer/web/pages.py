@@ -14,6 +14,7 @@ from typing import Any
 
 from litestar import Request, get
 from litestar.exceptions import HTTPException, NotAuthorizedException, NotFoundException
+from litestar.params import FromPath, FromQuery
 from litestar.response import Response, ServerSentEvent
 
 from enforcer.api_backend import ApiBackend
@@ -117,7 +118,7 @@ def page_handlers(pages: StatusPages, guard: Any, api_guard: Any) -> list[Any]:
         )
 
     @get("/alarms", guards=[guard], sync_to_thread=False, include_in_schema=False)
-    def alarms_page(q: str = "") -> Response[str]:
+    def alarms_page(q: FromQuery[str] = "") -> Response[str]:
         active, cleared = alarm_lists(backend.alarms.values())
         return renderer.page(
             "alarms.html",
@@ -130,7 +131,10 @@ def page_handlers(pages: StatusPages, guard: Any, api_guard: Any) -> list[Any]:
 
     @get("/routes/{service:str}/{route:str}", guards=[guard], include_in_schema=False)
     async def route_page(
-        service: str, route: str, span: str = DEFAULT_SPAN, lane: str | None = None
+        service: FromPath[str],
+        route: FromPath[str],
+        span: FromQuery[str] = DEFAULT_SPAN,
+        lane: FromQuery[str | None] = None,
     ) -> Response[str]:
         history = await pages.history(service, route, span)
         state = backend.paths.get(f"{service}.{route}")
@@ -154,7 +158,9 @@ def page_handlers(pages: StatusPages, guard: Any, api_guard: Any) -> list[Any]:
         )
 
     @get("/events/overview", guards=[guard], sync_to_thread=False, include_in_schema=False)
-    def overview_events(request: Request[Any, Any, Any], since: str = "") -> ServerSentEvent:
+    def overview_events(
+        request: Request[Any, Any, Any], since: FromQuery[str] = ""
+    ) -> ServerSentEvent:
         last = request.headers.get("last-event-id") or since
         return ServerSentEvent(hub.overview(last[:100]))
 
@@ -168,12 +174,16 @@ def page_handlers(pages: StatusPages, guard: Any, api_guard: Any) -> list[Any]:
         sync_to_thread=False,
         include_in_schema=False,
     )
-    def route_events(service: str, route: str, lane: str = "") -> ServerSentEvent:
+    def route_events(
+        service: FromPath[str], route: FromPath[str], lane: FromQuery[str] = ""
+    ) -> ServerSentEvent:
         pages.known(service, route)
         return ServerSentEvent(hub.route(service, route, lane[:1000]))
 
     @get("/api/v1/history/{service:str}/{route:str}", guards=[api_guard])
-    async def route_history(service: str, route: str, span: str = DEFAULT_SPAN) -> RouteHistory:
+    async def route_history(
+        service: FromPath[str], route: FromPath[str], span: FromQuery[str] = DEFAULT_SPAN
+    ) -> RouteHistory:
         """Windows of every lane of a route, its transitions and alarms over `span`
         (15m, 1h, 24h, 7d), from the SQLite store: what the route page plots."""
         return await pages.history(service, route, span)

@@ -35,7 +35,7 @@
     const rows = document.querySelectorAll(filter.dataset.filter);
     let shown = 0;
     for (const row of rows) {
-      const text = row.textContent.toLowerCase();
+      const text = (row.textContent + " " + (row.dataset.key || "")).toLowerCase();
       const match = words.every((w) => text.includes(w));
       row.hidden = !match;
       if (match) shown += 1;
