@@ -22,6 +22,7 @@
     for (const el of (root || document).querySelectorAll("time[data-ts]")) {
       const ts = Number(el.dataset.ts);
       const mode = el.dataset.mode;
+      if (!el.title) el.title = el.textContent;  // the absolute time the server wrote
       if (mode === "until") el.textContent = ts > now ? span(ts - now) + " left" : "due";
       else if (mode === "for") el.textContent = span(now - ts);
       else el.textContent = span(now - ts) + " ago";
