@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -38,6 +39,13 @@ def healer(
     nats: Annotated[
         str | None, typer.Option("--nats", help="NATS server list; overrides nats.url.")
     ] = None,
+    metrics_listen: Annotated[
+        str | None,
+        typer.Option("--metrics-listen", help="Serve /metrics on HOST:PORT (e.g. 127.0.0.1:9465)."),
+    ] = None,
+    json_events: Annotated[
+        bool, typer.Option("--json", help="Write each event as one JSON object per line.")
+    ] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
     """Keep a client on a working route: liveness checks, reselect, re-request.
@@ -46,8 +54,10 @@ def healer(
     --source 127.0.0.1[/]
     """
     from agents.healer.healer import Healer, HealerError
+    from agents.healer.metrics import serve_metrics
     from agents.healer.settings import SettingsError
     from pathwatch.bus import Bus
+    from pathwatch.metrics_http import ListenError, MetricsHttpServer, parse_listen
 
     setup_logging(verbose)
     loaded = load_or_exit(config)
@@ -67,6 +77,13 @@ def healer(
         )
         raise typer.Exit(2)
 
+    if metrics_listen is not None:
+        try:
+            parse_listen(metrics_listen)
+        except ListenError as exc:
+            err_console.print(f"[bold red]error:[/] --metrics-listen {exc}", highlight=False)
+            raise typer.Exit(2) from None
+
     async def main(stop: asyncio.Event) -> None:
         bus = await Bus.connect(bus_options(loaded.config.nats, f"healer-{service}", url))
         try:
@@ -79,12 +96,33 @@ def healer(
                     source=source,
                     destination=destination,
                     netns=netns,
+                    sink=write_event if json_events else None,
                 )
             except (HealerError, SettingsError) as exc:
                 err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
                 raise typer.Exit(2) from None
-            await healing.run(stop)
+            metrics: MetricsHttpServer | None = None
+            if metrics_listen is not None:
+                try:
+                    metrics = serve_metrics(healing, metrics_listen)
+                except OSError as exc:
+                    err_console.print(
+                        f"[bold red]error:[/] --metrics-listen {metrics_listen}: {exc}",
+                        highlight=False,
+                    )
+                    raise typer.Exit(2) from None
+            try:
+                await healing.run(stop)
+            finally:
+                if metrics is not None:
+                    metrics.stop()
         finally:
             await bus.close()
 
     run_until_signal(main)
+
+
+def write_event(line: bytes) -> None:
+    """One JSON event line on stdout, flushed (logs go to stderr)."""
+    sys.stdout.buffer.write(line)
+    sys.stdout.buffer.flush()
