@@ -188,10 +188,18 @@ async def test_a_heal_command_ends_the_backoff_at_once(
     await wait_for(lambda: healer.route == "r2", 5, what="the first move")
     await wait_for(lambda: healer.liveness_ok is False, 5, what="r2 failing too")
     assert healer.policy.backoff_remaining() > 15
-    command = HealCommand(id="h1", service=service, route="r2", reason="test", ts=time.time())
-    await bus.nc.publish(subjects.cmd_heal(service, "r2"), encode(command))
+
+    async def command(ts: float) -> None:
+        sent = HealCommand(id=f"h{ts}", service=service, route="r2", reason="test", ts=ts)
+        await bus.nc.publish(subjects.cmd_heal(service, "r2"), encode(sent))
+
+    # issued before the last reselect, which already acted on what it says: no news
+    await command(healer.policy.last_heal_at - 1)
+    await wait_for(lambda: healer.stats.heal_commands == 1, 5, what="the old command")
+    assert healer.route == "r2" and healer.policy.backoff_remaining() > 15
+    await command(time.time())
     await wait_for(lambda: healer.route == "r1", 5, what="the move the heal command asked for")
-    assert healer.stats.heal_commands == 1 and healer.stats.reselects == 2
+    assert healer.stats.heal_commands == 2 and healer.stats.reselects == 2
     ended = [event for event in healer.events if event.kind == "backoff-end"]
     assert [event.detail for event in ended] == ["heal command"]
 

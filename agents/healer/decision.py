@@ -82,6 +82,7 @@ class HealPolicy:
         self.failures = 0
         self.retry_at = 0.0
         self.heals = 0
+        self.last_heal_at = 0.0
         self.rerequest_pending = False
         self.healing = False
         self.last_heal_succeeded = False
@@ -121,6 +122,7 @@ class HealPolicy:
         """A reselect begins (no other starts until it finishes)."""
         self.healing = True
         self.heals += 1
+        self.last_heal_at = self.clock()
         self.rerequest_pending = False
 
     def heal_finished(self, succeeded: bool) -> None:

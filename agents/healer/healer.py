@@ -214,7 +214,8 @@ class Healer:
         self.stats.heal_commands += 1
         self.heal_requested = True
         self.log.record("heal-command", command.route, command.reason)
-        self._end_backoff("heal command")
+        if command.ts > self.policy.last_heal_at:  # news: no reselect has acted on it yet
+            self._end_backoff("heal command")
         self._wake()
 
     def _routes_back(self) -> None:
