@@ -233,14 +233,12 @@ async def moved_once_and_stayed(made: Bed, stack: Stack, healer: Healer, fault_a
         await wait_for(lambda: time.time() > proven.ts + 2.0, 4, what="2 s on path 2")
         assert await scrape.value("pathwatch_healer_reselects_total") == 1
         assert await scrape.value("pathwatch_healer_route", route=PATH2) == 1
-        assert await scrape.value("pathwatch_healer_liveness_stale_results_total") is not None
+        stale = await scrape.value("pathwatch_healer_liveness_stale_results_total")
         assert healer.route == PATH2
         assert await stack.kernel_gateway(HEALER_ADDRESS) == made.gateway2
     print(
         f"\nhealed: reselect {moved.ts - fault_at:.3f} s after the fault, path 2 proven at"
-        f" {proven.ts - fault_at:.3f} s; reselects 1; stale results discarded"
-        f" {healer.stats.stale_results}, abandoned rounds"
-        f" {healer.liveness_loop.abandoned if healer.liveness_loop else 0}"
+        f" {proven.ts - fault_at:.3f} s; reselects 1; stale results discarded {stale}"
     )
     assert proven.ts - fault_at < 3.0  # generous; the issue asks for 1.5 s (printed above)
 

@@ -180,6 +180,11 @@ class Healer:
     def _wake(self) -> None:
         self._changed.set()
 
+    def stale_results(self) -> int:
+        """Liveness results about a previous connection: dropped, or abandoned in flight."""
+        abandoned = self.liveness_loop.abandoned if self.liveness_loop is not None else 0
+        return self.stats.stale_results + abandoned
+
     def malformed(self) -> dict[str, int]:
         """Dropped messages by reason: heal commands here, KV values in the monitor."""
         return dict(self.stats.malformed + self.monitor.malformed)

@@ -4,7 +4,8 @@ Every series carries the `service` label. Counters (`_total`):
 `pathwatch_healer_reselects_total`, `_rerequests_total`, `_failed_heals_total`,
 `_heal_commands_total`, `_liveness_checks_total{result="pass"|"fail"}` (results
 applied to the current connection), `_liveness_stale_results_total` (results about
-a previous connection, discarded) and `_malformed_messages_total{reason}`. Gauges:
+a previous connection, discarded, or abandoned in flight after a move) and
+`_malformed_messages_total{reason}`. Gauges:
 `pathwatch_healer_route{route}` (1 for the route the client is on, 0 for the
 service's other routes), `_control_plane_up`, `_data_plane_up` (0/1) and
 `_backoff_remaining_seconds`. Nothing touches prometheus objects while healing.
@@ -85,8 +86,8 @@ class HealerCollector(Collector):
         yield checks
         yield self._counter(
             "liveness_stale_results",
-            "Liveness results about a previous connection, discarded",
-            stats.stale_results,
+            "Liveness results about a previous connection, discarded or abandoned in flight",
+            self.healer.stale_results(),
         )
 
     def _gauges(self) -> Iterator[Metric]:
