@@ -95,6 +95,7 @@ async def test_json_events_and_metrics_show_a_heal(
         lines = Lines(process.stdout)
         try:
             await wait_for(lambda: lines.seen("liveness-pass", "r1"), 20, what="r1 proven")
+            await bus.nc.publish(subjects.cmd_heal(service, "r1"), b"{not json")
             command = HealCommand(id="c1", service=service, route="r1", reason="t", ts=time.time())
             await bus.nc.publish(subjects.cmd_heal(service, "r1"), encode(command))
             await wait_for(lambda: lines.seen("liveness-pass", "r2"), 10, what="r2 proven")
@@ -127,6 +128,9 @@ async def test_json_events_and_metrics_show_a_heal(
     checks = samples(text, "pathwatch_healer_liveness_checks_total")
     assert checks[frozenset({label, ("result", "pass")})] >= 2
     assert samples(text, "pathwatch_healer_data_plane_up") == {frozenset({label}): 1.0}
+    assert samples(text, "pathwatch_healer_malformed_messages_total") == {
+        frozenset({label, ("reason", "heal-command-json")}): 1.0
+    }
 
 
 def test_a_bad_metrics_listen_address_is_refused(tmp_path: Path) -> None:

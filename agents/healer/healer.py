@@ -186,8 +186,11 @@ class Healer:
         return self.stats.stale_results + abandoned
 
     def malformed(self) -> dict[str, int]:
-        """Dropped messages by reason: heal commands here, KV values in the monitor."""
-        return dict(self.stats.malformed + self.monitor.malformed)
+        """Dropped messages by reason: heal commands here, KV values in the monitor (each
+        copied in one step, as a scrape reads them from another thread)."""
+        merged = Counter(dict(self.stats.malformed))
+        merged.update(dict(self.monitor.malformed))
+        return dict(merged)
 
     # --- evidence -----------------------------------------------------------------
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,6 +18,10 @@ from pathwatch.runtime import (
     run_until_signal,
     setup_logging,
 )
+
+if TYPE_CHECKING:
+    from agents.healer.healer import Healer
+    from pathwatch.metrics_http import MetricsHttpServer
 
 
 @app.command()
@@ -54,10 +59,9 @@ def healer(
     --source 127.0.0.1[/]
     """
     from agents.healer.healer import Healer, HealerError
-    from agents.healer.metrics import serve_metrics
     from agents.healer.settings import SettingsError
     from pathwatch.bus import Bus
-    from pathwatch.metrics_http import ListenError, MetricsHttpServer, parse_listen
+    from pathwatch.metrics_http import ListenError, parse_listen
 
     setup_logging(verbose)
     loaded = load_or_exit(config)
@@ -101,16 +105,7 @@ def healer(
             except (HealerError, SettingsError) as exc:
                 err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
                 raise typer.Exit(2) from None
-            metrics: MetricsHttpServer | None = None
-            if metrics_listen is not None:
-                try:
-                    metrics = serve_metrics(healing, metrics_listen)
-                except OSError as exc:
-                    err_console.print(
-                        f"[bold red]error:[/] --metrics-listen {metrics_listen}: {exc}",
-                        highlight=False,
-                    )
-                    raise typer.Exit(2) from None
+            metrics = start_metrics(healing, metrics_listen)
             try:
                 await healing.run(stop)
             finally:
@@ -122,7 +117,22 @@ def healer(
     run_until_signal(main)
 
 
+def start_metrics(healing: Healer, listen: str | None) -> MetricsHttpServer | None:
+    """`/metrics` of the healer on `listen` (None: not served); exit 2 if it cannot bind."""
+    from agents.healer.metrics import serve_metrics
+
+    if listen is None:
+        return None
+    try:
+        return serve_metrics(healing, listen)
+    except OSError as exc:
+        err_console.print(f"[bold red]error:[/] --metrics-listen {listen}: {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
 def write_event(line: bytes) -> None:
-    """One JSON event line on stdout, flushed (logs go to stderr)."""
-    sys.stdout.buffer.write(line)
-    sys.stdout.buffer.flush()
+    """One JSON event line on stdout, flushed (logs go to stderr). A reader that went
+    away costs the event lines, not the healing."""
+    with contextlib.suppress(OSError):
+        sys.stdout.buffer.write(line)
+        sys.stdout.buffer.flush()
