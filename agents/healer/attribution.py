@@ -9,8 +9,9 @@ under the connection may change:
 * `moved(route, connection)`: the hook succeeded; the new route and connection become
   current in the same step as the epoch advances, so no round can ever pair the new
   epoch with the old connection;
-* `stayed()`: the hook failed; the route stays, but the hook may have done part of its
-  work, so rounds begun before it are not trusted either.
+* `stayed()`: the route stays (the hook failed, or re-requested the same route), but
+  the hook may have changed something on the way, so rounds begun before it are not
+  trusted either.
 
 A result counts only if its stamp is still the current one: no hook ran between the
 start of the round and its result. Evidence about a previous endpoint is discarded,

@@ -341,9 +341,12 @@ class Healer:
         self._backoff_started()
 
     async def rerequest(self) -> None:
-        if await self._call_hook(
+        self.attribution.moving()
+        done = await self._call_hook(
             self._reconnect(self.route, self.route, True, "control plane back")
-        ):
+        )
+        self.attribution.stayed()
+        if done:
             self.stats.rerequests += 1
             self.log.record("rerequest-same", self.route, "control plane back")
 
