@@ -33,6 +33,7 @@ from prometheus_client.exposition import start_http_server
 from prometheus_client.registry import Collector
 
 from aggregator.ingest import IngestCounters
+from aggregator.role_metrics import RoleBook, role_families
 from pathwatch.bus import Bus, PathStateFollower
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message
@@ -90,6 +91,8 @@ class MetricsState:
     malformed_alarms: int = 0
     malformed_paths: Counter[str] = field(default_factory=Counter)
     lease: EnforcerLease | None = None
+    #: the latest drop and restart counters of every role instance (`watch_status`)
+    roles: RoleBook = field(default_factory=RoleBook)
 
     def window_closed(self, stats: WindowStats) -> None:
         self.windows[(stats.service, stats.route)] = stats
@@ -119,6 +122,7 @@ class PathwatchCollector(Collector):
         yield from self._alarms()
         yield from self._lease()
         yield from self._ingest()
+        yield from role_families(self.state.roles)
 
     def _lanes(self) -> Iterator[Metric]:
         families = [

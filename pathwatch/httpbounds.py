@@ -13,6 +13,7 @@ runs out of file descriptors because of them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 from collections import OrderedDict
@@ -78,7 +79,7 @@ def bounded_h11(max_connections: int | None = None) -> type[asyncio.Protocol]:
 class _SilentHandler(WSGIRequestHandler):
     """Logs no request (as prometheus-client's own server)."""
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         """Log nothing."""
 
 
@@ -114,10 +115,8 @@ class BoundedWSGIServer(ThreadingWSGIServer):
 
 def _cut(connection: socket.socket) -> None:
     """End a connection from another thread: its handler's next read or write fails."""
-    try:
+    with contextlib.suppress(OSError):
         connection.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
 
 
 def serve_wsgi(

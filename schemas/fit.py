@@ -7,8 +7,9 @@ trimmed copy, trimmed step by step until it fits (docs/internals.md, "Bounds"):
 * WindowStats: per-destination and per-probe lanes dropped (the aggregate lane
   of each protocol, class and source stays), then the agent list;
 * PathState: its reason cut to `limits.MAX_REASON_CHARS` and the reasons of its
-  lanes and probes to `limits.MAX_TEXT_CHARS`, then lane metrics dropped, then per-destination and per-probe lanes,
-  then every lane and probe (state, in-service and reason stay).
+  lanes and probes to `limits.MAX_TEXT_CHARS`, then lane metrics dropped, then
+  per-destination and per-probe lanes, then every lane and probe (state,
+  in-service and reason stay).
 
 It returns None only when even the last step does not fit; the caller counts
 that and sends nothing. Messages that fit cost one length check.
