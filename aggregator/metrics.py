@@ -29,12 +29,13 @@ from nats.js.api import DeliverPolicy
 from nats.js.errors import KeyDeletedError, KeyNotFoundError
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import start_http_server
+from prometheus_client.exposition import make_wsgi_app
 from prometheus_client.registry import Collector
 
 from aggregator.ingest import IngestCounters
 from aggregator.role_metrics import RoleBook, role_families
 from pathwatch.bus import Bus, PathStateFollower
+from pathwatch.httpbounds import serve_wsgi
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message
 from schemas.wire import Alarm, EnforcerLease, LaneStats, PathState, WindowStats
@@ -246,7 +247,7 @@ def parse_listen(listen: str) -> tuple[str, int]:
 
 
 class MetricsServer:
-    """`/metrics` served by prometheus-client's own HTTP server in a thread."""
+    """`/metrics` served by prometheus-client's WSGI app in a bounded thread server."""
 
     def __init__(self, state: MetricsState) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
@@ -257,7 +258,8 @@ class MetricsServer:
 
     def start(self, listen: str) -> MetricsServer:
         host, port = parse_listen(listen)
-        self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+        # bounded connections and request time (pathwatch.httpbounds)
+        self._server, self._thread = serve_wsgi(make_wsgi_app(self.registry), host, port)
         self.port = int(self._server.server_address[1])
         return self
 
