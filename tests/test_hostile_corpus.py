@@ -11,7 +11,6 @@ and a withdraw command. `/metrics` shows the drops of every role.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import subprocess
@@ -220,7 +219,8 @@ async def test_every_input_survives_the_hostile_corpus(
         type=LbSelectReply,
     )
     assert reply.route == "r1", reply
-    assert httpx.get(f"http://127.0.0.1:{api}/healthz", timeout=2).status_code == 200
+    async with httpx.AsyncClient(timeout=2) as client:
+        assert (await client.get(f"http://127.0.0.1:{api}/healthz")).status_code == 200
 
     await listener.close()
     await wait_for(lambda: state_is("down", corpus_end), 10, what="route down after the corpus")
@@ -232,7 +232,7 @@ async def test_every_input_survives_the_hostile_corpus(
     # --- /metrics counted the drops of every role -------------------------------
     async def drops_shown() -> bool:
         processes.check_alive()
-        text = httpx.get(f"http://127.0.0.1:{metrics}/metrics", timeout=2).text
+        text = await _scrape(metrics)
         roles = {
             re.search(r'role="([^"]+)"', key).group(1)  # type: ignore[union-attr]
             for key in _metric_lines(text, "pathwatch_dropped_messages_total")
@@ -240,7 +240,7 @@ async def test_every_input_survives_the_hostile_corpus(
         return {"enforcer", "api", "aggregator", "router"} <= roles
 
     await wait_for(drops_shown, 15, what="drops of every role in /metrics")
-    text = httpx.get(f"http://127.0.0.1:{metrics}/metrics", timeout=2).text
+    text = await _scrape(metrics)
     dropped = _metric_lines(text, "pathwatch_dropped_messages_total")
     ingest = _metric_lines(text, "pathwatch_ingest_malformed_total")
     print("drops in /metrics:")
@@ -258,6 +258,11 @@ async def test_every_input_survives_the_hostile_corpus(
     restarts = _metric_lines(text, "pathwatch_consumer_restarts_total")
     assert not any(restarts.values()), restarts
     processes.check_alive()
+
+
+async def _scrape(port: int) -> str:
+    async with httpx.AsyncClient(timeout=2) as client:
+        return (await client.get(f"http://127.0.0.1:{port}/metrics")).text
 
 
 async def _stream(bus: Bus, subject: str, kind: type[T]) -> list[T]:
