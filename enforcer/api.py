@@ -39,7 +39,7 @@ from enforcer.load_balancer import LoadBalancerRow, load_balancer_rows
 from pathwatch.bus import Bus
 from pathwatch.httpbounds import bounded_h11
 from schemas.config import PathwatchConfig
-from schemas.limits import MAX_MESSAGE_BYTES, MAX_TEXT_CHARS
+from schemas.limits import MAX_MESSAGE_BYTES, MAX_TEXT_CHARS, http_connection_limit
 from schemas.names import is_subject_safe
 from schemas.wire import Alarm, PathState, ProbeState
 
@@ -317,7 +317,10 @@ async def run_api(
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=1,
+            # connections kept, and accepted per loop turn (uvicorn's default
+            # backlog, 2048, accepts a whole burst before any can be closed)
             http=bounded_h11(),
+            backlog=http_connection_limit(),
         )
     )
     serving = asyncio.create_task(server.serve(sockets=[sock]))

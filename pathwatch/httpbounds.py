@@ -1,7 +1,7 @@
 """Bounded HTTP serving for the API (uvicorn) and `/metrics` (a WSGI thread server).
 
-Both keep at most `limits.http_connection_limit()` connections open (at most a
-quarter of the process's file limit) and give a client
+Both keep at most `limits.http_connection_limit()` connections open (at most an
+eighth of the process's file limit) and give a client
 `limits.HTTP_HEADER_TIMEOUT_S` to send its request head; a connection that
 has not by then is closed. When a new connection would pass the limit, the
 oldest connection that is not being answered (no request head yet, or idle
@@ -88,6 +88,9 @@ class BoundedWSGIServer(ThreadingWSGIServer):
     `HTTP_HEADER_TIMEOUT_S` (a scrape takes milliseconds); the oldest goes first."""
 
     max_connections = 0
+    #: the listen backlog (socketserver's default, 5, makes a burst of clients retry
+    #: their handshakes for seconds)
+    request_queue_size = 128
 
     def server_activate(self) -> None:
         super().server_activate()
@@ -99,9 +102,13 @@ class BoundedWSGIServer(ThreadingWSGIServer):
         timer.daemon = True
         with self._lock:
             self._open[request] = timer
-            oldest = next(iter(self._open)) if len(self._open) > self.max_connections else None
-        if oldest is not None:
-            _cut(oldest)
+            # the oldest leaves the table at once: its thread closes it after the cut
+            evicted = (
+                self._open.popitem(last=False) if len(self._open) > self.max_connections else None
+            )
+        if evicted is not None:
+            evicted[1].cancel()
+            _cut(evicted[0])
         timer.start()
         super().process_request(request, client_address)
 

@@ -63,8 +63,10 @@ MAX_STATUS_COUNTERS = 512
 
 # --- HTTP servers (API and /metrics) ------------------------------------------
 
-#: Open connections one HTTP server keeps at most (further ones are closed at once),
-#: and never more than a quarter of the process's file limit (`http_connection_limit`).
+#: Open connections one HTTP server keeps at most (past it the oldest one not being
+#: answered is closed), and never more than an eighth of the process's file limit
+#: (`http_connection_limit`: two servers stay under a quarter of it, with room for
+#: the connections a burst has accepted and not yet closed).
 MAX_HTTP_CONNECTIONS = 256
 #: Seconds a client has to send a whole request head (and, for /metrics, the
 #: request) before its connection is closed.
@@ -88,9 +90,9 @@ def clip(text: str, limit: int = MAX_TEXT_CHARS) -> str:
 
 
 def http_connection_limit() -> int:
-    """Connections one HTTP server accepts: `MAX_HTTP_CONNECTIONS`, at most a quarter
+    """Connections one HTTP server keeps: `MAX_HTTP_CONNECTIONS`, at most an eighth
     of the soft file limit (two servers and NATS, SQLite and logs share it)."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return MAX_HTTP_CONNECTIONS
-    return max(4, min(MAX_HTTP_CONNECTIONS, soft // 4))
+    return max(4, min(MAX_HTTP_CONNECTIONS, soft // 8))
