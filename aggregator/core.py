@@ -18,7 +18,7 @@ from aggregator.partition import PartitionFilter
 from aggregator.skew import SkewMonitor
 from aggregator.windows import RouteSpec, WindowBook, default_lateness
 from schemas.config import HttpProbeProfile, PathwatchConfig, ServiceRoute
-from schemas.limits import MAX_CLOCK_OFFSET_S, SUBJECT_CACHE_ENTRIES
+from schemas.limits import MAX_CLOCK_OFFSET_S, MAX_SKEW_ALARMS, SUBJECT_CACHE_ENTRIES
 from schemas.wire import Alarm, FastEvidence, WindowStats
 
 SYSTEM_SERVICE = "_system"
@@ -185,10 +185,15 @@ class Aggregator:
     def _skew_edge(self, agent: str, change: str, now: float) -> None:
         estimate = self.skew.estimate(agent) or 0.0
         if change == "raise":
+            if len(self._skew_raised_at) >= MAX_SKEW_ALARMS:
+                self.counters.drop("skew-alarm-limit")
+                return
             self._skew_raised_at[agent] = now
             raised_at = now
+        elif agent in self._skew_raised_at:
+            raised_at = self._skew_raised_at.pop(agent)
         else:
-            raised_at = self._skew_raised_at.pop(agent, now)
+            return  # its raise was refused
         self.alarm_out.append(skew_alarm(agent, change, estimate, now, raised_at))
 
     def close_due(self, now: float, limit: int | None = None) -> list[WindowStats]:

@@ -42,7 +42,9 @@ MESSAGE_REASONS: tuple[str, ...] = (
     "duplicate",
 )
 MEASUREMENT_REASONS: tuple[str, ...] = ("late", "future", "lane-limit")
-REASONS: tuple[str, ...] = MESSAGE_REASONS + MEASUREMENT_REASONS
+#: Outputs refused: `skew-alarm-limit`, a clock-skew alarm past `limits.MAX_SKEW_ALARMS`.
+OUTPUT_REASONS: tuple[str, ...] = ("skew-alarm-limit",)
+REASONS: tuple[str, ...] = MESSAGE_REASONS + MEASUREMENT_REASONS + OUTPUT_REASONS
 
 _NAME_FIELDS = ("`$.service`", "`$.route`", "`$.agent`", "`$.node`")
 

@@ -38,6 +38,7 @@ from pathwatch.bus import Bus, PathStateFollower
 from pathwatch.httpbounds import serve_wsgi
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message
+from schemas.limits import MAX_ALARMS
 from schemas.wire import Alarm, EnforcerLease, LaneStats, PathState, WindowStats
 
 log = logging.getLogger("pathwatch.aggregator.metrics")
@@ -107,6 +108,8 @@ class MetricsState:
     def alarm_seen(self, alarm: Alarm) -> None:
         if alarm.status == "raised":
             self.alarms[alarm.id] = alarm
+            if len(self.alarms) > MAX_ALARMS:  # the oldest raised goes first
+                del self.alarms[next(iter(self.alarms))]
         else:
             self.alarms.pop(alarm.id, None)
 

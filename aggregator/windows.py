@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from aggregator.fastpath import FailureRun, FailureRuns
 from aggregator.lanes import FineKey, LaneAccumulator, window_lanes
-from schemas.limits import MAX_UNLISTED_LANES
+from schemas.limits import MAX_UNLISTED_LANES, MAX_WINDOW_AGENTS
 from schemas.wire import LaneStats, Measurement, WindowStats
 
 
@@ -202,7 +202,8 @@ class RouteWindows:
         if current is not None and result.accepted:
             touched.add(current)
             for window in touched:
-                window.agents.add(agent)
+                if len(window.agents) < MAX_WINDOW_AGENTS:
+                    window.agents.add(agent)
                 window.ripe_lanes = None
         self._cached = current
         self.late += result.late

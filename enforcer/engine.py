@@ -42,6 +42,7 @@ from schemas.limits import (
     AGENT_ALARM_MIN_INTERVAL_S,
     HEARTBEAT_MIN_INTERVAL_S,
     MAX_AGENTS,
+    MAX_AGENTS_PER_NODE,
     MAX_CLOCK_OFFSET_S,
     MAX_TEXT_CHARS,
     clip,
@@ -147,6 +148,8 @@ class Engine:
         self.agent_alarmed_at: dict[str, float] = {}
         #: Nodes the config names: a heartbeat must come from one of them or name a route.
         self.nodes = frozenset(t.spec.node for t in self.trackers.values())
+        #: agents taken into the liveness table, by the node of their first heartbeat
+        self.agents_per_node: Counter[str] = Counter()
         #: Inputs dropped, by `<input>:<reason>` (published in the role status).
         self.dropped: Counter[str] = Counter()
 
@@ -352,7 +355,8 @@ class Engine:
     def _admit_heartbeat(self, heartbeat: AgentHeartbeat) -> bool:
         """Whether to take a heartbeat: from an agent on a configured node or naming a
         configured route, at most every HEARTBEAT_MIN_INTERVAL_S per name, with a sane
-        time, and while the liveness table has room (MAX_AGENTS); otherwise counted."""
+        time, and while the liveness table has room (MAX_AGENTS, MAX_AGENTS_PER_NODE
+        per node); otherwise counted."""
         if self._off_clock(heartbeat.ts, "heartbeat"):
             return False
         seen = self.liveness.agents.get(heartbeat.agent)
@@ -365,6 +369,10 @@ class Engine:
             if len(self.liveness.agents) >= MAX_AGENTS:
                 self.dropped["heartbeat:agents-full"] += 1
                 return False
+            if self.agents_per_node[heartbeat.node] >= MAX_AGENTS_PER_NODE:
+                self.dropped["heartbeat:node-full"] += 1
+                return False
+            self.agents_per_node[heartbeat.node] += 1
         elif abs(heartbeat.ts - seen.last_seen) < HEARTBEAT_MIN_INTERVAL_S and not seen.lost:
             self.dropped["heartbeat:rate"] += 1
             return False

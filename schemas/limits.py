@@ -41,6 +41,9 @@ PAYLOAD_HEADROOM_BYTES = 4096
 #: and counted as `lane-limit` (their measurements still count there).
 MAX_UNLISTED_LANES = 32
 
+#: Agents a window lists (`WindowStats.agents`); further ones are not listed.
+MAX_WINDOW_AGENTS = 256
+
 # --- caches and per-agent tables ---------------------------------------------
 
 #: Subjects the aggregator remembers the partition answer of; cleared when full.
@@ -48,6 +51,9 @@ SUBJECT_CACHE_ENTRIES = 65536
 #: Agents the aggregator's duplicate and skew tables and the enforcer's liveness
 #: table hold; the least recently heard agent is evicted first.
 MAX_AGENTS = 4096
+#: Agents of one node (by the node their first heartbeat names) the enforcer tracks;
+#: further names are refused (`node-full`), so made-up names raise few alarms.
+MAX_AGENTS_PER_NODE = 16
 #: (agent, seq) pairs the duplicate filter remembers in all (least recent agent evicted).
 MAX_DEDUPE_ENTRIES = 262144
 #: A heartbeat of one agent name is taken at most this often (seconds); others: `rate`.
@@ -56,6 +62,9 @@ HEARTBEAT_MIN_INTERVAL_S = 0.5
 AGENT_ALARM_MIN_INTERVAL_S = 300.0
 #: Alarms the API keeps in its cache (the least recently updated is evicted).
 MAX_ALARMS = 10000
+#: Clock-skew alarms raised at once by one aggregator; further ones are refused and
+#: counted (`skew-alarm-limit`), so made-up agent names cannot flood the alarm stream.
+MAX_SKEW_ALARMS = 64
 #: Role instances whose status (drop counters) the metrics exporter shows.
 MAX_STATUS_SOURCES = 256
 #: Counters one role status may carry; more are refused with reason `schema`.
