@@ -46,12 +46,10 @@ CODEC_REASONS = {"size", "depth", "json", "schema", "version"}
 NOW = 1_700_000_000.0
 
 json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=False)
-    | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -115,7 +113,8 @@ def test_fit_trims_windows_and_states_under_the_limit() -> None:
     data, trimmed = fit(window, 100_000)
     assert trimmed and data is not None and len(data) <= 100_000
     assert [lane["destination"] for lane in msgspec.json.decode(data)["lanes"]] == [""]
-    small, trimmed = fit(WindowStats(service="s", route="r", window_start=1, window_end=2, lanes=[]), 1000)
+    empty = WindowStats(service="s", route="r", window_start=1, window_end=2, lanes=[])
+    small, trimmed = fit(empty, 1000)
     assert small is not None and not trimmed
     state = PathState(service="s", route="r", reason="x" * 900_000)
     data, trimmed = fit(state, 100_000)
