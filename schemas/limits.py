@@ -60,7 +60,8 @@ MAX_DEDUPE_ENTRIES = 262144
 HEARTBEAT_MIN_INTERVAL_S = 0.5
 #: An agent-lost alarm is raised for one agent name at most this often (seconds).
 AGENT_ALARM_MIN_INTERVAL_S = 300.0
-#: Alarms the API keeps in its cache (the least recently updated is evicted).
+#: Alarms the API and the metrics exporter keep in their caches (the least
+#: recently updated is evicted).
 MAX_ALARMS = 10000
 #: Clock-skew alarms raised at once by one aggregator; further ones are refused and
 #: counted (`skew-alarm-limit`), so made-up agent names cannot flood the alarm stream.
@@ -88,6 +89,7 @@ SYSTEMD_NOFILE = 65536
 #: Seconds a supervised consumer waits before it is started again, doubling up to
 #: `SUPERVISOR_MAX_BACKOFF_S` while it keeps ending.
 SUPERVISOR_BACKOFF_S = 0.1
+#: The longest wait before a supervised consumer that keeps ending is started again.
 SUPERVISOR_MAX_BACKOFF_S = 5.0
 #: Seconds between two status messages of a role (its drop and restart counters).
 STATUS_INTERVAL_S = 5.0
