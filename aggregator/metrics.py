@@ -320,9 +320,9 @@ async def watch_lease(
             state.lease = decode_message(entry.value or b"", EnforcerLease)
         except (KeyNotFoundError, KeyDeletedError):
             state.lease = None
-        except DecodeError:
+        except DecodeError as exc:
             state.lease = None
-            state.malformed_paths["lease"] += 1
+            state.malformed_paths[f"kv-lease:{exc.reason}"] += 1
         except (nats.errors.Error, TimeoutError, OSError) as exc:
             log.debug("metrics: lease poll failed: %s", exc)
         with contextlib.suppress(TimeoutError):
@@ -336,8 +336,9 @@ async def watch_alarms(bus: Bus, state: MetricsState, stop: asyncio.Event) -> No
         data: bytes = msg.data  # type: ignore[attr-defined]
         try:
             state.alarm_seen(decode_message(data, Alarm))
-        except DecodeError:
+        except DecodeError as exc:
             state.malformed_alarms += 1
+            state.malformed_paths[f"alarm:{exc.reason}"] += 1
 
     subscription = await bus.js.subscribe(
         subjects.ALARM_ALL,
