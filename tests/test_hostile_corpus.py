@@ -31,10 +31,10 @@ import pytest
 from pathwatch.bus import Bus
 from pathwatch.embedded import EmbeddedNats, free_port
 from schemas import subjects
-from schemas.codec import DecodeError, decode_message
 from schemas.wire import Alarm, LbSelectReply, LbSelectRequest, PathState, RouteCommand
 from tests.conftest import wait_for
 from tests.hostile_corpus import Input, consumed_inputs, payloads
+from tests.hostile_up import stream_messages
 from tests.test_e2e_up import Listener
 
 pytestmark = pytest.mark.slow
@@ -224,9 +224,9 @@ async def test_every_input_survives_the_hostile_corpus(
 
     await listener.close()
     await wait_for(lambda: state_is("down", corpus_end), 10, what="route down after the corpus")
-    alarms = await _stream(bus, subjects.alarm(SERVICE, "r1"), Alarm)
+    alarms = await stream_messages(bus, subjects.alarm(SERVICE, "r1"), Alarm)
     assert any(a.status == "raised" and a.raised_at > corpus_end for a in alarms), alarms
-    commands = await _stream(bus, subjects.cmd_route(NODE), RouteCommand)
+    commands = await stream_messages(bus, subjects.cmd_route(NODE), RouteCommand)
     assert any(c.action == "withdraw" and c.ts > corpus_end for c in commands), commands
 
     # --- /metrics counted the drops of every role -------------------------------
@@ -263,21 +263,3 @@ async def test_every_input_survives_the_hostile_corpus(
 async def _scrape(port: int) -> str:
     async with httpx.AsyncClient(timeout=2) as client:
         return (await client.get(f"http://127.0.0.1:{port}/metrics")).text
-
-
-async def _stream(bus: Bus, subject: str, kind: type[T]) -> list[T]:
-    found: list[T] = []
-    sub = await bus.js.subscribe(subject, ordered_consumer=True, deliver_policy="all")
-    try:
-        while True:
-            try:
-                msg = await sub.next_msg(timeout=0.5)
-            except Exception:
-                break
-            try:
-                found.append(decode_message(msg.data, kind))
-            except DecodeError:
-                continue  # the corpus's own messages
-    finally:
-        await sub.unsubscribe()
-    return found

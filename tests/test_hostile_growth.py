@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,61 +22,23 @@ import msgspec
 import pytest
 
 from pathwatch.bus import Bus
-from pathwatch.embedded import EmbeddedNats, free_port
+from pathwatch.embedded import EmbeddedNats
 from schemas import subjects
-from schemas.codec import DecodeError, decode_message
 from schemas.limits import MAX_AGENTS_PER_NODE, MAX_UNLISTED_LANES
 from schemas.wire import AgentHeartbeat, Alarm, Measurement, MeasurementBatch, WindowStats
 from tests.conftest import wait_for
+from tests.hostile_up import running_up, stream_messages
 
 pytestmark = pytest.mark.slow
 
 SERVICE = "growth"
 NAMES = 90_000
-CONFIG = """
-nats: {{url: "{nats}"}}
-api: {{listen: "127.0.0.1:{api}"}}
-metrics: {{listen: "127.0.0.1:{metrics}"}}
-store: {{path: "{store}"}}
-icmp-probe-profiles:
-  lo: {{probe-interval: 1, number-of-attempts: 2, probe-duration: 1, probe-address: [127.0.0.1]}}
-services:
-  growth:
-    address: [127.0.0.1/32]
-    service-routes:
-      r1:
-        next-hop: {{node: local, interface: lo}}
-        reachability-detection:
-          detection-window: 1
-          probes: [{{name: ping, icmp-probe-profile: lo}}]
-"""
 
 
 @pytest.fixture
 def up(nats_server: EmbeddedNats, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    config = tmp_path / "pathwatch.yaml"
-    config.write_text(
-        CONFIG.format(
-            nats=nats_server.url, api=free_port(), metrics=free_port(), store=tmp_path / "pw.db"
-        )
-    )
-    log = (tmp_path / "up.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pathwatch", "up", "-c", str(config)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=tmp_path,
-    )
-    try:
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+    with running_up(nats_server.url, tmp_path, SERVICE) as running:
+        yield running.process
 
 
 def _rss_mb(pid: int) -> float:
@@ -174,32 +135,14 @@ async def test_many_destinations_and_many_names_stay_bounded(
     # the tables fill in the first third; the last third adds (almost) nothing
     assert rss[3] - rss[2] < 0.25 * (rss[1] - rss[0]) + 3
 
-    async def made_up_alarms() -> list[Alarm]:
-        found: list[Alarm] = []
-        sub = await bus.js.subscribe(
-            f"{subjects.ALARM_PREFIX}.{subjects.SYSTEM_SERVICE}.>",
-            ordered_consumer=True,
-            deliver_policy="all",
-        )
-        try:
-            while True:
-                try:
-                    msg = await sub.next_msg(timeout=0.5)
-                except Exception:
-                    break
-                try:
-                    alarm = decode_message(msg.data, Alarm)
-                except DecodeError:
-                    continue
-                if alarm.agent.startswith("made-up-") and alarm.cause == "agent-lost":
-                    found.append(alarm)
-        finally:
-            await sub.unsubscribe()
-        return found
-
     # made-up agents on the configured node fall silent at once: 3 windows of 1 s
     await asyncio.sleep(4)
-    alarms = await made_up_alarms()
+    system = f"{subjects.ALARM_PREFIX}.{subjects.SYSTEM_SERVICE}.>"
+    alarms = [
+        alarm
+        for alarm in await stream_messages(bus, system, Alarm)
+        if alarm.agent.startswith("made-up-") and alarm.cause == "agent-lost"
+    ]
     print(f"agent-lost alarms for 20,000 made-up names: {len(alarms)}")
     assert 0 < len(alarms) <= MAX_AGENTS_PER_NODE
     assert up.poll() is None

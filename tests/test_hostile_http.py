@@ -15,8 +15,6 @@ import asyncio
 import contextlib
 import os
 import resource
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,9 +22,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pathwatch.embedded import EmbeddedNats, free_port
+from pathwatch.embedded import EmbeddedNats
 from schemas.limits import HTTP_HEADER_TIMEOUT_S
 from tests.conftest import wait_for
+from tests.hostile_up import Up, running_up
 
 pytestmark = pytest.mark.slow
 
@@ -34,57 +33,15 @@ FILE_LIMIT = 256
 SLOW_CLIENTS = 300
 PARTIAL_HEAD = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
 
-CONFIG = """
-nats: {{url: "{nats}"}}
-api: {{listen: "127.0.0.1:{api}"}}
-metrics: {{listen: "127.0.0.1:{metrics}"}}
-store: {{path: "{store}"}}
-icmp-probe-profiles:
-  lo: {{probe-interval: 1, number-of-attempts: 2, probe-duration: 1, probe-address: [127.0.0.1]}}
-services:
-  slow:
-    address: [127.0.0.1/32]
-    service-routes:
-      r1:
-        next-hop: {{node: local, interface: lo}}
-        reachability-detection:
-          detection-window: 1
-          probes: [{{name: ping, icmp-probe-profile: lo}}]
-"""
-
 
 def _lower_file_limit() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (FILE_LIMIT, FILE_LIMIT))
 
 
 @pytest.fixture
-def up(
-    nats_server: EmbeddedNats, tmp_path: Path
-) -> Iterator[tuple[subprocess.Popen[bytes], int, int]]:
-    api, metrics = free_port(), free_port()
-    config = tmp_path / "pathwatch.yaml"
-    config.write_text(
-        CONFIG.format(nats=nats_server.url, api=api, metrics=metrics, store=tmp_path / "pw.db")
-    )
-    log = (tmp_path / "up.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pathwatch", "up", "-c", str(config)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=tmp_path,
-        preexec_fn=_lower_file_limit,
-    )
-    try:
-        yield process, api, metrics
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
-        print((tmp_path / "up.log").read_text(errors="replace")[-2000:])
+def up(nats_server: EmbeddedNats, tmp_path: Path) -> Iterator[Up]:
+    with running_up(nats_server.url, tmp_path, "slow", _lower_file_limit) as running:
+        yield running
 
 
 async def _slow_client(port: int, cut: list[float], started: float) -> asyncio.StreamWriter | None:
@@ -124,9 +81,9 @@ def _windows_published(text: str) -> float:
 
 
 async def test_slow_clients_are_cut_off_and_the_process_stays_healthy(
-    up: tuple[subprocess.Popen[bytes], int, int],
+    up: Up,
 ) -> None:
-    process, api, metrics = up
+    process, api, metrics = up.process, up.api, up.metrics
     async with httpx.AsyncClient(timeout=3) as client:
 
         async def ready() -> bool:
