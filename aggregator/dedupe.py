@@ -39,18 +39,20 @@ class Deduplicator:
         seen = self._seen.get(agent)
         if seen is None:
             seen = self._seen[agent] = OrderedDict()
-        elif seen.get(seq) == sent:
-            return True
+            known = None
         else:
+            known = seen.get(seq)
+            if known == sent:
+                return True
             self._seen.move_to_end(agent)
-        if seq not in seen:
-            self._entries += 1
         seen[seq] = sent
-        if len(seen) > self.per_agent:
-            seen.popitem(last=False)
-            self._entries -= 1
-        if self._entries > self.max_entries or len(self._seen) > self.max_agents:
-            self._evict()
+        if known is None:  # a new entry
+            if len(seen) > self.per_agent:
+                seen.popitem(last=False)
+            else:
+                self._entries += 1
+                if self._entries > self.max_entries or len(self._seen) > self.max_agents:
+                    self._evict()
         return False
 
     def _evict(self) -> None:
