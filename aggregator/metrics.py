@@ -11,6 +11,11 @@ x traffic classes (4) x sources (3); destinations and probes are labelled
 only with `metrics.per-destination` (then add probes x probe addresses and
 tracked passive destinations per route). Path series are one per configured
 route; alarm series one per (service, cause, severity) with active alarms.
+
+Names and units follow the Prometheus conventions (`promtool check metrics`
+passes): seconds, ratios 0-1, `_total` counters; a label without a value
+(the aggregate lane's destination and probe, a system alarm's service) is
+left out of the series rather than exported empty.
 """
 
 from __future__ import annotations
@@ -29,52 +34,83 @@ from nats.js.api import DeliverPolicy
 from nats.js.errors import KeyDeletedError, KeyNotFoundError
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import start_http_server
+from prometheus_client.exposition import make_wsgi_app
 from prometheus_client.registry import Collector
 
 from aggregator.ingest import IngestCounters
+from aggregator.role_metrics import RoleBook, role_families
 from pathwatch.bus import Bus, PathStateFollower
+from pathwatch.httpbounds import serve_wsgi
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message
+from schemas.limits import MAX_ALARMS
 from schemas.wire import Alarm, EnforcerLease, LaneStats, PathState, WindowStats
 
 log = logging.getLogger("pathwatch.aggregator.metrics")
 
+#: Labels of lane series; `destination` and `probe` only on per-destination lanes.
 LANE_LABELS = ("service", "route", "protocol", "traffic_class", "source", "destination", "probe")
 PATH_LABELS = ("service", "route")
 TTE_PROTOCOLS = frozenset({"tcp", "udp", "tls"})
 
-#: (metric name, help, LaneStats attribute or a function of the lane)
+
+def _seconds(ms: float | None) -> float | None:
+    """Milliseconds (the wire's unit) to seconds (Prometheus's base unit)."""
+    return None if ms is None else ms / 1000.0
+
+
+#: (metric name, help, the figure of a lane in base units: seconds, ratios 0-1)
 _LANE_GAUGES: tuple[tuple[str, str, Callable[[LaneStats], float | None]], ...] = (
-    ("pathwatch_lane_latency_min_ms", "Minimum latency of ok samples", lambda s: s.latency_min_ms),
-    ("pathwatch_lane_latency_max_ms", "Maximum latency of ok samples", lambda s: s.latency_max_ms),
-    ("pathwatch_lane_latency_mean_ms", "Mean latency of ok samples", lambda s: s.latency_mean_ms),
     (
-        "pathwatch_lane_latency_median_ms",
+        "pathwatch_lane_latency_min_seconds",
+        "Minimum latency of ok samples",
+        lambda s: _seconds(s.latency_min_ms),
+    ),
+    (
+        "pathwatch_lane_latency_max_seconds",
+        "Maximum latency of ok samples",
+        lambda s: _seconds(s.latency_max_ms),
+    ),
+    (
+        "pathwatch_lane_latency_mean_seconds",
+        "Mean latency of ok samples",
+        lambda s: _seconds(s.latency_mean_ms),
+    ),
+    (
+        "pathwatch_lane_latency_median_seconds",
         "Exact median latency of ok samples",
-        lambda s: s.latency_median_ms,
+        lambda s: _seconds(s.latency_median_ms),
     ),
     (
-        "pathwatch_lane_latency_p90_ms",
+        "pathwatch_lane_latency_p90_seconds",
         "Nearest-rank 90th percentile latency of ok samples",
-        lambda s: s.latency_p90_ms,
+        lambda s: _seconds(s.latency_p90_ms),
     ),
-    ("pathwatch_lane_jitter_ms", "Mean absolute RTT difference", lambda s: s.jitter_ms),
+    (
+        "pathwatch_lane_jitter_seconds",
+        "Mean absolute RTT difference",
+        lambda s: _seconds(s.jitter_ms),
+    ),
     ("pathwatch_lane_loss_ratio", "Unanswered / all samples", lambda s: s.loss_pct / 100.0),
     ("pathwatch_lane_error_ratio", "Not-ok / all samples", lambda s: s.error_pct / 100.0),
     ("pathwatch_lane_mos", "Mean opinion score (simplified E-model)", lambda s: s.mos),
     ("pathwatch_lane_samples", "Samples in the last window", lambda s: float(s.count)),
     (
-        "pathwatch_lane_tte_mean_ms",
+        "pathwatch_lane_tte_mean_seconds",
         "Mean time to establishment (tcp, udp, tls)",
-        lambda s: s.latency_mean_ms if s.protocol in TTE_PROTOCOLS else None,
+        lambda s: _seconds(s.latency_mean_ms) if s.protocol in TTE_PROTOCOLS else None,
     ),
     (
-        "pathwatch_lane_tte_max_ms",
+        "pathwatch_lane_tte_max_seconds",
         "Maximum time to establishment (tcp, udp, tls)",
-        lambda s: s.latency_max_ms if s.protocol in TTE_PROTOCOLS else None,
+        lambda s: _seconds(s.latency_max_ms) if s.protocol in TTE_PROTOCOLS else None,
     ),
 )
+
+
+def add_gauge_sample(family: Metric, labels: dict[str, str], value: float) -> None:
+    """Add a sample to a gauge family, leaving out the labels without a value."""
+    family.add_sample(family.name, {k: v for k, v in labels.items() if v}, value)
 
 
 @dataclass
@@ -90,6 +126,8 @@ class MetricsState:
     malformed_alarms: int = 0
     malformed_paths: Counter[str] = field(default_factory=Counter)
     lease: EnforcerLease | None = None
+    #: the latest drop and restart counters of every role instance (`watch_status`)
+    roles: RoleBook = field(default_factory=RoleBook)
 
     def window_closed(self, stats: WindowStats) -> None:
         self.windows[(stats.service, stats.route)] = stats
@@ -103,6 +141,8 @@ class MetricsState:
     def alarm_seen(self, alarm: Alarm) -> None:
         if alarm.status == "raised":
             self.alarms[alarm.id] = alarm
+            if len(self.alarms) > MAX_ALARMS:  # the oldest raised goes first
+                del self.alarms[next(iter(self.alarms))]
         else:
             self.alarms.pop(alarm.id, None)
 
@@ -119,6 +159,7 @@ class PathwatchCollector(Collector):
         yield from self._alarms()
         yield from self._lease()
         yield from self._ingest()
+        yield from role_families(self.state.roles)
 
     def _lanes(self) -> Iterator[Metric]:
         families = [
@@ -136,19 +177,19 @@ class PathwatchCollector(Collector):
             for lane in stats.lanes:
                 if not per_destination and (lane.destination or lane.probe):
                     continue
-                labels = [
-                    stats.service,
-                    stats.route,
-                    lane.protocol,
-                    lane.traffic_class,
-                    lane.source,
-                    lane.destination,
-                    lane.probe,
-                ]
+                labels = {
+                    "service": stats.service,
+                    "route": stats.route,
+                    "protocol": lane.protocol,
+                    "traffic_class": lane.traffic_class,
+                    "source": lane.source,
+                    "destination": lane.destination,
+                    "probe": lane.probe,
+                }
                 for family, value in families:
                     figure = value(lane)
                     if figure is not None:
-                        family.add_metric(labels, figure)
+                        add_gauge_sample(family, labels, figure)
         for family, _ in families:
             yield family
         yield window_end
@@ -186,8 +227,9 @@ class PathwatchCollector(Collector):
         for alarm in list(self.state.alarms.values()):
             key: tuple[str, str, str] = (alarm.service, alarm.cause, alarm.severity)
             counts[key] = counts.get(key, 0) + 1
-        for key, count in sorted(counts.items()):
-            active.add_metric(list(key), float(count))
+        for (service, cause, severity), count in sorted(counts.items()):
+            labels = {"service": service, "cause": cause, "severity": severity}
+            add_gauge_sample(active, labels, float(count))
         yield active
 
     def _lease(self) -> Iterator[Metric]:
@@ -242,7 +284,7 @@ def parse_listen(listen: str) -> tuple[str, int]:
 
 
 class MetricsServer:
-    """`/metrics` served by prometheus-client's own HTTP server in a thread."""
+    """`/metrics` served by prometheus-client's WSGI app in a bounded thread server."""
 
     def __init__(self, state: MetricsState) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
@@ -253,7 +295,8 @@ class MetricsServer:
 
     def start(self, listen: str) -> MetricsServer:
         host, port = parse_listen(listen)
-        self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+        # bounded connections and request time (pathwatch.httpbounds)
+        self._server, self._thread = serve_wsgi(make_wsgi_app(self.registry), host, port)
         self.port = int(self._server.server_address[1])
         return self
 
@@ -311,9 +354,9 @@ async def watch_lease(
             state.lease = decode_message(entry.value or b"", EnforcerLease)
         except (KeyNotFoundError, KeyDeletedError):
             state.lease = None
-        except DecodeError:
+        except DecodeError as exc:
             state.lease = None
-            state.malformed_paths["lease"] += 1
+            state.malformed_paths[f"kv-lease:{exc.reason}"] += 1
         except (nats.errors.Error, TimeoutError, OSError) as exc:
             log.debug("metrics: lease poll failed: %s", exc)
         with contextlib.suppress(TimeoutError):
@@ -327,8 +370,9 @@ async def watch_alarms(bus: Bus, state: MetricsState, stop: asyncio.Event) -> No
         data: bytes = msg.data  # type: ignore[attr-defined]
         try:
             state.alarm_seen(decode_message(data, Alarm))
-        except DecodeError:
+        except DecodeError as exc:
             state.malformed_alarms += 1
+            state.malformed_paths[f"alarm:{exc.reason}"] += 1
 
     subscription = await bus.js.subscribe(
         subjects.ALARM_ALL,

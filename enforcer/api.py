@@ -1,11 +1,14 @@
 """The REST API (litestar under uvicorn): service paths, load balancer, alarms,
-probe state for plugin probes, health, and its own OpenAPI schema at
-`/schema/openapi.json`.
+probe state for plugin probes, health, window history, and its own OpenAPI
+schema at `/schema/openapi.json`; and the live status page (`enforcer.web`).
 
 A bearer token (`api.token`) is required on every `/api/` route when set;
 config refuses a listen address off loopback without one. Bad requests get
-401 (no token), 403 (wrong token), 404 (unknown route or probe state) or 422
-(malformed input), each with a `detail` saying why.
+401 (no token), 403 (wrong token), 404 (unknown service, route or probe state) or 422
+(malformed input), each with a `detail` saying why. Probe state is accepted
+only for probe names the config declares on the addressed route(s) (404
+otherwise). Bodies are bounded by `limits.MAX_MESSAGE_BYTES`; connections and
+header time by `pathwatch.httpbounds`.
 """
 
 import asyncio
@@ -33,8 +36,11 @@ from litestar.params import FromPath, FromQuery, JSONBody
 
 from enforcer.api_backend import ApiBackend
 from enforcer.load_balancer import LoadBalancerRow, load_balancer_rows
+from enforcer.web import status_page
 from pathwatch.bus import Bus
+from pathwatch.httpbounds import bounded_h11
 from schemas.config import PathwatchConfig
+from schemas.limits import MAX_MESSAGE_BYTES, MAX_TEXT_CHARS, http_connection_limit
 from schemas.names import is_subject_safe
 from schemas.wire import Alarm, PathState, ProbeState
 
@@ -49,7 +55,7 @@ class ProbeStateRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     route: str | None = None
     node: str | None = None
     interface: str | None = None
-    reason: Annotated[str, msgspec.Meta(max_length=1024)] = ""
+    reason: Annotated[str, msgspec.Meta(max_length=MAX_TEXT_CHARS)] = ""
     ttl: Annotated[float, msgspec.Meta(gt=0, le=2592000)] | None = None
 
 
@@ -82,6 +88,15 @@ def create_app(config: PathwatchConfig, backend: ApiBackend) -> Litestar:
         )
         for service, route, _, spec in config.routes()
     }
+    #: probe names the config declares on each route
+    declared: dict[tuple[str, str], frozenset[str]] = {
+        (service, route): frozenset(p.name for p in spec.reachability_detection.probes)
+        for service, route, _, spec in config.routes()
+    }
+
+    def _require_declared(probe: str, where: list[tuple[str, str]], place: str) -> None:
+        if not any(probe in declared[key] for key in where):
+            raise NotFoundException(detail=f"probe {probe!r} is not declared on {place}")
 
     def require_token(
         connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
@@ -103,13 +118,25 @@ def create_app(config: PathwatchConfig, backend: ApiBackend) -> Litestar:
             "ok", len(backend.paths), sum(a.status == "raised" for a in backend.alarms.values())
         )
 
+    def require_known(service: str | None, route: str | None = None) -> None:
+        """404 naming the first filter that matches no configured service or route."""
+        if service is not None and not any(s == service for s, _ in routes):
+            raise NotFoundException(detail=f"no service named {service!r}")
+        if route is not None and not any(r == route and service in (None, s) for s, r in routes):
+            where = f" in service {service!r}" if service is not None else ""
+            raise NotFoundException(detail=f"no service route named {route!r}{where}")
+
     @get("/api/v1/service-paths", guards=[require_token], sync_to_thread=False)
-    def service_paths(service: FromQuery[str | None] = None) -> list[PathState]:
-        """Every route's PathState (optionally of one service)."""
+    def service_paths(
+        service: FromQuery[str | None] = None, route: FromQuery[str | None] = None
+    ) -> list[PathState]:
+        """Every route's PathState (optionally of one service and / or route name); 404 for
+        a name that is not configured, an empty list while a configured route has no state."""
+        require_known(service, route)
         return [
             state
             for _, state in sorted(backend.paths.items())
-            if service is None or state.service == service
+            if service in (None, state.service) and route in (None, state.route)
         ]
 
     @get(
@@ -128,8 +155,7 @@ def create_app(config: PathwatchConfig, backend: ApiBackend) -> Litestar:
     @get("/api/v1/load-balancer", guards=[require_token], sync_to_thread=False)
     def load_balancer(service: FromQuery[str | None] = None) -> list[LoadBalancerRow]:
         """Routes with the router's load-balancer columns, best first per service."""
-        if service is not None and not any(s == service for s, _ in routes):
-            raise NotFoundException(detail=f"unknown service {service!r}")
+        require_known(service)
         return load_balancer_rows(list(backend.paths.values()), service)
 
     @get("/api/v1/alarms", guards=[require_token], sync_to_thread=False)
@@ -137,6 +163,7 @@ def create_app(config: PathwatchConfig, backend: ApiBackend) -> Litestar:
         include_cleared: FromQuery[bool] = False, service: FromQuery[str | None] = None
     ) -> list[Alarm]:
         """Active alarms (raised, not cleared); `include_cleared` adds recently cleared ones."""
+        require_known(service)
         return sorted(
             (
                 alarm
@@ -157,6 +184,8 @@ def create_app(config: PathwatchConfig, backend: ApiBackend) -> Litestar:
     ) -> tuple[list[str], dict[str, str]]:
         if not is_subject_safe(probe):
             raise _unprocessable(f"probe name {probe!r} must match [A-Za-z0-9_-]+")
+        if not any(probe in names for names in declared.values()):
+            raise NotFoundException(detail=f"probe {probe!r} is not declared in the config")
         by_route = service is not None or route is not None
         by_interface = node is not None or interface is not None
         if by_route and by_interface:
@@ -169,6 +198,7 @@ def create_app(config: PathwatchConfig, backend: ApiBackend) -> Litestar:
                 raise NotFoundException(detail=f"unknown service route {service}/{route}")
             if for_write and found[2] == "disabled":
                 raise _unprocessable(f"probe-type is disabled on {service}/{route}")
+            _require_declared(probe, [(service, route)], f"{service}/{route}")
             return [f"{probe}.{service}.{route}"], {"service": service, "route": route}
         if by_interface:
             if not node or not interface:
@@ -182,6 +212,7 @@ def create_app(config: PathwatchConfig, backend: ApiBackend) -> Litestar:
                 raise _unprocessable(
                     f"probe-type is disabled on every route via {node}/{interface}"
                 )
+            _require_declared(probe, through, f"any route via {node}/{interface}")
             return [f"{probe}.if.{node}.{interface}"], {"node": node, "interface": interface}
         if for_write:
             raise _unprocessable("address the probe by service + route or by node + interface")
@@ -257,10 +288,12 @@ def create_app(config: PathwatchConfig, backend: ApiBackend) -> Litestar:
             set_probe_state,
             get_probe_state,
             delete_probe_state,
+            *status_page(config, backend, require_token),
         ],
         exception_handlers={ValidationException: _validation_to_422},
         openapi_config=OpenAPIConfig(title="pathwatch", version="1.0.0", path="/schema"),
         debug=False,
+        request_max_body_size=MAX_MESSAGE_BYTES,
         logging_config=None,  # the process configures logging; litestar must not redo it
     )
 
@@ -298,6 +331,10 @@ async def run_api(
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=1,
+            # connections kept, and accepted per loop turn (uvicorn's default
+            # backlog, 2048, accepts a whole burst before any can be closed)
+            http=bounded_h11(),
+            backlog=http_connection_limit(),
         )
     )
     serving = asyncio.create_task(server.serve(sockets=[sock]))
@@ -308,6 +345,7 @@ async def run_api(
         await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
     finally:
+        backend.closing.set()  # ends the status page's event streams, so no wait on them
         server.should_exit = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(serving, timeout=3)

@@ -2,9 +2,15 @@
 
 Best-effort: when no route of a service is in service, the one with the best
 quality (then the lowest cost, then the name) stays in service, and keeps
-that role while the service remains dead. Load balancing ranks in-service
-routes by Meets-SLA (of the asked protocol / class when given), then state
-(up, probation, unknown, best-effort), then quality, then cost.
+that role while the service remains dead.
+
+Load balancing ranks in-service routes by `preference` (the one ordering rule
+of both `pw.lb.select` and `show load-balancer`, docs/cli.md): Meets-SLA (of
+the asked protocol / class when given), then not best-effort, then state (up,
+probation, unknown), then cost, then quality in bands of `QUALITY_BAND`
+points, then name. Cost comes before quality because every route that meets
+its SLA is good enough, so the operator's cost decides; quality counts only in
+bands so that sub-millisecond latency noise never reorders two routes.
 """
 
 from collections.abc import Sequence
@@ -52,6 +58,28 @@ def _lane_meets(state: PathState, request: LbSelectRequest) -> bool:
     return all(lane.meets_sla for lane in lanes) and state.state != "down"
 
 
+#: Width of the quality bands routes are compared in (quality runs 0-100; 90-100 is one band).
+QUALITY_BAND = 10.0
+_TOP_BAND = int(100 // QUALITY_BAND) - 1
+
+
+def quality_band(quality: float) -> int:
+    """0 for quality below QUALITY_BAND, ... up to the top band, which includes 100."""
+    return min(int(quality // QUALITY_BAND), _TOP_BAND)
+
+
+def preference(state: PathState, request: LbSelectRequest) -> tuple[bool, bool, int, int, int, str]:
+    """Sort key of the load balancer's choice, lower is better (see the module docstring)."""
+    return (
+        not _lane_meets(state, request),
+        state.best_effort,
+        _STATE_RANK[state.state],
+        state.cost,
+        -quality_band(state.quality),
+        state.route,
+    )
+
+
 def rank(states: Sequence[PathState], request: LbSelectRequest) -> list[PathState]:
     """In-service, non-excluded routes of the request's service, best first."""
     usable = [
@@ -59,17 +87,7 @@ def rank(states: Sequence[PathState], request: LbSelectRequest) -> list[PathStat
         for s in states
         if s.service == request.service and s.in_service and s.route not in request.exclude
     ]
-    return sorted(
-        usable,
-        key=lambda s: (
-            not _lane_meets(s, request),
-            s.best_effort,
-            _STATE_RANK[s.state],
-            -s.quality,
-            s.cost,
-            s.route,
-        ),
-    )
+    return sorted(usable, key=lambda s: preference(s, request))
 
 
 def select(states: Sequence[PathState], request: LbSelectRequest) -> LbSelectReply:

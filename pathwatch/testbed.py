@@ -10,7 +10,8 @@ deletes every namespace again (use `with bed(): ...`, which does it in
 (router-1's end of link 1, so the client sees carrier loss), an nftables
 blackhole of everything router-1 forwards (`blackhole`) or of what it forwards
 from the client only (`blackhole-oneway`), and random loss with
-`iptables -m statistic`.
+`iptables -m statistic`; `drop_on_path1(address)` drops only one address's
+traffic there, and `break_path2` / `restore_path2` blackhole router-2.
 
 Addresses: every address exists only inside the namespaces created here,
 which have no route out. They are computed from 198.18/15, the RFC 2544
@@ -286,6 +287,20 @@ class Bed:
             f'add rule inet pathwatch_bed forward iifname "{self.router1_if_client}" drop',
         ]
 
+    def drop_on_path1(self, address: str) -> None:
+        """Drop only what router-1 forwards to or from `address` (path 1 stays up for the
+        rest); `clear_faults` removes it."""
+        script = (
+            "table inet pathwatch_bed {\n"
+            "  chain forward_address {\n"
+            "    type filter hook forward priority 0; policy accept;\n"
+            f"    ip daddr {address} drop\n"
+            f"    ip saddr {address} drop\n"
+            "  }\n"
+            "}\n"
+        )
+        run("ip", "netns", "exec", self.router1, "nft", "-f", "-", stdin=script)
+
     def clear_faults(self) -> None:
         """Undo every fault (ignoring the ones not applied)."""
         self.ns(self.router1, "ip", "link", "set", self.router1_if_client, "up", check=False)
@@ -300,6 +315,10 @@ class Bed:
             "}\n"
         )
         run("ip", "netns", "exec", self.router2, "nft", "-f", "-", stdin=script)
+
+    def restore_path2(self) -> None:
+        """Undo `break_path2`."""
+        self.ns(self.router2, "nft", "delete", "table", "inet", "pathwatch_bed", check=False)
 
 
 @contextlib.contextmanager

@@ -48,10 +48,10 @@ def test_paths_dashboard_has_variables_timeline_and_profile_thresholds() -> None
     panels = _panels(model)
     assert panels["Path up"]["type"] == "state-timeline"
     assert panels["Meets SLA"]["type"] == "state-timeline"
-    assert _steps(panels["Latency"]) == [None, 100, 250]
+    assert _steps(panels["Latency"]) == [None, 0.1, 0.25]
     assert _steps(panels["Loss"]) == [None, 0.1]
     assert _steps(panels["Errors"]) == [None, 0.25]
-    assert _steps(panels["Time to establishment"]) == [None, 250, 500]
+    assert _steps(panels["Time to establishment"]) == [None, 0.25, 0.5]
     assert panels["Latency"]["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"] == {
         "mode": "dashed"
     }
@@ -79,11 +79,11 @@ icmp-probe-profiles:
     ).config
     model = build_dashboards(Thresholds.from_config(config))["pathwatch-paths.json"]
     panels = _panels(model)
-    assert _steps(panels["Latency"]) == [None, 40, 80]
+    assert _steps(panels["Latency"]) == [None, 0.04, 0.08]
     assert _steps(panels["Loss"]) == [None, 0.02]
     assert _steps(panels["Errors"]) == [None, 0.05]
-    assert _steps(panels["Time to establishment"]) == [None, 120, 300]
-    assert _steps(panels["Jitter"]) == [None, 15]
+    assert _steps(panels["Time to establishment"]) == [None, 0.12, 0.3]
+    assert _steps(panels["Jitter"]) == [None, 0.015]
 
 
 def test_cli_regenerates_the_same_bytes(tmp_path: Path) -> None:

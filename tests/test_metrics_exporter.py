@@ -88,18 +88,18 @@ async def test_metrics_show_lanes_paths_alarms_and_ingest(
         async def ready_to_check() -> bool:
             text = await scrape()
             return (
-                value(text, "pathwatch_lane_latency_median_ms", service="mtest") is not None
+                value(text, "pathwatch_lane_latency_median_seconds", service="mtest") is not None
                 and value(text, "pathwatch_path_up", service="mtest") is not None
                 and value(text, "pathwatch_alarms_active", service="mtest") is not None
             )
 
         await wait_for(ready_to_check, 10, interval=0.1, what="metrics of the closed window")
         text = await scrape()
-        lane = {"service": "mtest", "route": "r1", "protocol": "tcp", "destination": ""}
-        assert value(text, "pathwatch_lane_latency_median_ms", **lane) == 4.0
-        assert value(text, "pathwatch_lane_latency_min_ms", **lane) == 2.0
-        assert value(text, "pathwatch_lane_latency_max_ms", **lane) == 6.0
-        assert value(text, "pathwatch_lane_tte_max_ms", **lane) == 6.0
+        lane = {"service": "mtest", "route": "r1", "protocol": "tcp"}
+        assert value(text, "pathwatch_lane_latency_median_seconds", **lane) == 0.004
+        assert value(text, "pathwatch_lane_latency_min_seconds", **lane) == 0.002
+        assert value(text, "pathwatch_lane_latency_max_seconds", **lane) == 0.006
+        assert value(text, "pathwatch_lane_tte_max_seconds", **lane) == 0.006
         assert value(text, "pathwatch_lane_loss_ratio", **lane) == 0.25
         assert value(text, "pathwatch_lane_error_ratio", **lane) == 0.25
         # per-destination lanes are off by default: no series names a destination

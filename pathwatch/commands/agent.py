@@ -18,7 +18,7 @@ import typer
 from agents.agent import Agent
 from agents.probe.icmp_engine import IcmpUnavailable
 from agents.probe.registry import UnknownProbeKind
-from pathwatch.app import app
+from pathwatch.app import app, examples
 from pathwatch.bus import Bus
 from pathwatch.configfile import ConfigError, load_config
 from pathwatch.runtime import (
@@ -32,7 +32,13 @@ from pathwatch.runtime import (
 log = logging.getLogger("pathwatch.agent")
 
 
-@app.command("agent")
+@app.command(
+    "agent",
+    epilog=examples(
+        "pathwatch agent -c pathwatch.yaml --node edge-1",
+        "pathwatch agent -c pathwatch.yaml --node edge-1 --nats nats://127.0.0.1:4222",
+    ),
+)
 def agent_command(
     config: Annotated[Path, typer.Option("--config", "-c", help="Config file (YAML or TOML).")],
     node: Annotated[

@@ -9,9 +9,10 @@ from typing import Annotated
 
 import typer
 
-from pathwatch.app import app
+from pathwatch.api_client import DEFAULT_API, ApiOption, TokenOption, api_request
+from pathwatch.app import app, examples
 from pathwatch.bus import Bus
-from pathwatch.commands.show import DEFAULT_API, ApiOption, TokenOption, alarm_table, api_request
+from pathwatch.commands.show import alarm_table
 from pathwatch.commands.show import console as show_console
 from pathwatch.runtime import bus_options, err_console, load_or_exit, run_until_signal
 from schemas import subjects
@@ -19,7 +20,14 @@ from schemas.codec import DecodeError, decode_message
 from schemas.wire import Alarm
 
 
-@app.command("alarms")
+@app.command(
+    "alarms",
+    epilog=examples(
+        "pathwatch alarms",
+        "pathwatch alarms --follow --nats nats://127.0.0.1:4222",
+        "pathwatch alarms --follow --all --json -c pathwatch.yaml",
+    ),
+)
 def alarms_command(
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Stream raises and clears as they happen.")

@@ -9,27 +9,45 @@ from typing import Annotated
 
 import typer
 
-from pathwatch.app import bench_app
+from pathwatch.app import bench_app, examples
+from pathwatch.cliduration import duration_option
 from pathwatch.runtime import err_console
 
 
-@bench_app.command("failover")
+@bench_app.command(
+    "failover",
+    epilog=examples(
+        "sudo pathwatch bench failover",
+        "sudo pathwatch bench failover --runs 3 --false-alarm-seconds 0 --no-bfd",
+    ),
+)
 def bench_failover(
     runs: Annotated[
         int,
         typer.Option(help="Runs of each fault (link down, blackholes, 30 % loss)."),
     ] = 10,
-    probe_interval: Annotated[float, typer.Option(help="UDP probe interval, seconds.")] = 0.1,
+    probe_interval: Annotated[
+        float, typer.Option(parser=duration_option, help="UDP probe interval (0.1, 100ms).")
+    ] = 0.1,
     consecutive_failures: Annotated[int, typer.Option(help="Fast-path failures in a row.")] = 3,
-    hold_down: Annotated[float, typer.Option(help="Hold-down of path 1, seconds.")] = 1.0,
+    hold_down: Annotated[
+        float, typer.Option(parser=duration_option, help="Hold-down of path 1 (1, 1s).")
+    ] = 1.0,
     confirm_interval: Annotated[
-        float, typer.Option(help="Re-probe interval of confirm mode, seconds (0: off).")
+        float,
+        typer.Option(
+            parser=duration_option, help="Re-probe interval of confirm mode (0.01, 10ms; 0: off)."
+        ),
     ] = 0.01,
     false_alarm_seconds: Annotated[
-        float, typer.Option(help="Seconds of 5 % loss counting false take-downs (0: skip).")
+        float,
+        typer.Option(
+            parser=duration_option, help="Time of 5 % loss counting false take-downs (0: skip)."
+        ),
     ] = 120.0,
     rate_seconds: Annotated[
-        float, typer.Option(help="Healthy seconds counting probe packets (0: skip).")
+        float,
+        typer.Option(parser=duration_option, help="Healthy time counting probe packets (0: skip)."),
     ] = 10.0,
     bfd: Annotated[
         bool, typer.Option(help="Run FRR's bfdd on the same bed as the baseline.")

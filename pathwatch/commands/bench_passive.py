@@ -7,14 +7,23 @@ from typing import Annotated
 
 import typer
 
-from pathwatch.app import bench_app
+from pathwatch.app import bench_app, examples
 from pathwatch.bench.passive import report, run_bench
+from pathwatch.cliduration import duration_option
 
 
-@bench_app.command("passive")
+@bench_app.command(
+    "passive",
+    epilog=examples(
+        "sudo pathwatch bench passive --seconds 10 --clients 2",
+        "sudo pathwatch bench passive --all-events",
+    ),
+)
 def bench_passive(
     clients: Annotated[int, typer.Option(help="Client processes opening sessions.")] = 2,
-    seconds: Annotated[float, typer.Option(help="Length of each phase in seconds.")] = 10.0,
+    seconds: Annotated[
+        float, typer.Option(parser=duration_option, help="Length of each phase (10, 10s).")
+    ] = 10.0,
     all_events: Annotated[
         bool,
         typer.Option(

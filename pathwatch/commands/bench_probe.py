@@ -7,11 +7,14 @@ from typing import Annotated
 
 import typer
 
-from pathwatch.app import bench_app
+from pathwatch.app import bench_app, examples
 from pathwatch.bench.probe import report, run_bench
 
 
-@bench_app.command("probe")
+@bench_app.command(
+    "probe",
+    epilog=examples("pathwatch bench probe", "pathwatch bench probe --count 100 --concurrency 10"),
+)
 def bench_probe(
     count: Annotated[int, typer.Option(help="Loopback addresses to ping (127.0.x.y).")] = 1000,
     concurrency: Annotated[int, typer.Option(help="Pings in flight at once (both tools).")] = 50,

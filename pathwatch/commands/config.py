@@ -1,4 +1,4 @@
-"""`pathwatch config check|show` and `pathwatch schema export`."""
+"""`pathwatch config check|show|docs` and `pathwatch schema export`."""
 
 import json
 from pathlib import Path
@@ -8,7 +8,7 @@ import msgspec
 import typer
 from rich.console import Console
 
-from pathwatch.app import config_app, schema_app
+from pathwatch.app import config_app, examples, schema_app
 from pathwatch.configfile import default_config_text
 from pathwatch.runtime import load_or_exit
 from schemas.export import export
@@ -32,7 +32,13 @@ def config_check(
     )
 
 
-@config_app.command("show")
+@config_app.command(
+    "show",
+    epilog=examples(
+        "pathwatch config show > pathwatch.yaml",
+        "pathwatch config show --effective pathwatch.yaml",
+    ),
+)
 def config_show(
     file: Annotated[
         Path | None, typer.Argument(help="Config file; default: the embedded one.")
@@ -49,7 +55,18 @@ def config_show(
     typer.echo(json.dumps(msgspec.to_builtins(loaded.config), indent=2))
 
 
-@schema_app.command("export")
+@config_app.command("docs")
+def config_docs() -> None:
+    """Print the configuration reference (Markdown): every key with type, unit, default, use.
+
+    Example: [bold]pathwatch config docs > docs/config.md[/]
+    """
+    from schemas.configdoc import render
+
+    typer.echo(render(), nl=False)
+
+
+@schema_app.command("export", epilog=examples("pathwatch schema export schemas-out/"))
 def schema_export(
     directory: Annotated[Path, typer.Argument(help="Directory to write *.schema.json into.")],
 ) -> None:

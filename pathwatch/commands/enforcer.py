@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from pathwatch.app import app, bench_app
+from pathwatch.app import app, bench_app, examples
 from pathwatch.bus import Bus
 from pathwatch.runtime import (
     bus_options,
@@ -35,7 +35,13 @@ def _url_or_exit(url: str, role: str) -> str:
     return url
 
 
-@app.command("enforcer")
+@app.command(
+    "enforcer",
+    epilog=examples(
+        "pathwatch enforcer -c pathwatch.yaml",
+        "pathwatch enforcer -c pathwatch.yaml --instance enforcer-b",
+    ),
+)
 def enforcer_command(
     config: ConfigOption,
     instance: Annotated[
@@ -77,7 +83,13 @@ def enforcer_command(
     run_until_signal(main)
 
 
-@app.command("api")
+@app.command(
+    "api",
+    epilog=examples(
+        "pathwatch api -c pathwatch.yaml",
+        "pathwatch api -c pathwatch.yaml --listen 127.0.0.1:8641",
+    ),
+)
 def api_command(
     config: ConfigOption,
     nats: NatsOption = None,
@@ -109,7 +121,10 @@ def api_command(
     run_until_signal(main)
 
 
-@bench_app.command("enforce")
+@bench_app.command(
+    "enforce",
+    epilog=examples("pathwatch bench enforce", "pathwatch bench enforce --lanes 10000 --closes 3"),
+)
 def bench_enforce(
     lanes: Annotated[int, typer.Option(help="Lanes judged per window close.")] = 100_000,
     closes: Annotated[int, typer.Option(help="Window closes to time.")] = 5,

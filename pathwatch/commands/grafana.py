@@ -11,7 +11,7 @@ from grafana_client.client import GrafanaException
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 
-from pathwatch.app import app
+from pathwatch.app import app, examples
 from pathwatch.bus import Bus
 from pathwatch.grafana.annotations import run_annotator
 from pathwatch.grafana.dashboards import Thresholds, build_dashboards, write_dashboards
@@ -26,6 +26,10 @@ from pathwatch.runtime import (
 
 grafana_app = typer.Typer(
     help="Grafana: provision the data source and dashboards, regenerate them, annotate alarms.",
+    epilog=examples(
+        "pathwatch grafana dashboards --out deploy/grafana",
+        "pathwatch grafana provision --url http://127.0.0.1:3000 --token TOKEN",
+    ),
     no_args_is_help=True,
 )
 app.add_typer(grafana_app, name="grafana")

@@ -7,11 +7,17 @@ from typing import Annotated, Any
 
 import typer
 
-from pathwatch.app import app
-from pathwatch.commands.show import DEFAULT_API, ApiOption, TokenOption, api_request, console
+from pathwatch.api_client import DEFAULT_API, ApiOption, TokenOption, api_request, quote
+from pathwatch.app import app, examples
+from pathwatch.cliduration import duration_option
+from pathwatch.commands.show import console
 
 probe_state_app = typer.Typer(
     help="Set, get or delete the state of a plugin probe (by service + route or node + interface).",
+    epilog=examples(
+        "pathwatch probe-state set bgp down --service web --route r1 --ttl 300",
+        "pathwatch probe-state get bgp",
+    ),
     no_args_is_help=True,
 )
 app.add_typer(probe_state_app, name="probe-state")
@@ -40,7 +46,10 @@ def probe_state_set(
     interface: InterfaceOption = None,
     reason: Annotated[str, typer.Option("--reason", help="Why (shown in reasons).")] = "",
     ttl: Annotated[
-        float | None, typer.Option("--ttl", help="Seconds after which the state lapses.")
+        float | None,
+        typer.Option(
+            "--ttl", parser=duration_option, help="Time after which the state lapses (300, 5m)."
+        ),
     ] = None,
     api: ApiOption = DEFAULT_API,
     token: TokenOption = None,
@@ -50,11 +59,17 @@ def probe_state_set(
     body.update({"state": state, "reason": reason})
     if ttl is not None:
         body["ttl"] = ttl
-    result = api_request("PUT", api, f"/api/v1/probe-state/{probe}", body=body, token=token)
-    console.print(jsonlib.dumps(result, indent=2))
+    result = api_request("PUT", api, f"/api/v1/probe-state/{quote(probe)}", body=body, token=token)
+    print(jsonlib.dumps(result, indent=2))
 
 
-@probe_state_app.command("get")
+@probe_state_app.command(
+    "get",
+    epilog=examples(
+        "pathwatch probe-state get bgp",
+        "pathwatch probe-state get bgp --node edge-1 --interface eth0",
+    ),
+)
 def probe_state_get(
     probe: Annotated[str, typer.Argument(help="Probe name.")],
     service: ServiceOption = None,
@@ -68,14 +83,20 @@ def probe_state_get(
     result = api_request(
         "GET",
         api,
-        f"/api/v1/probe-state/{probe}",
+        f"/api/v1/probe-state/{quote(probe)}",
         params=_where(service, route, node, interface),
         token=token,
     )
     print(jsonlib.dumps(result, indent=2))
 
 
-@probe_state_app.command("delete")
+@probe_state_app.command(
+    "delete",
+    epilog=examples(
+        "pathwatch probe-state delete bgp --service web --route r1",
+        "pathwatch probe-state delete bgp",
+    ),
+)
 def probe_state_delete(
     probe: Annotated[str, typer.Argument(help="Probe name.")],
     service: ServiceOption = None,
@@ -89,7 +110,7 @@ def probe_state_delete(
     result = api_request(
         "DELETE",
         api,
-        f"/api/v1/probe-state/{probe}",
+        f"/api/v1/probe-state/{quote(probe)}",
         params=_where(service, route, node, interface),
         token=token,
     )

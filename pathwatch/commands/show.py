@@ -4,64 +4,30 @@ rendered like the router's show commands (or raw with `--json`)."""
 from __future__ import annotations
 
 import json as jsonlib
-import os
 import sys
 import time
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from pathwatch.app import show_app
-from pathwatch.runtime import err_console
+from pathwatch.api_client import (
+    DEFAULT_API,
+    ApiOption,
+    TokenOption,
+    api_request,
+)
+from pathwatch.app import examples, show_app
 
-DEFAULT_API = "http://127.0.0.1:8640"
 #: Wide when not on a terminal, so piped or logged output is not squeezed to 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 160)
 
-ApiOption = Annotated[
-    str, typer.Option("--api", help="Base URL of the pathwatch REST API.", envvar="PATHWATCH_API")
-]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print raw JSON.")]
-TokenOption = Annotated[
-    str | None,
-    typer.Option("--token", help="Bearer token of the API.", envvar="PATHWATCH_API_TOKEN"),
-]
-
-
-def api_request(
-    method: str,
-    api: str,
-    path: str,
-    *,
-    params: dict[str, Any] | None = None,
-    body: Any = None,
-    token: str | None = None,
-) -> Any:
-    """Call the API and return its decoded JSON; on failure print why and exit 1."""
-    headers: dict[str, str] = {}
-    token = token or os.environ.get("PATHWATCH_API_TOKEN")
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    clean = {k: v for k, v in (params or {}).items() if v is not None}
-    try:
-        response = httpx.request(
-            method, f"{api.rstrip('/')}{path}", params=clean, json=body, headers=headers, timeout=5
-        )
-    except httpx.HTTPError as exc:
-        err_console.print(f"[bold red]error:[/] cannot reach the API at {api}: {exc}")
-        raise typer.Exit(1) from None
-    if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text
-        err_console.print(f"[bold red]error:[/] {response.status_code}: {detail}", highlight=False)
-        raise typer.Exit(1)
-    return response.json()
+ServiceOption = Annotated[str | None, typer.Option("--service", help="Only this service.")]
+#: `show alarms --check`: exit status when an alarm is active.
+EXIT_ALARMS_ACTIVE = 1
 
 
 def _num(value: Any, digits: int = 1) -> str:
@@ -224,8 +190,39 @@ def _counters(counters: dict[str, int]) -> str:
     return ", ".join(shown) or "-"
 
 
-def render_service_path(state: dict[str, Any]) -> None:
-    """One route: summary, Path-Metrics per class and protocol, Reachability-Probes."""
+#: Protocols whose probe measurements are judged as lanes against the reachability profile.
+_PROFILE_PROTOCOLS = ("tcp", "udp", "tls", "http")
+
+
+def lane_judged(lane: dict[str, Any]) -> str:
+    """How a lane is judged: `profile` (reachability profile: error threshold and
+    time-to-establishment), `SLA` (the probe's SLA, per address), or `-` (shown only)."""
+    if not lane.get("enforced", True):
+        return "-"
+    return "SLA" if lane.get("probe") else "profile"
+
+
+def probe_judged(probe: dict[str, Any], lanes: list[dict[str, Any]]) -> str:
+    """How a probe's results are judged: by its own SLA, through the profile-judged lanes
+    its measurements feed (`lanes tcp/high, tcp/best-effort`), or not at all."""
+    kind = probe.get("kind", "")
+    if probe.get("enforced", True):
+        return {"plugin": "state (API)", "evidence": "evidence"}.get(kind, "SLA")
+    protocol = probe.get("protocol") or kind
+    fed = sorted(
+        f"{lane['protocol']}/{lane['traffic_class']}"
+        for lane in lanes
+        if lane["protocol"] == protocol
+        and protocol in _PROFILE_PROTOCOLS
+        and lane.get("source", "probe") == "probe"
+        and not lane.get("probe")
+        and not lane.get("destination")
+        and lane.get("enforced", True)
+    )
+    return f"lanes {', '.join(fed)}" if fed else "no"
+
+
+def _summary(state: dict[str, Any]) -> Table:
     next_hop = f"{state.get('node', '')}/{state.get('interface', '')}"
     if state.get("gateway"):
         next_hop += f" via {state['gateway']}"
@@ -256,110 +253,161 @@ def render_service_path(state: dict[str, Any]) -> None:
         "Since", _ago(state.get("since")), "Hold-Down-Until", _ago(state.get("hold_down_until"))
     )
     summary.add_row("Quality", _num(state.get("quality")), "Reason", state.get("reason", "") or "-")
-    console.print(
-        f"[bold]Service: {state['service']}  Service-Route: {state['route']}[/]", highlight=False
-    )
-    console.print(summary)
+    return summary
 
-    metrics = Table(title="Path-Metrics", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for column, justify in (
-        ("Proto", "left"),
-        ("Class", "left"),
-        ("Source", "left"),
-        ("Target", "left"),
-        ("State", "left"),
-        ("SLA", "left"),
-        ("N", "right"),
-        ("Err%", "right"),
-        ("Loss%", "right"),
-        ("Mean", "right"),
-        ("Median", "right"),
-        ("Max", "right"),
-        ("P90", "right"),
-        ("Jitter", "right"),
-        ("MOS", "right"),
-    ):
-        metrics.add_column(column, justify=justify)  # type: ignore[arg-type]
-    reasons: list[str] = []
-    for lane in sorted(
-        state.get("lanes", []),
-        key=lambda item: (
-            item["traffic_class"],
-            item["protocol"],
-            item.get("source", ""),
-            item.get("probe", ""),
-            item.get("destination", ""),
-        ),
-    ):
+
+_METRIC_COLUMNS = (
+    ("Proto", "left"),
+    ("Class", "left"),
+    ("Source", "left"),
+    ("Target", "left"),
+    ("State", "left"),
+    ("SLA", "left"),
+    ("Judged", "left"),
+    ("N", "right"),
+    ("Err%", "right"),
+    ("Loss%", "right"),
+    ("Min", "right"),
+    ("Mean", "right"),
+    ("Median", "right"),
+    ("Max", "right"),
+    ("P90", "right"),
+    ("Jitter", "right"),
+    ("MOS", "right"),
+)
+
+
+def _lane_order(lane: dict[str, Any]) -> tuple[str, ...]:
+    return (
+        lane["traffic_class"],
+        lane["protocol"],
+        lane.get("source", ""),
+        lane.get("probe", ""),
+        lane.get("destination", ""),
+    )
+
+
+def _metrics_table(lanes: list[dict[str, Any]]) -> Table:
+    """Path-Metrics: one row per lane, with how it is judged."""
+    table = Table(title="Path-Metrics", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column, justify in _METRIC_COLUMNS:
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for lane in sorted(lanes, key=_lane_order):
         m = lane.get("metrics") or {}
-        metrics.add_row(
+        table.add_row(
             lane["protocol"],
             lane["traffic_class"],
             lane.get("source", ""),
             _target(lane),
             _state(lane["state"]),
             _yes(lane["meets_sla"]),
+            lane_judged(lane),
             str(m.get("count", 0)),
             _num(m.get("error_pct")),
             _num(m.get("loss_pct")),
-            _num(m.get("latency_mean_ms"), 2),
-            _num(m.get("latency_median_ms"), 2),
-            _num(m.get("latency_max_ms"), 2),
-            _num(m.get("latency_p90_ms"), 2),
-            _num(m.get("jitter_ms"), 2),
-            _num(m.get("mos"), 2),
+            *(
+                _num(m.get(name), 2)
+                for name in (
+                    "latency_min_ms",
+                    "latency_mean_ms",
+                    "latency_median_ms",
+                    "latency_max_ms",
+                    "latency_p90_ms",
+                    "jitter_ms",
+                    "mos",
+                )
+            ),
         )
-        if lane["state"] != "up" and lane.get("reason"):
-            reasons.append(
-                f"{lane['protocol']}/{lane['traffic_class']} {_target(lane)}: {lane['reason']}"
-            )
-    console.print(metrics)
-    console.print("  latencies in ms", style="dim")
-    for reason in reasons:
-        console.print(f"  {reason}", highlight=False)
-    side_by_side = render_probe_vs_passive(state)
-    if side_by_side is not None:
-        console.print(side_by_side)
-    probes = Table(
+    return table
+
+
+def _lane_reasons(lanes: list[dict[str, Any]]) -> list[str]:
+    return [
+        f"{lane['protocol']}/{lane['traffic_class']} {_target(lane)}: {lane['reason']}"
+        for lane in sorted(lanes, key=_lane_order)
+        if lane["state"] != "up" and lane.get("reason")
+    ]
+
+
+def _probes_table(state: dict[str, Any]) -> Table:
+    """Reachability-Probes: each probe's state, counters and how it is judged."""
+    table = Table(
         title="Reachability-Probes", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False
     )
-    for column in ("Probe", "Kind", "Enforced", "State", "Since", "Counters", "Reason"):
-        probes.add_column(column)
+    for column in ("Probe", "Kind", "Judged", "State", "Since", "Counters", "Reason"):
+        table.add_column(column)
+    lanes = state.get("lanes", [])
     for probe in state.get("probes", []):
-        probes.add_row(
+        table.add_row(
             probe["name"],
             probe.get("kind", ""),
-            "yes" if probe.get("enforced", True) else "no",
+            probe_judged(probe, lanes),
             _state(probe["state"]),
             _ago(probe.get("since")),
             _counters(probe.get("counters", {})),
             probe.get("reason", ""),
         )
-    console.print(probes)
+    return table
+
+
+def render_service_path(state: dict[str, Any]) -> None:
+    """One route: summary, Path-Metrics per class and protocol, Reachability-Probes."""
+    console.print(
+        f"[bold]Service: {state['service']}  Service-Route: {state['route']}[/]", highlight=False
+    )
+    console.print(_summary(state))
+    lanes = state.get("lanes", [])
+    console.print(_metrics_table(lanes))
+    console.print(
+        "  latencies in ms; Judged: profile = reachability profile, SLA = probe SLA, "
+        "- = shown only",
+        style="dim",
+    )
+    for reason in _lane_reasons(lanes):
+        console.print(f"  {reason}", highlight=False)
+    side_by_side = render_probe_vs_passive(state)
+    if side_by_side is not None:
+        console.print(side_by_side)
+    console.print(_probes_table(state))
     console.print()
 
 
-@show_app.command("service-path")
+def with_judgement(state: dict[str, Any]) -> dict[str, Any]:
+    """The state as `--json` prints it: plus the side-by-side rows and how each probe is judged."""
+    state["probe_vs_passive"] = probe_vs_passive(state)
+    for probe in state.get("probes", []):
+        probe["judged"] = probe_judged(probe, state.get("lanes", []))
+    return state
+
+
+@show_app.command(
+    "service-path",
+    epilog=examples(
+        "pathwatch show service-path",
+        "pathwatch show service-path --service loopback --route lo-primary",
+        "pathwatch show service-path --json --api http://127.0.0.1:8640",
+    ),
+)
 def show_service_path(
-    service: Annotated[str | None, typer.Option("--service", help="Only this service.")] = None,
+    service: ServiceOption = None,
     route: Annotated[str | None, typer.Option("--route", help="Only this service-route.")] = None,
     api: ApiOption = DEFAULT_API,
     json: JsonOption = False,
     token: TokenOption = None,
 ) -> None:
-    """Path state of every service route: Path-Metrics, Meets-SLA, Reachability-Probes."""
-    if service and route:
-        states = [api_request("GET", api, f"/api/v1/service-paths/{service}/{route}", token=token)]
-    else:
-        states = api_request(
-            "GET", api, "/api/v1/service-paths", params={"service": service}, token=token
-        )
-        if route:
-            states = [s for s in states if s["route"] == route]
+    """Path state of every service route: Path-Metrics, Meets-SLA, Reachability-Probes.
+
+    An unknown service or route name exits 2; an unreachable API exits 3.
+    """
+    states = api_request(
+        "GET",
+        api,
+        "/api/v1/service-paths",
+        params={"service": service, "route": route},
+        token=token,
+    )
     if json:
-        for state in states:
-            state["probe_vs_passive"] = probe_vs_passive(state)
-        print(jsonlib.dumps(states, indent=2))
+        print(jsonlib.dumps([with_judgement(state) for state in states], indent=2))
         return
     if not states:
         console.print("no service paths yet")
@@ -368,23 +416,33 @@ def show_service_path(
         render_service_path(state)
 
 
-@show_app.command("load-balancer")
+@show_app.command(
+    "load-balancer",
+    epilog=examples(
+        "pathwatch show load-balancer", "pathwatch show load-balancer --service loopback --json"
+    ),
+)
 def show_load_balancer(
-    service: Annotated[str | None, typer.Option("--service", help="Only this service.")] = None,
+    service: ServiceOption = None,
     api: ApiOption = DEFAULT_API,
     json: JsonOption = False,
     token: TokenOption = None,
 ) -> None:
-    """Routes per service, best first, with the router's columns.
+    """Routes per service in the order the load balancer picks them.
 
-    Type, Quality, Cost, State, Loss, Latency, Jitter, MOS, Meets-SLA.
+    In service first; then Meets-SLA, not best-effort, state (up, probation,
+    unknown), cost, quality in bands of 10 points, name (docs/cli.md). Columns
+    as the router's: Type, Quality, Cost, State, Loss, Latency, Jitter, MOS, Meets-SLA.
     """
-    rows = api_request(
-        "GET", api, "/api/v1/load-balancer", params={"service": service}, token=token
-    )
+    path = "/api/v1/load-balancer"
+    rows = api_request("GET", api, path, params={"service": service}, token=token)
     if json:
         print(jsonlib.dumps(rows, indent=2))
         return
+    console.print(load_balancer_table(rows))
+
+
+def load_balancer_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(title="Load Balancer", title_justify="left")
     for column in (
         "Service",
@@ -415,7 +473,7 @@ def show_load_balancer(
             _num(row["mos"], 2),
             _yes(row["meets_sla"]),
         )
-    console.print(table)
+    return table
 
 
 def alarm_table(alarms: list[dict[str, Any]], title: str = "Alarms") -> Table:
@@ -448,15 +506,30 @@ def alarm_table(alarms: list[dict[str, Any]], title: str = "Alarms") -> Table:
     return table
 
 
-@show_app.command("alarms")
+@show_app.command(
+    "alarms",
+    epilog=examples(
+        "pathwatch show alarms",
+        'pathwatch show alarms --check --service loopback || echo "alarms active"',
+        "pathwatch show alarms --all --json",
+    ),
+)
 def show_alarms(
-    service: Annotated[str | None, typer.Option("--service", help="Only this service.")] = None,
+    service: ServiceOption = None,
     include_cleared: Annotated[bool, typer.Option("--all", help="Include cleared alarms.")] = False,
+    check: Annotated[
+        bool,
+        typer.Option("--check", help=f"Exit {EXIT_ALARMS_ACTIVE} when any alarm is active."),
+    ] = False,
     api: ApiOption = DEFAULT_API,
     json: JsonOption = False,
     token: TokenOption = None,
 ) -> None:
-    """Active alarms (raised and not cleared)."""
+    """Active alarms (raised and not cleared).
+
+    Exit status: 0, or with --check 1 when any alarm is active; 2 for an
+    unknown service; 3 when the API cannot be reached (docs/cli.md).
+    """
     alarms = api_request(
         "GET",
         api,
@@ -466,8 +539,9 @@ def show_alarms(
     )
     if json:
         print(jsonlib.dumps(alarms, indent=2))
-        return
-    if not alarms:
+    elif alarms:
+        console.print(alarm_table(alarms))
+    else:
         console.print("no active alarms")
-        return
-    console.print(alarm_table(alarms))
+    if check and any(alarm["status"] == "raised" for alarm in alarms):
+        raise typer.Exit(EXIT_ALARMS_ACTIVE)

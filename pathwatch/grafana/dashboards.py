@@ -55,7 +55,7 @@ WIDTH = 24
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Limits drawn on the panels (ms for latencies, percent for ratios)."""
+    """Limits drawn on the panels, in the config's units (ms, percent; the panels convert)."""
 
     latency_max_ms: float
     latency_mean_ms: float
@@ -99,6 +99,11 @@ class Thresholds:
                     classes = next(iter(table_.values()))
                     break
         return cls.from_parts(sla, classes)
+
+
+def _seconds(ms: float) -> float:
+    """A config limit in milliseconds as the metrics' unit, seconds."""
+    return ms / 1000.0
 
 
 def _steps(*steps: tuple[float | None, str]) -> dash.ThresholdsConfig:
@@ -251,7 +256,7 @@ def paths_dashboard(limits: Thresholds) -> dash.Dashboard:
     loss_ratio = limits.max_loss_pct / 100.0
     error_ratio = limits.error_pct / 100.0
     jitter_steps: list[tuple[float | None, str]] | None = (
-        [(None, "green"), (limits.max_jitter_ms, "red")]
+        [(None, "green"), (_seconds(limits.max_jitter_ms), "red")]
         if limits.max_jitter_ms is not None
         else None
     )
@@ -301,15 +306,15 @@ def paths_dashboard(limits: Thresholds) -> dash.Dashboard:
                 5,
                 "Latency",
                 [
-                    (f"pathwatch_lane_latency_mean_ms{{{lane}}}", "mean " + LANE_LEGEND),
-                    (f"pathwatch_lane_latency_max_ms{{{lane}}}", "max " + LANE_LEGEND),
-                    (f"pathwatch_lane_latency_p90_ms{{{lane}}}", "p90 " + LANE_LEGEND),
+                    (f"pathwatch_lane_latency_mean_seconds{{{lane}}}", "mean " + LANE_LEGEND),
+                    (f"pathwatch_lane_latency_max_seconds{{{lane}}}", "max " + LANE_LEGEND),
+                    (f"pathwatch_lane_latency_p90_seconds{{{lane}}}", "p90 " + LANE_LEGEND),
                 ],
-                "ms",
+                "s",
                 [
                     (None, "green"),
-                    (limits.latency_mean_ms, "orange"),
-                    (limits.latency_max_ms, "red"),
+                    (_seconds(limits.latency_mean_ms), "orange"),
+                    (_seconds(limits.latency_max_ms), "red"),
                 ],
                 description=f"SLA: mean below {limits.latency_mean_ms:g} ms (orange line),"
                 f" max below {limits.latency_max_ms:g} ms (red line).",
@@ -339,8 +344,8 @@ def paths_dashboard(limits: Thresholds) -> dash.Dashboard:
             _series(
                 8,
                 "Jitter",
-                [(f"pathwatch_lane_jitter_ms{{{lane}}}", LANE_LEGEND)],
-                "ms",
+                [(f"pathwatch_lane_jitter_seconds{{{lane}}}", LANE_LEGEND)],
+                "s",
                 jitter_steps,
             )
         )
@@ -359,11 +364,15 @@ def paths_dashboard(limits: Thresholds) -> dash.Dashboard:
                 10,
                 "Time to establishment",
                 [
-                    (f"pathwatch_lane_tte_mean_ms{{{lane}}}", "mean " + LANE_LEGEND),
-                    (f"pathwatch_lane_tte_max_ms{{{lane}}}", "max " + LANE_LEGEND),
+                    (f"pathwatch_lane_tte_mean_seconds{{{lane}}}", "mean " + LANE_LEGEND),
+                    (f"pathwatch_lane_tte_max_seconds{{{lane}}}", "max " + LANE_LEGEND),
                 ],
-                "ms",
-                [(None, "green"), (limits.tte_mean_ms, "orange"), (limits.tte_max_ms, "red")],
+                "s",
+                [
+                    (None, "green"),
+                    (_seconds(limits.tte_mean_ms), "orange"),
+                    (_seconds(limits.tte_max_ms), "red"),
+                ],
                 description=f"Reachability profile: mean below {limits.tte_mean_ms:g} ms,"
                 f" max below {limits.tte_max_ms:g} ms (tcp, udp, tls lanes).",
             )
