@@ -22,7 +22,6 @@ import logging
 import socket
 import struct
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
@@ -41,6 +40,7 @@ from agents.nsexec import socket_in_netns
 from agents.router import run_router
 from aggregator.service import run_aggregator
 from enforcer.service import run_enforcer
+from pathwatch.bench.echo import EchoProcess
 from pathwatch.bus import Bus, BusOptions, PathStateFollower
 from pathwatch.configfile import parse_config
 from pathwatch.embedded import EmbeddedNats, free_port
@@ -147,39 +147,16 @@ def bed_config_text(bed: Bed, options: StackOptions, nats_url: str) -> str:
     )
 
 
-class UdpEcho:
-    """Echoes every datagram to STREAM_ADDRESS:ECHO_PORT, from inside the server namespace,
-    in a thread of its own (a far end does not wait for pathwatch's event loop); counts
-    the probes it answers by (source address, payload)."""
-
-    def __init__(self, bed: Bed) -> None:
-        self.probes: Counter[tuple[str, bytes]] = Counter()
-        self.sock = socket_in_netns(bed.server, socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.settimeout(0.2)
-        self.sock.bind((STREAM_ADDRESS, ECHO_PORT))
-        self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="bed-echo", daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._closed.is_set():
-            try:
-                data, peer = self.sock.recvfrom(2048)
-            except TimeoutError:
-                continue
-            except OSError:
-                if self._closed.is_set():
-                    return
-                continue
-            if len(data) != 8:  # not the stream's sequence numbers
-                self.probes[(peer[0], data)] += 1
-            with contextlib.suppress(OSError):
-                self.sock.sendto(data, peer)
-
-    def close(self) -> None:
-        self._closed.set()
-        self._thread.join(timeout=1.0)
-        self.sock.close()
+def start_echo(bed: Bed) -> EchoProcess:
+    """The UDP echo at STREAM_ADDRESS:ECHO_PORT inside the server namespace, served by a
+    process of its own (`pathwatch.bench.echo`): a far end that never waits for pathwatch."""
+    sock = socket_in_netns(bed.server, socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.bind((STREAM_ADDRESS, ECHO_PORT))
+    except OSError:
+        sock.close()
+        raise
+    return EchoProcess(sock)
 
 
 @dataclass
@@ -275,15 +252,15 @@ class Timeline:
                 return seen, state
         return None
 
-    def take_downs(self, key: str, start: float, end: float) -> int:
-        """Times `key` left service between `start` and `end` (decision times)."""
-        count = 0
+    def take_downs(self, key: str, start: float, end: float) -> list[str]:
+        """Why `key` left service, each time it did between `start` and `end`."""
+        reasons: list[str] = []
         was_in = True
         for _, state in self.paths.get(key, []):
             if start <= state.updated < end and was_in and not state.in_service:
-                count += 1
+                reasons.append(state.reason)
             was_in = state.in_service
-        return count
+        return reasons
 
 
 class RouteWatch:
@@ -348,7 +325,7 @@ class Stack:
         self.healer: Healer | None = None
         self.agent: Agent | None = None
         self.bus: Bus | None = None
-        self.echo: UdpEcho | None = None
+        self.echo: EchoProcess | None = None
         self.stream = Stream()
         self.timeline = Timeline()
         self.routes: RouteWatch | None = None
@@ -372,7 +349,7 @@ class Stack:
             await self._observe(self.bus)
             self.routes = RouteWatch(str(SERVICE_NET), self.config.router.protocol)
             await self.routes.start()
-            self.echo = UdpEcho(self.bed)
+            self.echo = start_echo(self.bed)
             self._ipr = AsyncIPRoute()
             config, stop = self.config, self.stop
             self._spawn(

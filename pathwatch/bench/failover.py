@@ -99,9 +99,18 @@ class FalseAlarms:
 
     seconds: float
     loss_pct: float
-    confirm_on: int = 0
-    confirm_off: int = 0
+    #: why path 1 was taken down each time (the PathState's reason)
+    confirm_on_reasons: list[str] = field(default_factory=list)
+    confirm_off_reasons: list[str] = field(default_factory=list)
     bfd: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def confirm_on(self) -> int:
+        return len(self.confirm_on_reasons)
+
+    @property
+    def confirm_off(self) -> int:
+        return len(self.confirm_off_reasons)
 
 
 @dataclass
@@ -262,17 +271,17 @@ async def measure_rate(stack: Stack, seconds: float) -> ProbeRate:
     assert stack.echo is not None and stack.agent is not None
     echo, agent = stack.echo, stack.agent
     sources = {ROUTES[0]: stack.bed.client_address1, ROUTES[1]: stack.bed.client_address2}
-    payload = PROBE_PAYLOAD.encode()
-    before = {route: echo.probes[(address, payload)] for route, address in sources.items()}
+    before = await asyncio.to_thread(echo.counts)
     reprobes_before = agent.counters["confirm_reprobes"]
     started = time.monotonic()
     await asyncio.sleep(seconds)
+    after = await asyncio.to_thread(echo.counts)
     elapsed = time.monotonic() - started
     options = stack.options
     return ProbeRate(
         seconds=elapsed,
         per_path={
-            route: (echo.probes[(address, payload)] - before[route]) / elapsed
+            route: (after[(address, PROBE_PAYLOAD)] - before[(address, PROBE_PAYLOAD)]) / elapsed
             for route, address in sources.items()
         },
         configured=1 / options.probe_interval,
@@ -294,8 +303,8 @@ async def false_alarms(made: Bed, stack: Stack, bfd: BfdBed | None, seconds: flo
         made.clear_faults()
     end = time.time()
     result = FalseAlarms(seconds, FALSE_ALARM_LOSS_PCT)
-    result.confirm_on = stack.timeline.take_downs(PATH1, start, end)
-    result.confirm_off = stack.timeline.take_downs(REF_PATH1, start, end)
+    result.confirm_on_reasons = stack.timeline.take_downs(PATH1, start, end)
+    result.confirm_off_reasons = stack.timeline.take_downs(REF_PATH1, start, end)
     if bfd is not None:
         bfd.poll()
         result.bfd = {s.name: bfd.downs_between(s, start, end) for s in bfd.sessions}
@@ -468,6 +477,12 @@ def _verdict(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
+def _causes(reasons: list[str]) -> str:
+    """How many take-downs came from the fast path and how many from a window."""
+    fast = sum("consecutive failures" in reason for reason in reasons)
+    return f"{fast} consecutive failures, {len(reasons) - fast} window"
+
+
 def _targets(result: FailoverResult) -> list[str]:
     lines = ["targets:"]
     traffic = [r.traffic_back for r in result.of("blackhole") if r.traffic_back is not None]
@@ -546,8 +561,9 @@ def report(result: FailoverResult) -> list[str]:
         bfd = ", ".join(f"{name} {count}" for name, count in alarms.bfd.items()) or "not run"
         lines.append(
             f"false alarms, {alarms.loss_pct:g} % random loss on path 1 for {alarms.seconds:g} s:"
-            f" path-1 take-downs with confirm mode on {alarms.confirm_on},"
-            f" off {alarms.confirm_off} (same run); BFD downs: {bfd}"
+            f" path-1 take-downs with confirm mode on {alarms.confirm_on}"
+            f" ({_causes(alarms.confirm_on_reasons)}), off {alarms.confirm_off}"
+            f" ({_causes(alarms.confirm_off_reasons)}) (same run); BFD downs: {bfd}"
         )
     lines.extend(_targets(result))
     return lines
