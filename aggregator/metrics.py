@@ -17,23 +17,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import socket
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from wsgiref.simple_server import WSGIServer
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 import nats.errors
 from nats.js.api import DeliverPolicy
 from nats.js.errors import KeyDeletedError, KeyNotFoundError
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import start_http_server
+from prometheus_client.exposition import ThreadingWSGIServer, make_wsgi_app
 from prometheus_client.registry import Collector
 
 from aggregator.ingest import IngestCounters
 from pathwatch.bus import Bus, PathStateFollower
+from pathwatch.listen import bind_listener
+from pathwatch.readiness import Readiness
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message
 from schemas.wire import Alarm, EnforcerLease, LaneStats, PathState, WindowStats
@@ -235,26 +241,65 @@ class PathwatchCollector(Collector):
         yield malformed
 
 
-def parse_listen(listen: str) -> tuple[str, int]:
-    """`host:port` (IPv6 as `[::1]:port`) to (host, port)."""
-    host, _, port = listen.rpartition(":")
-    return host.strip("[]") or "127.0.0.1", int(port)
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """No line per scrape."""
+
+
+class _Server(ThreadingWSGIServer):
+    """prometheus-client's threaded WSGI server on a socket bound by `bind_listener`."""
+
+    def __init__(self, sock: socket.socket, app: WSGIApplication) -> None:
+        super().__init__(sock.getsockname(), _QuietHandler, bind_and_activate=False)
+        self.socket.close()
+        self.socket = sock
+        sock.setblocking(True)
+        self.server_address = sock.getsockname()
+        self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
+        self.setup_environ()
+        self.set_app(app)
+
+
+def _json(start_response: StartResponse, status: int, body: object) -> list[bytes]:
+    payload = json.dumps(body).encode()
+    reason = "OK" if status == 200 else "Service Unavailable"
+    start_response(f"{status} {reason}", [("Content-Type", "application/json")])
+    return [payload]
 
 
 class MetricsServer:
-    """`/metrics` served by prometheus-client's own HTTP server in a thread."""
+    """`/metrics` (prometheus-client) plus `/healthz` and `/readyz`, served in a thread."""
 
-    def __init__(self, state: MetricsState) -> None:
+    def __init__(self, state: MetricsState, readiness: Readiness | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(PathwatchCollector(state))
-        self._server: WSGIServer | None = None
+        self.readiness = readiness or Readiness()
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
 
+    def _app(self) -> WSGIApplication:
+        metrics = make_wsgi_app(self.registry)
+
+        def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+            path = environ.get("PATH_INFO", "")
+            if path == "/healthz":
+                return _json(start_response, 200, {"status": "ok"})
+            if path == "/readyz":
+                return _json(start_response, *self.readiness.report())
+            scrape: Iterable[bytes] = metrics(environ, start_response)
+            return scrape
+
+        return app
+
     def start(self, listen: str) -> MetricsServer:
-        host, port = parse_listen(listen)
-        self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+        """Serve on `listen`; ListenError (address, cause, remedy) when it cannot."""
+        self._server = _Server(bind_listener(listen, "metrics.listen"), self._app())
         self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="metrics-http", daemon=True
+        )
+        self._thread.start()
         return self
 
     def stop(self) -> None:
@@ -263,7 +308,7 @@ class MetricsServer:
             self._server.server_close()
             self._server = None
         if self._thread is not None:
-            self._thread.join(timeout=2.0)
+            self._thread.join(timeout=1.0)
             self._thread = None
 
 

@@ -32,6 +32,7 @@ from aggregator.metrics import (
 from aggregator.partition import queue_group, subscriptions
 from pathwatch.bus import Bus
 from pathwatch.heap import settle_heap
+from pathwatch.readiness import Readiness, nats_connected
 from schemas import subjects
 from schemas.codec import encode
 from schemas.config import PathwatchConfig
@@ -90,19 +91,26 @@ async def run_aggregator(
             except Exception as error:
                 log.warning("cannot publish alarm on %s: %s", subject, error)
 
-    store: HistoryStore | None = None
-    if store_path:
-        store = await HistoryStore(store_path, config.store.retention).open()
     metrics_state = MetricsState(
         aggregator.counters,
         partition=partition,
         per_destination=config.metrics.per_destination,
     )
+    subscribed = ready or asyncio.Event()
     metrics_server: MetricsServer | None = None
+    if metrics_listen:  # before the store opens: a taken port leaves nothing open
+        readiness = (
+            Readiness()
+            .require("NATS connection", nats_connected(bus))
+            .require("measurement subscriptions", subscribed.is_set)
+        )
+        metrics_server = MetricsServer(metrics_state, readiness).start(metrics_listen)
+        log.info("metrics on http://%s/metrics", metrics_listen)
+    store: HistoryStore | None = None
+    if store_path:
+        store = await HistoryStore(store_path, config.store.retention).open()
     tasks: list[asyncio.Task[None]] = [asyncio.create_task(publish_alarms())]
     if metrics_listen:
-        metrics_server = MetricsServer(metrics_state).start(metrics_listen)
-        log.info("metrics on http://%s/metrics", metrics_listen)
         tasks.append(asyncio.create_task(watch_paths(bus, metrics_state, stop)))
         tasks.append(asyncio.create_task(watch_alarms(bus, metrics_state, stop)))
         tasks.append(asyncio.create_task(watch_lease(bus, metrics_state, stop)))
@@ -120,8 +128,7 @@ async def run_aggregator(
         for subject in subscriptions(partition, partitions)
     ]
     await nc.flush()
-    if ready is not None:
-        ready.set()
+    subscribed.set()
     log.info(
         "aggregator partition %d/%d: %d routes, subjects %s",
         partition,

@@ -35,6 +35,8 @@ class ApiBackend:
         self._tasks: list[asyncio.Task[None]] = []
         self._subscription: Any = None
         self._watcher: Any = None
+        #: The first snapshot of the path states has been read (readiness).
+        self.loaded = False
 
     async def start(self, ready_timeout: float = 5.0) -> None:
         paths = await self.bus.kv(subjects.KV_PATHS)
@@ -62,6 +64,7 @@ class ApiBackend:
     async def _follow_paths(self, loaded: asyncio.Event) -> None:
         async for entry in self._watcher:
             if entry is None:
+                self.loaded = True
                 loaded.set()
                 continue
             if entry.operation in ("DEL", "PURGE") or not entry.value:
@@ -72,6 +75,7 @@ class ApiBackend:
                 except DecodeError:
                     self.dropped += 1
             if entry.delta == 0:
+                self.loaded = True
                 loaded.set()
 
     async def _on_alarm(self, msg: Msg) -> None:

@@ -10,7 +10,8 @@ import typer
 
 from pathwatch.app import app
 from pathwatch.runtime import (
-    bus_options,
+    LogFormatOption,
+    bus_options_or_exit,
     err_console,
     load_or_exit,
     run_until_signal,
@@ -39,6 +40,7 @@ def healer(
         str | None, typer.Option("--nats", help="NATS server list; overrides nats.url.")
     ] = None,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
+    log_format: LogFormatOption = "text",
 ) -> None:
     """Keep a client on a working route: liveness checks, reselect, re-request.
 
@@ -49,16 +51,8 @@ def healer(
     from agents.healer.settings import SettingsError
     from pathwatch.bus import Bus
 
-    setup_logging(verbose)
+    setup_logging(verbose, log_format)
     loaded = load_or_exit(config)
-    url = nats or loaded.config.nats.url
-    if url == "embedded":
-        err_console.print(
-            "[bold red]error:[/] the healer must share NATS with the enforcer:"
-            " set nats.url in the config or pass --nats"
-        )
-        raise typer.Exit(2)
-
     services = loaded.config.services
     if service not in services or route not in services[service].service_routes:
         err_console.print(
@@ -66,9 +60,10 @@ def healer(
             highlight=False,
         )
         raise typer.Exit(2)
+    options = bus_options_or_exit(loaded.config.nats, f"healer-{service}", nats)
 
     async def main(stop: asyncio.Event) -> None:
-        bus = await Bus.connect(bus_options(loaded.config.nats, f"healer-{service}", url))
+        bus = await Bus.connect(options, stop)
         try:
             try:
                 healing = Healer(
