@@ -25,7 +25,8 @@ from pathwatch.logs import LogFormat, log_handler
 from pathwatch.statedir import NoRunningUp, read_endpoint, state_dir
 from schemas.config import NatsConfig
 
-err_console = Console(stderr=True)
+#: Errors for the operator; never wrapped (under systemd stderr is no terminal).
+err_console = Console(stderr=True, soft_wrap=True)
 log = logging.getLogger("pathwatch")
 
 LogFormatOption = Annotated[
@@ -65,7 +66,10 @@ def load_or_exit(path: Path | None) -> LoadedConfig:
             err_console.print(f"  {problem}", markup=False, highlight=False)
         raise typer.Exit(2) from None
     for warning in loaded.warnings:
-        err_console.print(f"[yellow]warning:[/] {loaded.source}: {warning}", highlight=False)
+        if logging.getLogger().handlers:  # a role: its warnings are log lines (text or json)
+            log.warning("%s: %s", loaded.source, warning)
+        else:
+            err_console.print(f"[yellow]warning:[/] {loaded.source}: {warning}", highlight=False)
     return loaded
 
 

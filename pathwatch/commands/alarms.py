@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json as jsonlib
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -90,6 +91,7 @@ def alarms_command(
                 deliver_policy=DeliverPolicy.ALL if since_start else DeliverPolicy.NEW,
                 cb=on_alarm,
             )
+            logging.getLogger("pathwatch.alarms").info("following %s", subjects.ALARM_ALL)
             await stop.wait()
             await subscription.unsubscribe()
         finally:
