@@ -93,6 +93,7 @@ def assert_prompt_clean_exits(
     assert not late, f"late or unclean exits {late}:\n{logs}"
     for process in processes:
         assert "Traceback" not in process.log(), process.log()
+        assert "threads still running" not in process.log(), process.log()
 
 
 @pytest.fixture

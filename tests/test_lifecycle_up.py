@@ -139,5 +139,6 @@ async def test_a_taken_port_is_named_with_its_remedy_and_the_process_exits(
         errors = [line for line in process.log().splitlines() if " ERROR " in line]
         assert any(line.endswith(expected.format(taken_port, setting)) for line in errors)
         assert "Traceback" not in process.log()
+        assert "threads still running" not in process.log(), "something was left open"
         if command == "up":
             assert not (process.log_path.parent / ".pathwatch" / "up.json").exists()
