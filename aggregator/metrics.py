@@ -39,7 +39,7 @@ from prometheus_client.registry import Collector
 from aggregator.ingest import IngestCounters
 from pathwatch.bus import Bus, PathStateFollower
 from pathwatch.listen import bind_listener
-from pathwatch.readiness import Readiness
+from pathwatch.readiness import LoopLiveness, Readiness
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message
 from schemas.wire import Alarm, EnforcerLease, LaneStats, PathState, WindowStats
@@ -262,18 +262,20 @@ class _Server(ThreadingWSGIServer):
 
 def _json(start_response: StartResponse, status: int, body: object) -> list[bytes]:
     payload = json.dumps(body).encode()
-    reason = "OK" if status == 200 else "Service Unavailable"
+    reason = "OK" if status == 200 else "Service Unavailable"  # the only two it sends
     start_response(f"{status} {reason}", [("Content-Type", "application/json")])
     return [payload]
 
 
 class MetricsServer:
-    """`/metrics` (prometheus-client) plus `/healthz` and `/readyz`, served in a thread."""
+    """`/metrics` (prometheus-client) plus `/healthz` (the event loop still runs) and
+    `/readyz` (`readiness`), served in a thread."""
 
     def __init__(self, state: MetricsState, readiness: Readiness | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(PathwatchCollector(state))
         self.readiness = readiness or Readiness()
+        self.liveness = LoopLiveness()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
@@ -284,7 +286,7 @@ class MetricsServer:
         def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
             path = environ.get("PATH_INFO", "")
             if path == "/healthz":
-                return _json(start_response, 200, {"status": "ok"})
+                return _json(start_response, *self.liveness.report())
             if path == "/readyz":
                 return _json(start_response, *self.readiness.report())
             scrape: Iterable[bytes] = metrics(environ, start_response)
@@ -296,6 +298,7 @@ class MetricsServer:
         """Serve on `listen`; ListenError (address, cause, remedy) when it cannot."""
         self._server = _Server(bind_listener(listen, "metrics.listen"), self._app())
         self.port = int(self._server.server_address[1])
+        self.liveness.start()
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="metrics-http", daemon=True
         )
@@ -303,6 +306,7 @@ class MetricsServer:
         return self
 
     def stop(self) -> None:
+        self.liveness.stop()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

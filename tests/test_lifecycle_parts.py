@@ -13,11 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pathwatch.bus import Bus, BusOptions, StopRequested
 from pathwatch.listen import ListenError, bind_listener, parse_listen
 from pathwatch.logs import log_handler
-from pathwatch.readiness import Readiness, nats_connected
+from pathwatch.readiness import LoopLiveness, Readiness, nats_connected
 from pathwatch.statedir import (
     NoRunningUp,
     StateDirBusy,
@@ -167,3 +168,29 @@ def test_listener_sockets_are_ready_for_an_asyncio_server() -> None:
         assert sock.type == socket.SOCK_STREAM and not sock.getblocking()
     finally:
         sock.close()
+
+
+async def test_loop_liveness_fails_while_the_event_loop_is_stalled() -> None:
+    liveness = LoopLiveness()
+    liveness.BEAT_S, liveness.STALL_S = 0.02, 0.2
+    liveness.start()
+    try:
+        await asyncio.sleep(0.05)
+        assert liveness.report() == (200, {"status": "ok"})
+        time.sleep(0.3)  # noqa: ASYNC251 (blocking the loop is the state under test)
+        status, body = liveness.report()
+        assert status == 503 and str(body["status"]).startswith("event loop stalled")
+        await wait_for(lambda: liveness.report()[0] == 200, 2, what="a beat")
+    finally:
+        liveness.stop()
+
+
+def test_the_aggregator_manifest_probes_health_and_readiness_where_metrics_listen() -> None:
+    manifest = Path(__file__).parent.parent / "deploy" / "kubernetes" / "30-aggregator.yaml"
+    (workload,) = yaml.safe_load_all(manifest.read_text())
+    (container,) = workload["spec"]["template"]["spec"]["containers"]
+    args = container["args"]
+    port = int(args[args.index("--metrics") + 1].rpartition(":")[2])
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"metrics": port}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
