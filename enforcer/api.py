@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import socket
 import time
 from typing import Annotated, Any, Literal
 
@@ -34,7 +33,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from enforcer.api_backend import ApiBackend
 from enforcer.load_balancer import LoadBalancerRow, load_balancer_rows
 from pathwatch.bus import Bus
-from pathwatch.listen import bind_listener
+from pathwatch.listen import bind_listener, host_port
 from pathwatch.readiness import Readiness, nats_connected
 from schemas.config import PathwatchConfig
 from schemas.names import is_subject_safe
@@ -309,10 +308,11 @@ async def run_api(
         )
     )
     serving = asyncio.create_task(server.serve(sockets=[sock]))
+    address = sock.getsockname()[:2]
     try:
         await backend.start()
         started.set()
-        log.info("API on http://%s (OpenAPI at /schema/openapi.json)", _where(sock))
+        log.info("API on http://%s (OpenAPI at /schema/openapi.json)", host_port(*address))
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
@@ -322,8 +322,3 @@ async def run_api(
             await asyncio.wait_for(serving, timeout=STOP_S)
         await backend.stop()
         sock.close()
-
-
-def _where(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -32,6 +32,7 @@ from nats.js.api import (
 from nats.js.errors import BucketNotFoundError, NotFoundError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
+from pathwatch.listen import host_port
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message
 from schemas.names import is_subject_safe
@@ -138,8 +139,7 @@ def _server_of(nc: Client) -> str:
     url = nc.connected_url
     if url is None or url.hostname is None:
         return "-"
-    host = f"[{url.hostname}]" if ":" in url.hostname else url.hostname
-    return f"{url.scheme}://{host}:{url.port}"
+    return f"{url.scheme}://{host_port(url.hostname, url.port)}"
 
 
 def _auth_and_tls(options: BusOptions) -> dict[str, Any]:

@@ -24,6 +24,11 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+def host_port(host: str, port: int | None) -> str:
+    """`host:port`, with an IPv6 host in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _cause_and_remedy(exc: OSError, setting: str) -> tuple[str, str]:
     if isinstance(exc, socket.gaierror):
         return f"unknown host: {exc.strerror}", f"set {setting} to an address of this host"
@@ -56,7 +61,6 @@ def bind_listener(listen: str, setting: str) -> socket.socket:
         if sock is not None:
             sock.close()
         cause, remedy = _cause_and_remedy(exc, setting)
-        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        raise ListenError(f"cannot listen on {where} ({cause}): {remedy}") from None
+        raise ListenError(f"cannot listen on {host_port(host, port)} ({cause}): {remedy}") from None
     sock.setblocking(False)
     return sock
