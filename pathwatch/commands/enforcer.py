@@ -84,16 +84,20 @@ def api_command(
 ) -> None:
     """Serve the REST API (service paths, load balancer, alarms, probe state, OpenAPI)."""
     from enforcer.api import run_api
-    from pathwatch.listen import ListenError
+    from pathwatch.listen import ListenError, parse_listen
 
     setup_logging(verbose, log_format)
     loaded = load_or_exit(config)
-    options = bus_options_or_exit(loaded.config.nats, "api", nats)
     if listen:
-        host = listen.rpartition(":")[0].strip("[]")
+        try:
+            host, _ = parse_listen(listen)
+        except ValueError as exc:
+            err_console.print(f"[bold red]error:[/] --listen: {exc}")
+            raise typer.Exit(2) from None
         if host not in ("127.0.0.1", "::1", "localhost") and not loaded.config.api.token:
             err_console.print("[bold red]error:[/] a token (api.token) is required off loopback")
             raise typer.Exit(2)
+    options = bus_options_or_exit(loaded.config.nats, "api", nats)
 
     async def main(stop: asyncio.Event) -> None:
         bus = await Bus.connect(options, stop)
