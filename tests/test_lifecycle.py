@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 
 from pathwatch.embedded import EmbeddedNats
+from pathwatch.runtime import STOP_DEADLINE_S
 from tests.processes import Process, silent_udp_socket, write_config
 
 #: The README's promise.
-STOP_S = 2.0
+STOP_S = STOP_DEADLINE_S
 
 #: Each role's command line ({config} is its config file) and the log lines that say it
 #: is running.

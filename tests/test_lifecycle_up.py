@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from pathwatch.bus import Bus, BusOptions
+from pathwatch.runtime import STOP_DEADLINE_S
 from pathwatch.statedir import UpEndpoint
 from schemas import subjects
 from schemas.codec import encode
@@ -81,7 +82,7 @@ async def test_up_from_start_to_ctrl_c_serves_commands_through_its_state_directo
         await bus.close()
     await follow.wait_log(alarm.id)
     seconds, status = await follow.stop(signal.SIGINT)
-    assert status == 0 and seconds < 2.0
+    assert status == 0 and seconds < STOP_DEADLINE_S
 
     up.popen.send_signal(signal.SIGHUP)
     await up.wait_log("SIGHUP: ignored")
@@ -93,7 +94,7 @@ async def test_up_from_start_to_ctrl_c_serves_commands_through_its_state_directo
     status = await up.exit_status(10)
     elapsed = time.monotonic() - started
     print(f"Ctrl-C of up: {elapsed:.2f} s")
-    assert (status, elapsed < 2.0) == (0, True), up.log()
+    assert (status, elapsed < STOP_DEADLINE_S) == (0, True), up.log()
     assert not (state / "up.json").exists()
     assert "did not stop" not in up.log() and "Traceback" not in up.log()
 
