@@ -86,6 +86,8 @@ class StackOptions:
     best_effort: bool = True
     #: re-probe interval of the service's probes (0: confirm mode off)
     confirm_interval: float = 0.01
+    #: floor of the reply timeout of the service's probes
+    reply_timeout_min: float = 0.01
     #: also run the reference service (confirm mode off) on the same paths
     reference: bool = False
 
@@ -121,7 +123,8 @@ def _profile_text(name: str, options: StackOptions, confirm: float, payload: str
     return (
         f"  {name}: {{probe-interval: {options.probe_interval}, number-of-attempts: 1,"
         f" probe-duration: {options.probe_interval}, probe-address: [{STREAM_ADDRESS}],"
-        f" port: {ECHO_PORT}, confirm-interval: {confirm}, payload: {payload}}}\n"
+        f" port: {ECHO_PORT}, confirm-interval: {confirm}, payload: {payload},"
+        f" reply-timeout: {{min: {options.reply_timeout_min}}}}}\n"
     )
 
 

@@ -537,6 +537,7 @@ def report(result: FailoverResult) -> list[str]:
         f"failover on the namespace bed: probe interval {options.probe_interval * 1000:.0f} ms,"
         f" consecutive-failures {options.consecutive_failures},"
         f" confirm-interval {options.confirm_interval * 1000:g} ms,"
+        f" reply-timeout min {options.reply_timeout_min * 1000:g} ms,"
         f" hold-down {options.hold_down:g} s, router mode best",
         f"detection floor without confirm mode = interval x failures = {floor * 1000:.0f} ms",
         result.bfd_note

@@ -39,6 +39,10 @@ def bench_failover(
             parser=duration_option, help="Re-probe interval of confirm mode (0.01, 10ms; 0: off)."
         ),
     ] = 0.01,
+    reply_timeout_min: Annotated[
+        float,
+        typer.Option(parser=duration_option, help="Floor of the probes' reply timeout (10ms)."),
+    ] = 0.01,
     false_alarm_seconds: Annotated[
         float,
         typer.Option(
@@ -70,6 +74,7 @@ def bench_failover(
         hold_down=hold_down,
         healer=False,
         confirm_interval=confirm_interval,
+        reply_timeout_min=reply_timeout_min,
         reference=True,
     )
     plan = BenchPlan(
