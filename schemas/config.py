@@ -333,7 +333,7 @@ class ReplyTimeout(_Cfg, frozen=True, kw_only=True):
     """Floor and ceiling of a target's reply timeout, SRTT + 4 RTTVAR of its replies
     (RFC 6298): past it a missing reply is suspected and re-probed (confirm mode)."""
 
-    min: Annotated[float, seconds("Shortest reply timeout (the floor).", gt=0, le=10)] = 0.01
+    min: Annotated[float, seconds("Shortest reply timeout (the floor).", gt=0, le=10)] = 0.02
     max: Annotated[
         Annotated[float, Meta(gt=0, le=10)] | None,
         seconds(

@@ -87,7 +87,7 @@ class StackOptions:
     #: re-probe interval of the service's probes (0: confirm mode off)
     confirm_interval: float = 0.01
     #: floor of the reply timeout of the service's probes
-    reply_timeout_min: float = 0.01
+    reply_timeout_min: float = 0.02
     #: also run the reference service (confirm mode off) on the same paths
     reference: bool = False
 

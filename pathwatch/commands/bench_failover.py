@@ -41,8 +41,8 @@ def bench_failover(
     ] = 0.01,
     reply_timeout_min: Annotated[
         float,
-        typer.Option(parser=duration_option, help="Floor of the probes' reply timeout (10ms)."),
-    ] = 0.01,
+        typer.Option(parser=duration_option, help="Floor of the probes' reply timeout (20ms)."),
+    ] = 0.02,
     false_alarm_seconds: Annotated[
         float,
         typer.Option(
