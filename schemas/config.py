@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from msgspec import Meta, Struct, field
 
+from schemas.notifier_config import NotifierConfig
 from schemas.wire import TrafficClass
 
 
@@ -366,6 +367,7 @@ class PathwatchConfig(_Cfg, frozen=True, kw_only=True):
     http_probe_profiles: dict[str, HttpProbeProfile] = {}
     services: dict[str, Service] = {}
     passive: PassiveConfig = field(default_factory=PassiveConfig)
+    notifiers: dict[str, NotifierConfig] = {}
 
     def dscp(self, traffic_class: TrafficClass) -> int:
         entry = self.traffic_classes.get(traffic_class)

@@ -11,6 +11,7 @@ CMD_ROUTE_PREFIX = "pw.cmd.route"
 CMD_HEAL_PREFIX = "pw.cmd.heal"
 LB_SELECT_PREFIX = "pw.lb.select"
 HEARTBEAT_PREFIX = "pw.agent.hb"
+DEADLETTER_PREFIX = "pw.deadletter"
 
 MEAS_ALL = "pw.meas.*.*"
 STATS_ALL = "pw.stats.*.*"
@@ -19,10 +20,12 @@ EVENT_ALL = "pw.event.>"
 ALARM_ALL = "pw.alarm.>"
 CMD_ALL = "pw.cmd.>"
 HEARTBEAT_ALL = "pw.agent.hb.*"
+DEADLETTER_ALL = "pw.deadletter.*"
 
 STREAM_EVENTS = "PATHWATCH_EVENTS"
 STREAM_ALARMS = "PATHWATCH_ALARMS"
 STREAM_COMMANDS = "PATHWATCH_COMMANDS"
+STREAM_DEAD_LETTERS = "PATHWATCH_DEAD_LETTERS"
 KV_PATHS = "pathwatch-paths"
 KV_PROBES = "pathwatch-probes"
 KV_LEASES = "pathwatch-leases"
@@ -79,6 +82,11 @@ def lb_select(service: str) -> str:
 
 def heartbeat(agent: str) -> str:
     return f"{HEARTBEAT_PREFIX}.{_token(agent)}"
+
+
+def deadletter(notifier: str) -> str:
+    """Subject of the alarm messages notifier `notifier` gave up on (`DeadLetter`)."""
+    return f"{DEADLETTER_PREFIX}.{_token(notifier)}"
 
 
 def path_key(service: str, route: str) -> str:
