@@ -215,6 +215,7 @@ class NotifierConsumer:
                 await self._hand_back(msg)
                 return
             await self._settle(msg, letter, stop)
+            self.counters.backlog = msg.metadata.num_pending
 
     @contextlib.asynccontextmanager
     async def _kept(self, msg: Msg) -> AsyncIterator[None]:
