@@ -21,17 +21,30 @@ import time
 from pathlib import Path
 
 import aiosqlite
-import msgspec
 
 from aggregator.stats import LOSS_OUTCOMES
 from schemas.config import RetentionConfig
+from schemas.history import (
+    FIVE_MINUTES,
+    HOUR,
+    LANE_COLUMNS,
+    RAW,
+    SELECT_ROUTE,
+    HistoryRow,
+    history_row,
+    resolution_for,
+)
 from schemas.wire import WindowStats
 
-RAW = 0
-FIVE_MINUTES = 300
-HOUR = 3600
-
-_LANE_COLUMNS = "service, route, protocol, traffic_class, source, destination, probe"
+__all__ = [
+    "FIVE_MINUTES",
+    "HOUR",
+    "RAW",
+    "HistoryRow",
+    "HistoryStore",
+    "resolution_for",
+    "rows_of",
+]
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS lane_history (
@@ -43,7 +56,7 @@ CREATE TABLE IF NOT EXISTS lane_history (
     count INTEGER NOT NULL, errors INTEGER NOT NULL, ok INTEGER NOT NULL, lost INTEGER NOT NULL,
     latency_min REAL, latency_max REAL, latency_mean REAL, latency_median REAL,
     latency_p90 REAL, jitter REAL, mos REAL,
-    PRIMARY KEY (resolution, {_LANE_COLUMNS}, window_start)
+    PRIMARY KEY (resolution, {LANE_COLUMNS}, window_start)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS lane_history_time ON lane_history (resolution, window_start);
 CREATE TABLE IF NOT EXISTS rollup_marks (resolution INTEGER PRIMARY KEY, done_until REAL NOT NULL);
@@ -61,7 +74,7 @@ def _weighted(column: str) -> str:
 
 _ROLLUP = f"""
 INSERT OR REPLACE INTO lane_history
-SELECT :target, {_LANE_COLUMNS},
+SELECT :target, {LANE_COLUMNS},
     CAST(window_start / :target AS INTEGER) * :target,
     CAST(window_start / :target AS INTEGER) * :target + :target,
     SUM(count), SUM(errors), SUM(ok), SUM(lost),
@@ -70,34 +83,8 @@ SELECT :target, {_LANE_COLUMNS},
     {_weighted("mos")}
 FROM lane_history
 WHERE resolution = :source AND window_start >= :start AND window_start < :cutoff
-GROUP BY {_LANE_COLUMNS}, CAST(window_start / :target AS INTEGER)
+GROUP BY {LANE_COLUMNS}, CAST(window_start / :target AS INTEGER)
 """
-
-
-class HistoryRow(msgspec.Struct, frozen=True, kw_only=True):
-    """One lane over one window or rollup bucket, as `pathwatch history --json` prints it."""
-
-    resolution: int
-    service: str
-    route: str
-    protocol: str
-    traffic_class: str
-    source: str
-    destination: str
-    probe: str
-    window_start: float
-    window_end: float
-    count: int
-    errors: int
-    error_pct: float
-    loss_pct: float
-    latency_min_ms: float | None
-    latency_max_ms: float | None
-    latency_mean_ms: float | None
-    latency_median_ms: float | None
-    latency_p90_ms: float | None
-    jitter_ms: float | None
-    mos: float | None
 
 
 def rows_of(stats: WindowStats) -> list[tuple[object, ...]]:
@@ -132,15 +119,6 @@ def rows_of(stats: WindowStats) -> list[tuple[object, ...]]:
             )
         )
     return rows
-
-
-def resolution_for(span_s: float, retention: RetentionConfig) -> int:
-    """The finest resolution still kept for a look-back of `span_s` seconds."""
-    if span_s <= retention.raw:
-        return RAW
-    if span_s <= retention.five_minute:
-        return FIVE_MINUTES
-    return HOUR
 
 
 class HistoryStore:
@@ -270,43 +248,11 @@ class HistoryStore:
         if resolution is None:
             resolution = resolution_for(now - since, self.retention)
         async with self.db.execute(
-            f"SELECT resolution, {_LANE_COLUMNS}, window_start, window_end, count, errors, ok,"
-            " lost, latency_min, latency_max, latency_mean, latency_median, latency_p90, jitter,"
-            " mos FROM lane_history WHERE resolution = ? AND service = ? AND route = ?"
-            " AND window_end > ? AND window_start < ?"
-            " ORDER BY window_start, protocol, traffic_class, source, destination, probe",
+            SELECT_ROUTE,
             (resolution, service, route, since, until if until is not None else math.inf),
         ) as cursor:
             rows = await cursor.fetchall()
-        result: list[HistoryRow] = []
-        for row in rows:
-            count = int(row[10])
-            result.append(
-                HistoryRow(
-                    resolution=int(row[0]),
-                    service=row[1],
-                    route=row[2],
-                    protocol=row[3],
-                    traffic_class=row[4],
-                    source=row[5],
-                    destination=row[6],
-                    probe=row[7],
-                    window_start=float(row[8]),
-                    window_end=float(row[9]),
-                    count=count,
-                    errors=int(row[11]),
-                    error_pct=100.0 * int(row[11]) / count if count else 0.0,
-                    loss_pct=100.0 * int(row[13]) / count if count else 0.0,
-                    latency_min_ms=row[14],
-                    latency_max_ms=row[15],
-                    latency_mean_ms=row[16],
-                    latency_median_ms=row[17],
-                    latency_p90_ms=row[18],
-                    jitter_ms=row[19],
-                    mos=row[20],
-                )
-            )
-        return result
+        return [history_row(row) for row in rows]
 
     async def run(
         self, stop: asyncio.Event, flush_every_s: float = 1.0, maintain_every_s: float = 60.0

@@ -1,6 +1,6 @@
 """The REST API (litestar under uvicorn): service paths, load balancer, alarms,
-probe state for plugin probes, health, and its own OpenAPI schema at
-`/schema/openapi.json`.
+probe state for plugin probes, health, window history, and its own OpenAPI
+schema at `/schema/openapi.json`; and the live status page (`enforcer.web`).
 
 A bearer token (`api.token`) is required on every `/api/` route when set;
 config refuses a listen address off loopback without one. Bad requests get
@@ -33,6 +33,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 
 from enforcer.api_backend import ApiBackend
 from enforcer.load_balancer import LoadBalancerRow, load_balancer_rows
+from enforcer.web import status_page
 from pathwatch.bus import Bus
 from schemas.config import PathwatchConfig
 from schemas.names import is_subject_safe
@@ -269,6 +270,7 @@ def create_app(config: PathwatchConfig, backend: ApiBackend) -> Litestar:
             set_probe_state,
             get_probe_state,
             delete_probe_state,
+            *status_page(config, backend, require_token),
         ],
         exception_handlers={ValidationException: _validation_to_422},
         openapi_config=OpenAPIConfig(title="pathwatch", version="1.0.0", path="/schema"),
@@ -320,6 +322,7 @@ async def run_api(
         await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
     finally:
+        backend.closing.set()  # ends the status page's event streams, so no wait on them
         server.should_exit = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(serving, timeout=3)

@@ -3,13 +3,15 @@ alarms, and the `pathwatch-probes` bucket.
 
 Path states are followed with a KV watcher, alarms by an ordered consumer on
 PATHWATCH_ALARMS folded by id (the latest message of an alarm wins), so reads
-never wait on NATS.
+never wait on NATS. Each change is told to the `listeners` (the status page's
+live updates) as ("path", key) or ("alarm", id).
 """
 
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal
 
 from nats.aio.msg import Msg
 from nats.js.errors import KeyDeletedError, KeyNotFoundError
@@ -22,6 +24,8 @@ from schemas.wire import Alarm, PathState, ProbeState
 
 log = logging.getLogger("pathwatch.api")
 
+ChangeKind = Literal["path", "alarm"]
+
 
 class ApiBackend:
     """Caches fed by NATS plus probe-state storage."""
@@ -31,6 +35,9 @@ class ApiBackend:
         self.paths: dict[str, PathState] = {}
         self.alarms: dict[str, Alarm] = {}
         self.dropped = 0
+        self.listeners: list[Callable[[ChangeKind, str], None]] = []
+        #: Set when the API stops serving: long-lived responses end on it.
+        self.closing = asyncio.Event()
         self._probes: KeyValue | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._subscription: Any = None
@@ -66,9 +73,11 @@ class ApiBackend:
                 continue
             if entry.operation in ("DEL", "PURGE") or not entry.value:
                 self.paths.pop(entry.key, None)
+                self._changed("path", entry.key)
             else:
                 try:
                     self.paths[entry.key] = decode_message(entry.value, PathState)
+                    self._changed("path", entry.key)
                 except DecodeError:
                     self.dropped += 1
             if entry.delta == 0:
@@ -81,6 +90,11 @@ class ApiBackend:
             self.dropped += 1
             return
         self.alarms[alarm.id] = alarm
+        self._changed("alarm", alarm.id)
+
+    def _changed(self, kind: ChangeKind, key: str) -> None:
+        for listener in self.listeners:
+            listener(kind, key)
 
     # --- probe state --------------------------------------------------------
 

@@ -36,6 +36,36 @@ CREATE INDEX IF NOT EXISTS enforcer_transitions_route ON enforcer_transitions (s
 """
 
 
+async def read_transitions(
+    db: aiosqlite.Connection, service: str, route: str, since: float = 0.0
+) -> list[PathEvent]:
+    """Transitions of one route from `since`, oldest first."""
+    async with db.execute(
+        "SELECT body FROM enforcer_transitions WHERE service = ? AND route = ? AND ts >= ?"
+        " ORDER BY ts",
+        (service, route, since),
+    ) as cursor:
+        rows = await cursor.fetchall()
+    return [msgspec.json.decode(row[0], type=PathEvent) for row in rows]
+
+
+async def read_alarms(
+    db: aiosqlite.Connection, service: str, route: str, since: float = 0.0
+) -> list[Alarm]:
+    """Alarms of one route active at some time from `since`, one per id (its clear when
+    cleared), oldest raise first."""
+    async with db.execute(
+        "SELECT id, body FROM enforcer_alarms WHERE service = ? AND route = ? ORDER BY at",
+        (service, route),
+    ) as cursor:
+        rows = await cursor.fetchall()
+    latest = {row[0]: msgspec.json.decode(row[1], type=Alarm) for row in rows}
+    return sorted(
+        (a for a in latest.values() if a.cleared_at is None or a.cleared_at >= since),
+        key=lambda alarm: alarm.raised_at,
+    )
+
+
 class EnforcerStore:
     """Alarms and transitions in SQLite; open with `await EnforcerStore.open(path)`."""
 
@@ -107,9 +137,4 @@ class EnforcerStore:
         return [msgspec.json.decode(row[0], type=Alarm) for row in rows]
 
     async def transitions(self, service: str, route: str) -> list[PathEvent]:
-        async with self.db.execute(
-            "SELECT body FROM enforcer_transitions WHERE service = ? AND route = ? ORDER BY ts",
-            (service, route),
-        ) as cursor:
-            rows = await cursor.fetchall()
-        return [msgspec.json.decode(row[0], type=PathEvent) for row in rows]
+        return await read_transitions(self.db, service, route)

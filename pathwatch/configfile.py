@@ -1,27 +1,36 @@
-"""Reading a config file (YAML or TOML) into a checked `PathwatchConfig`."""
+"""Reading a config file (YAML or TOML) into a checked `PathwatchConfig`.
+
+Every problem of a file is reported in one run: syntax errors and duplicate
+keys (`pathwatch.configtext`), structural errors of every key (`schemas.decode`),
+semantic errors and warnings (`schemas.validate`), each with its file, line,
+column and key path.
+"""
 
 import hashlib
-import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-import msgspec
-import yaml
-
+from pathwatch.configtext import ParsedText, locate, parse_text
 from schemas.config import PathwatchConfig
-from schemas.validate import Problem, check
+from schemas.decode import decode
+from schemas.problems import KeyPath, Problem, is_under
+from schemas.validate import check
 
 DEFAULT_CONFIG_NAME = "pathwatch.yaml"
 
 
 class ConfigError(Exception):
-    """A config that must be refused: names the file, the key path and what was expected."""
+    """A config that must be refused: every error (file, line, column, key path, what was
+    expected) and the warnings found with them."""
 
-    def __init__(self, source: str, problems: list[Problem]) -> None:
+    def __init__(
+        self, source: str, problems: list[Problem], warnings: list[Problem] | None = None
+    ) -> None:
         self.source = source
         self.problems = problems
-        lines = "\n".join(f"  {p}" for p in problems)
+        self.warnings = warnings or []
+        lines = "\n".join(f"  {p}" for p in [*problems, *self.warnings])
         super().__init__(f"{source}: invalid configuration\n{lines}")
 
 
@@ -38,63 +47,43 @@ def default_config_text() -> str:
     return resources.files("pathwatch.defaults").joinpath(DEFAULT_CONFIG_NAME).read_text()
 
 
-def _parse(text: str, source: str) -> object:
-    try:
-        if source.endswith(".toml"):
-            return tomllib.loads(text)
-        return yaml.safe_load(text) or {}
-    except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(source, [Problem("$", f"cannot parse: {exc}")]) from None
+def _about_repaired(problem: Problem, repaired: list[KeyPath]) -> bool:
+    """True when a semantic finding is about a part the decoder had to repair."""
+    return any(
+        is_under(keys, part) for keys in (problem.keys, *problem.refers) for part in repaired
+    )
 
 
-def _name_dict_keys(raw: object, info: msgspec.inspect.Type, prefix: str) -> str | None:
-    """Re-run validation piece by piece to name the dict key msgspec shows as `[...]`."""
-    if isinstance(info, msgspec.inspect.StructType) and isinstance(raw, dict):
-        for fld in info.fields:
-            if fld.encode_name in raw:
-                found = _name_dict_keys(
-                    raw[fld.encode_name], fld.type, f"{prefix}.{fld.encode_name}"
-                )
-                if found:
-                    return found
-        return None
-    if isinstance(info, msgspec.inspect.DictType) and isinstance(raw, dict):
-        value_info = info.value_type
-        for key, value in raw.items():
-            if isinstance(value_info, msgspec.inspect.StructType):
-                try:
-                    msgspec.convert(value, value_info.cls, str_keys=True)
-                except msgspec.ValidationError as exc:
-                    deeper = _name_dict_keys(value, value_info, f"{prefix}.{key}")
-                    path = str(exc).partition(" - at `")[2].rstrip("`").removeprefix("$")
-                    return deeper or f"{prefix}.{key}{path}"
-            else:
-                found = _name_dict_keys(value, value_info, f"{prefix}.{key}")
-                if found:
-                    return found
-        return None
-    return None
+def _problems(parsed: ParsedText) -> tuple[PathwatchConfig | None, list[Problem]]:
+    """The model (when one could be made) and every problem of the parsed text."""
+    problems = list(parsed.problems)
+    if parsed.data is None:
+        return None, problems
+    if not isinstance(parsed.data, dict):
+        return None, [*problems, Problem((), "expected a mapping at the top level")]
+    decoded = decode(parsed.data, PathwatchConfig)
+    problems += decoded.problems
+    if decoded.model is not None:
+        semantic = check(decoded.model)
+        problems += [p for p in semantic if not _about_repaired(p, decoded.repaired)]
+    return decoded.model, problems
+
+
+def _by_place(problem: Problem) -> tuple[int, int]:
+    return problem.line or 0, problem.column or 0
 
 
 def parse_config(text: str, source: str = "<config>") -> LoadedConfig:
     """Parse and check config text; raises ConfigError with every error found."""
-    raw = _parse(text, source)
-    if not isinstance(raw, dict):
-        raise ConfigError(source, [Problem("$", "expected a mapping at the top level")])
-    try:
-        config = msgspec.convert(raw, PathwatchConfig, str_keys=True)
-    except msgspec.ValidationError as exc:
-        message, _, path = str(exc).partition(" - at `")
-        path = path.rstrip("`") or "$"
-        if "[...]" in path:
-            path = _name_dict_keys(raw, msgspec.inspect.type_info(PathwatchConfig), "$") or path
-        raise ConfigError(source, [Problem(path, message)]) from None
-    problems = check(config)
-    errors = [p for p in problems if p.severity == "error"]
-    if errors:
-        raise ConfigError(source, errors)
+    parsed = parse_text(text, source)
+    config, found = _problems(parsed)
+    located = sorted((locate(p, parsed.spots, source) for p in found), key=_by_place)
+    errors = [p for p in located if p.severity == "error"]
+    warnings = [p for p in located if p.severity != "error"]
+    if errors or config is None:
+        raise ConfigError(source, errors, warnings)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    return LoadedConfig(config, source, digest, [p for p in problems if p.severity != "error"])
+    return LoadedConfig(config, source, digest, warnings)
 
 
 def load_config(path: str | Path | None) -> LoadedConfig:
@@ -105,5 +94,6 @@ def load_config(path: str | Path | None) -> LoadedConfig:
     try:
         text = file.read_text()
     except OSError as exc:
-        raise ConfigError(str(file), [Problem("$", f"cannot read file: {exc.strerror}")]) from None
+        problem = Problem((), f"cannot read file: {exc.strerror}", source=str(file))
+        raise ConfigError(str(file), [problem]) from None
     return parse_config(text, str(file))

@@ -35,16 +35,20 @@ def setup_logging(verbose: bool = False) -> None:
 
 
 def load_or_exit(path: Path | None) -> LoadedConfig:
-    """Load config or print every problem (file, key path, expectation) and exit 2."""
+    """Load config or print every problem (file:line:column, key path, expectation) and exit 2.
+
+    Lines are never wrapped, so each stays one `file:line:column: ...` line.
+    """
     try:
         loaded = load_config(path)
     except ConfigError as exc:
-        err_console.print(f"[bold red]error:[/] {exc.source}: invalid configuration")
-        for problem in exc.problems:
-            err_console.print(f"  {problem}", markup=False, highlight=False)
+        count = f"{len(exc.problems)} error{'s' if len(exc.problems) != 1 else ''}"
+        err_console.print(f"[bold red]error:[/] {exc.source}: invalid configuration ({count})")
+        for problem in [*exc.problems, *exc.warnings]:
+            err_console.print(f"  {problem}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     for warning in loaded.warnings:
-        err_console.print(f"[yellow]warning:[/] {loaded.source}: {warning}", highlight=False)
+        err_console.print(str(warning), markup=False, highlight=False, soft_wrap=True)
     return loaded
 
 

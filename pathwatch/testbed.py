@@ -9,7 +9,8 @@ deletes every namespace again (use `with bed(): ...`, which does it in
 `finally`). Faults on path 1 are applied inside router-1 only: link down
 (router-1's end of link 1, so the client sees carrier loss), an nftables
 blackhole of everything router-1 forwards, and random loss with
-`iptables -m statistic`.
+`iptables -m statistic`; `drop_on_path1(address)` drops only one address's
+traffic there, and `break_path2` / `restore_path2` blackhole router-2.
 
 Addresses: every address exists only inside the namespaces created here,
 which have no route out. They are computed from 198.18/15, the RFC 2544
@@ -260,6 +261,20 @@ class Bed:
         else:
             raise BedError(f"unknown fault {fault!r}; one of {', '.join(FAULTS)}")
 
+    def drop_on_path1(self, address: str) -> None:
+        """Drop only what router-1 forwards to or from `address` (path 1 stays up for the
+        rest); `clear_faults` removes it."""
+        script = (
+            "table inet pathwatch_bed {\n"
+            "  chain forward_address {\n"
+            "    type filter hook forward priority 0; policy accept;\n"
+            f"    ip daddr {address} drop\n"
+            f"    ip saddr {address} drop\n"
+            "  }\n"
+            "}\n"
+        )
+        run("ip", "netns", "exec", self.router1, "nft", "-f", "-", stdin=script)
+
     def clear_faults(self) -> None:
         """Undo every fault (ignoring the ones not applied)."""
         self.ns(self.router1, "ip", "link", "set", self.router1_if_client, "up", check=False)
@@ -274,6 +289,10 @@ class Bed:
             "}\n"
         )
         run("ip", "netns", "exec", self.router2, "nft", "-f", "-", stdin=script)
+
+    def restore_path2(self) -> None:
+        """Undo `break_path2`."""
+        self.ns(self.router2, "nft", "delete", "table", "inet", "pathwatch_bed", check=False)
 
 
 @contextlib.contextmanager

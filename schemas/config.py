@@ -1,16 +1,21 @@
 """The configuration model: kebab-case keys, router-CLI defaults and ranges.
 
-Structural checks (types, ranges, unknown keys) come from msgspec; semantic
-checks (references, duplicates, warnings) live in `schemas.validate`.
+Every key is declared once here with its type, range, default, unit and
+description (`schemas.units`); the JSON Schema export, `docs/config.md`
+(`pathwatch config docs`) and the decoder read them from these declarations.
+Adding a key is adding one line here. Structural checks (types, ranges, unknown
+keys) come from msgspec through `schemas.decode`; semantic checks (references,
+duplicates, warnings) live in `schemas.validate` and `schemas.advice`.
 Units follow the router CLI: seconds for windows, intervals and hold-down,
-milliseconds for latencies, percent for thresholds.
+milliseconds for latencies, percent for thresholds; a duration key also takes a
+string with units (`30s`, `200ms`, `5m`, `1m30s`).
 """
 
 from typing import Annotated, Literal
 
 from msgspec import Meta, Struct, field
 
-from schemas.notifier_config import NotifierConfig
+from schemas.units import key, millis, percent, seconds
 from schemas.wire import TrafficClass
 
 
@@ -18,18 +23,14 @@ class _Cfg(Struct, frozen=True, kw_only=True, rename="kebab", forbid_unknown_fie
     """Base of config sections: kebab-case keys, unknown keys refused."""
 
 
-Pct = Annotated[float, Meta(ge=0, le=100)]
-Seconds = Annotated[float, Meta(gt=0, le=86400)]
-Millis = Annotated[float, Meta(ge=0, le=600000)]
 Port = Annotated[int, Meta(ge=1, le=65535)]
-Dscp = Annotated[int, Meta(ge=0, le=63)]
-#: Router ranges for ICMP and HTTP probe profiles.
-ProbeInterval = Annotated[float, Meta(ge=1, le=3600)]
-Attempts = Annotated[int, Meta(ge=1, le=20)]
-ProbeDuration = Annotated[float, Meta(ge=1, le=10)]
-#: TCP, TLS and UDP probes have no router counterpart and may run sub-second.
-FastProbeInterval = Annotated[float, Meta(ge=0.05, le=3600)]
-FastProbeDuration = Annotated[float, Meta(ge=0.01, le=10)]
+Addresses = Annotated[list[str], Meta(min_length=1)]
+Uint32 = Annotated[int, Meta(ge=0, le=4294967295)]
+
+_PROBE_ADDRESS = "Addresses probed (IP literals; at least one)."
+#: Up to ten years.
+_RETENTION = {"gt": 0, "le": 86400 * 3650}
+_TRAFFIC_CLASSES = "Traffic classes probed, each with its class's DSCP marking."
 
 
 # --- infrastructure -------------------------------------------------------
@@ -38,100 +39,278 @@ FastProbeDuration = Annotated[float, Meta(ge=0.01, le=10)]
 class NatsConfig(_Cfg, frozen=True, kw_only=True):
     """`url: embedded` runs an embedded nats-server; otherwise a comma-separated server list."""
 
-    url: str = "embedded"
-    credentials: str | None = None
-    user: str | None = None
-    password: str | None = None
-    token: str | None = None
-    tls_ca: str | None = None
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    store_dir: str = ".pathwatch/nats"
-    replicas: Annotated[int, Meta(ge=1, le=5)] = 1
+    url: Annotated[
+        str,
+        key(
+            "NATS servers, comma-separated (nats://a:4222,nats://b:4222), or `embedded` for"
+            " a nats-server started in-process (loopback only). PATHWATCH_NATS_URL overrides it."
+        ),
+    ] = "embedded"
+    credentials: Annotated[
+        str | None, key("NATS credentials file (.creds). PATHWATCH_NATS_CREDENTIALS overrides it.")
+    ] = None
+    user: Annotated[str | None, key("NATS user name. PATHWATCH_NATS_USER overrides it.")] = None
+    password: Annotated[str | None, key("NATS password. PATHWATCH_NATS_PASSWORD overrides it.")] = (
+        None
+    )
+    token: Annotated[
+        str | None, key("NATS authentication token. PATHWATCH_NATS_TOKEN overrides it.")
+    ] = None
+    tls_ca: Annotated[str | None, key("CA file that verifies the NATS servers (PEM).")] = None
+    tls_cert: Annotated[str | None, key("Client certificate for NATS TLS (PEM).")] = None
+    tls_key: Annotated[str | None, key("Private key of `tls-cert` (PEM).")] = None
+    store_dir: Annotated[
+        str, key("JetStream store directory of the embedded nats-server (`url: embedded` only).")
+    ] = ".pathwatch/nats"
+    replicas: Annotated[
+        int, key("Replicas of pathwatch's JetStream streams and KV buckets.", ge=1, le=5)
+    ] = 1
 
 
 class ApiConfig(_Cfg, frozen=True, kw_only=True):
     """REST API; a token is required when it listens off loopback."""
 
-    listen: str = "127.0.0.1:8640"
-    token: str | None = None
+    listen: Annotated[str, key("HOST:PORT the REST API and status page listen on.")] = (
+        "127.0.0.1:8640"
+    )
+    token: Annotated[
+        str | None,
+        key(
+            "Bearer token required on every /api/ route when set; required when `listen` is"
+            " not on loopback. Must not be empty or have surrounding whitespace."
+        ),
+    ] = None
 
 
 class RetentionConfig(_Cfg, frozen=True, kw_only=True):
-    """How long history is kept, like the router's rollups (seconds)."""
+    """How long history is kept, like the router's rollups."""
 
-    raw: Seconds = 3600
-    five_minute: Seconds = 86400
-    hourly: Seconds = 86400 * 180
+    raw: Annotated[float, seconds("How long raw windows are kept.", **_RETENTION)] = 3600
+    five_minute: Annotated[
+        float, seconds("How long five-minute rollups are kept.", **_RETENTION)
+    ] = 86400
+    hourly: Annotated[float, seconds("How long hourly rollups are kept.", **_RETENTION)] = (
+        86400 * 180
+    )
 
 
 class StoreConfig(_Cfg, frozen=True, kw_only=True):
-    path: str = "pathwatch.db"
-    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    """The aggregator's SQLite history store."""
+
+    path: Annotated[str, key("SQLite file of the window history ('' for none).")] = "pathwatch.db"
+    retention: Annotated[RetentionConfig, key("How long history is kept.")] = field(
+        default_factory=RetentionConfig
+    )
 
 
 class MetricsConfig(_Cfg, frozen=True, kw_only=True):
     """Prometheus exporter of the aggregator (`/metrics`)."""
 
-    listen: str = "127.0.0.1:9640"
-    per_destination: bool = False
+    listen: Annotated[str, key("HOST:PORT of the aggregator's Prometheus /metrics.")] = (
+        "127.0.0.1:9640"
+    )
+    per_destination: Annotated[
+        bool, key("Also export one series per probe and destination (more series).")
+    ] = False
 
 
 class AggregatorConfig(_Cfg, frozen=True, kw_only=True):
-    """`allowed-lateness` null means the smaller of 1 s and half the window."""
+    """Windowing of measurements into statistics."""
 
-    allowed_lateness: Annotated[float, Meta(ge=0, le=60)] | None = None
-    max_future_skew: Annotated[float, Meta(gt=0, le=3600)] = 5.0
-    skew_alarm: Annotated[float, Meta(gt=0, le=3600)] = 1.0
+    allowed_lateness: Annotated[
+        Annotated[float, Meta(ge=0, le=60)] | None,
+        seconds(
+            "How long after a window ends late measurements are still counted; null means"
+            " the smaller of 1 s and half the window."
+        ),
+    ] = None
+    max_future_skew: Annotated[
+        float,
+        seconds("Measurements stamped further than this in the future are dropped.", gt=0, le=3600),
+    ] = 5.0
+    skew_alarm: Annotated[
+        float,
+        seconds("An agent's clock further off than this raises a clock-skew alarm.", gt=0, le=3600),
+    ] = 1.0
 
 
 class EnforcerConfig(_Cfg, frozen=True, kw_only=True):
-    lease_ttl: Annotated[float, Meta(ge=1, le=300)] = 5.0
-    agent_silence_windows: Annotated[int, Meta(ge=1, le=100)] = 3
+    """Active/standby enforcer."""
+
+    lease_ttl: Annotated[
+        float, seconds("Lease of the active enforcer; a standby takes over after it.", ge=1, le=300)
+    ] = 5.0
+    agent_silence_windows: Annotated[
+        int,
+        key(
+            "Detection windows without a heartbeat after which an agent-lost alarm is raised.",
+            ge=1,
+            le=100,
+        ),
+    ] = 3
 
 
 class RouterConfig(_Cfg, frozen=True, kw_only=True):
     """Route actuator: `ecmp` spreads over in-service next hops by cost, `best` uses one."""
 
-    mode: Literal["ecmp", "best"] = "ecmp"
-    table: Annotated[int, Meta(ge=1, le=4294967295)] = 254
-    protocol: Annotated[int, Meta(ge=1, le=255)] = 199
-    dry_run: bool = False
-    #: Route metric (priority) of the routes it installs; a route of another protocol
-    #: with the same prefix, table and metric is a conflict and is never touched.
-    metric: Annotated[int, Meta(ge=0, le=4294967295)] = 0
-    #: Seconds between full re-reads of the kernel table (repairs drift such as a
-    #: route removed by hand or a link that came back).
-    resync_interval: Annotated[float, Meta(ge=1, le=3600)] = 30
+    mode: Annotated[
+        Literal["ecmp", "best"],
+        key("`ecmp`: every in-service next hop of the lowest cost; `best`: one next hop."),
+    ] = "ecmp"
+    table: Annotated[int, key("Kernel routing table the routes go into.", ge=1, le=4294967295)] = (
+        254
+    )
+    protocol: Annotated[
+        int, key("Route protocol number that marks pathwatch's routes.", ge=1, le=255)
+    ] = 199
+    dry_run: Annotated[bool, key("Log the route changes instead of making them.")] = False
+    metric: Annotated[
+        Uint32,
+        key(
+            "Route metric (priority) of the routes it installs; a route of another protocol"
+            " with the same prefix, table and metric is a conflict and is never touched."
+        ),
+    ] = 0
+    resync_interval: Annotated[
+        float,
+        seconds(
+            "Time between full re-reads of the kernel table (repairs drift such as a route"
+            " removed by hand or a link that came back).",
+            ge=1,
+            le=3600,
+        ),
+    ] = 30
 
 
 class HealerConfig(_Cfg, frozen=True, kw_only=True):
     """Datapath liveness check settings (overridden by NSM_LIVENESS_CHECK_* variables)."""
 
-    liveness_check_enabled: bool = True
-    liveness_check_interval: Annotated[float, Meta(gt=0, le=60)] = 0.2
-    liveness_check_timeout: Annotated[float, Meta(gt=0, le=60)] = 1.0
-    #: Backoff between failed heals: base x 2^(failures-1) seconds, capped, +/- jitter (a
-    #: fraction), so a client whose every path is broken never loops (docs/healer.md).
-    backoff_base: Annotated[float, Meta(gt=0, le=3600)] = 0.5
-    backoff_max: Annotated[float, Meta(gt=0, le=86400)] = 30.0
-    backoff_jitter: Annotated[float, Meta(ge=0, le=1)] = 0.25
-    #: Seconds to wait for the enforcer's load-balancer answer before choosing locally.
-    select_timeout: Annotated[float, Meta(gt=0, le=60)] = 0.5
-    #: The built-in reconnect hook's routes: its own protocol number, table and metric.
-    route_protocol: Annotated[int, Meta(ge=5, le=255)] = 200
-    route_table: Annotated[int, Meta(ge=1, le=4294967295)] = 254
-    route_metric: Annotated[int, Meta(ge=0, le=4294967295)] = 0
+    liveness_check_enabled: Annotated[
+        bool, key("Run the datapath liveness check. NSM_LIVENESS_CHECK_ENABLED overrides it.")
+    ] = True
+    liveness_check_interval: Annotated[
+        float,
+        seconds(
+            "Time between liveness checks. NSM_LIVENESS_CHECK_INTERVAL overrides it.", gt=0, le=60
+        ),
+    ] = 0.2
+    liveness_check_timeout: Annotated[
+        float,
+        seconds(
+            "Deadline of one liveness check. NSM_LIVENESS_CHECK_TIMEOUT overrides it.", gt=0, le=60
+        ),
+    ] = 1.0
+    backoff_base: Annotated[
+        float,
+        seconds(
+            "Backoff after the first failed heal; it doubles per further failure (docs/healer.md).",
+            gt=0,
+            le=3600,
+        ),
+    ] = 0.5
+    backoff_max: Annotated[
+        float, seconds("Cap of the backoff between failed heals.", gt=0, le=86400)
+    ] = 30.0
+    backoff_jitter: Annotated[
+        float, key("Random spread of each backoff, a fraction (0.25 is +/- 25 %).", ge=0, le=1)
+    ] = 0.25
+    select_timeout: Annotated[
+        float,
+        seconds(
+            "How long to wait for the enforcer's load-balancer answer before choosing locally.",
+            gt=0,
+            le=60,
+        ),
+    ] = 0.5
+    route_protocol: Annotated[
+        int, key("Route protocol number of the built-in reconnect hook's routes.", ge=5, le=255)
+    ] = 200
+    route_table: Annotated[
+        int, key("Routing table of the built-in reconnect hook's routes.", ge=1, le=4294967295)
+    ] = 254
+    route_metric: Annotated[Uint32, key("Metric of the built-in reconnect hook's routes.")] = 0
 
 
 class GrafanaConfig(_Cfg, frozen=True, kw_only=True):
-    url: str | None = None
-    token: str | None = None
-    annotate_alarms: bool = False
+    """Grafana that receives alarm annotations."""
+
+    url: Annotated[str | None, key("Grafana base URL.")] = None
+    token: Annotated[str | None, key("Grafana service-account token.")] = None
+    annotate_alarms: Annotated[
+        bool, key("Write an annotation into Grafana for every alarm raised and cleared.")
+    ] = False
+
+
+#: Alertmanager re-send interval when `resend-interval` is not set.
+DEFAULT_RESEND_INTERVAL_S = 60.0
+
+
+class NotifierRetry(_Cfg, frozen=True, kw_only=True):
+    """How a failed delivery is retried (docs/notifier.md, "Delivery")."""
+
+    initial: Annotated[
+        float, seconds("Wait before the first retry; each later wait doubles.", gt=0, le=3600)
+    ] = 1.0
+    max: Annotated[float, seconds("Longest wait between two retries.", gt=0, le=3600)] = 30.0
+    give_up_after: Annotated[
+        float,
+        seconds(
+            "An alarm still failing this long after its first attempt is dead-lettered"
+            " (`expired`).",
+            gt=0,
+            le=30 * 86400,
+        ),
+    ] = 86400.0
+
+
+class NotifierConfig(_Cfg, frozen=True, kw_only=True):
+    """One notifier: a receiver of raised and cleared alarms, fed by its own durable
+    consumer of the alarm stream (docs/notifier.md)."""
+
+    kind: Annotated[
+        Literal["alertmanager", "webhook"],
+        key(
+            "`alertmanager`: alerts through Alertmanager's v2 API at `url`; `webhook`: a"
+            " JSON POST of each alarm to `url`, signed with HMAC-SHA256."
+        ),
+    ]
+    url: Annotated[
+        str,
+        key(
+            "http(s) URL: Alertmanager's base URL (`/api/v2/alerts` is added), or the"
+            " webhook's full URL."
+        ),
+    ]
+    timeout: Annotated[
+        float, seconds("Longest wait for the receiver's answer to one request.", gt=0, le=300)
+    ] = 5.0
+    services: Annotated[
+        list[str],
+        key("Only alarms of these services (`_system`: alarms about pathwatch); empty: all."),
+    ] = []
+    retry: Annotated[NotifierRetry, key("Retries of a failed delivery.")] = field(
+        default_factory=NotifierRetry
+    )
+    resend_interval: Annotated[
+        Annotated[float, Meta(gt=0, le=3600)] | None,
+        seconds(
+            "alertmanager: how often active alarms are sent again, to stay well inside"
+            " Alertmanager's `resolve_timeout` (5 minutes by default); null means 60 s."
+        ),
+    ] = None
+    secret: Annotated[
+        str | None,
+        key("webhook: the shared secret of the signature (or give `secret-file`)."),
+    ] = None
+    secret_file: Annotated[
+        str | None, key("webhook: a file holding the shared secret (read at start).")
+    ] = None
 
 
 class TrafficClassConfig(_Cfg, frozen=True, kw_only=True):
-    dscp: Dscp
+    """The DSCP marking of one traffic class."""
+
+    dscp: Annotated[int, key("DSCP value (0-63) of the class's probes.", ge=0, le=63)]
 
 
 def _default_classes() -> dict[TrafficClass, TrafficClassConfig]:
@@ -149,19 +328,37 @@ def _default_classes() -> dict[TrafficClass, TrafficClassConfig]:
 class TimeToEstablishment(_Cfg, frozen=True, kw_only=True):
     """Time-to-establishment limits in ms; 0 disables one limit."""
 
-    enabled: bool = True
-    max: Millis = 500
-    mean: Millis = 250
+    enabled: Annotated[bool, key("Judge time-to-establishment at all.")] = True
+    max: Annotated[
+        float,
+        millis("Largest time-to-establishment allowed in a window; 0 disables.", ge=0, le=600000),
+    ] = 500
+    mean: Annotated[
+        float,
+        millis(
+            "Largest mean time-to-establishment allowed in a window; 0 disables.", ge=0, le=600000
+        ),
+    ] = 250
 
 
 class ClassThresholds(_Cfg, frozen=True, kw_only=True):
     """Thresholds of one (protocol, traffic class); error threshold 0 disables it."""
 
-    acceptable_error_threshold: Pct = 25
-    time_to_establishment: TimeToEstablishment = field(default_factory=TimeToEstablishment)
+    acceptable_error_threshold: Annotated[
+        float, percent("Largest share of failed attempts or sessions in a window; 0 disables.")
+    ] = 25
+    time_to_establishment: Annotated[TimeToEstablishment, key("Time-to-establishment limits.")] = (
+        field(default_factory=TimeToEstablishment)
+    )
 
 
-ClassTable = dict[TrafficClass, ClassThresholds]
+ClassTable = Annotated[
+    dict[TrafficClass, ClassThresholds],
+    key(
+        "Thresholds per traffic class (high, medium, low, best-effort); a class without an"
+        " entry is judged against the defaults."
+    ),
+]
 
 
 class ReachabilityProfile(_Cfg, frozen=True, kw_only=True):
@@ -177,90 +374,159 @@ class ReachabilityProfile(_Cfg, frozen=True, kw_only=True):
 
 
 class LatencySla(_Cfg, frozen=True, kw_only=True):
-    max: Millis = 250
-    mean: Millis = 100
+    """Latency limits of a probe SLA; 0 disables one limit."""
+
+    max: Annotated[
+        float, millis("Largest latency allowed in a window; 0 disables.", ge=0, le=600000)
+    ] = 250
+    mean: Annotated[
+        float, millis("Largest mean latency allowed in a window; 0 disables.", ge=0, le=600000)
+    ] = 100
 
 
 class SlaMetrics(_Cfg, frozen=True, kw_only=True):
-    max_loss: Pct = 10
-    latency: LatencySla = field(default_factory=LatencySla)
-    max_jitter: Millis | None = None
+    """The SLA every probe address must meet (router `sla-metrics`)."""
+
+    max_loss: Annotated[float, percent("Largest loss allowed in a window; 100 disables.")] = 10
+    latency: Annotated[LatencySla, key("Latency limits.")] = field(default_factory=LatencySla)
+    max_jitter: Annotated[
+        Annotated[float, Meta(ge=0, le=600000)] | None,
+        millis("Largest jitter allowed in a window; null disables."),
+    ] = None
 
 
 class _ProbeTiming(_Cfg, frozen=True, kw_only=True):
-    """Attempts are spaced probe-duration / number-of-attempts apart."""
+    """Attempts are spaced probe-duration / number-of-attempts apart.
 
-    probe_interval: FastProbeInterval = 10
-    number_of_attempts: Attempts = 4
-    probe_duration: FastProbeDuration = 1
-    traffic_classes: list[TrafficClass] = field(default_factory=lambda: ["best-effort"])
+    TCP, TLS and UDP probes have no router counterpart and may run sub-second;
+    ICMP and HTTP probes keep the router's ranges (they redeclare the two keys).
+    """
+
+    probe_interval: Annotated[
+        float, seconds("Time between the starts of two probe rounds.", ge=0.05, le=3600)
+    ] = 10
+    number_of_attempts: Annotated[int, key("Attempts per round and address.", ge=1, le=20)] = 4
+    probe_duration: Annotated[
+        float,
+        seconds(
+            "Length of one round; attempts are spaced and time out at"
+            " probe-duration / number-of-attempts.",
+            ge=0.01,
+            le=10,
+        ),
+    ] = 1
+    traffic_classes: Annotated[list[TrafficClass], key(_TRAFFIC_CLASSES)] = field(
+        default_factory=lambda: ["best-effort"]
+    )
 
 
 class IcmpProbeProfile(_ProbeTiming, frozen=True, kw_only=True):
     """Router `icmp-probe-profile`: every probe-address must meet the SLA."""
 
-    probe_interval: ProbeInterval = 10
-    probe_duration: ProbeDuration = 1
+    probe_interval: Annotated[
+        float, seconds("Time between the starts of two probe rounds.", ge=1, le=3600)
+    ] = 10
+    probe_duration: Annotated[
+        float,
+        seconds(
+            "Length of one round; pings are spaced probe-duration / number-of-attempts apart.",
+            ge=1,
+            le=10,
+        ),
+    ] = 1
 
-    probe_address: Annotated[list[str], Meta(min_length=1)]
-    sla_metrics: SlaMetrics = field(default_factory=SlaMetrics)
+    probe_address: Annotated[Addresses, key(_PROBE_ADDRESS)]
+    sla_metrics: Annotated[SlaMetrics, key("The SLA every probe address must meet.")] = field(
+        default_factory=SlaMetrics
+    )
 
 
 class TcpProbeProfile(_ProbeTiming, frozen=True, kw_only=True):
     """TCP connect: time-to-establishment per attempt."""
 
-    probe_address: Annotated[list[str], Meta(min_length=1)]
-    port: Port
-    #: ms to keep the connection open after establishment; a reset in that time is
-    #: reported as `reset` (peers that accept and then reset). 0 closes at once.
-    hold_open: Annotated[float, Meta(ge=0, le=10000)] = 0
+    probe_address: Annotated[Addresses, key(_PROBE_ADDRESS)]
+    port: Annotated[Port, key("TCP port to connect to.")]
+    hold_open: Annotated[
+        float,
+        millis(
+            "How long to keep the connection open after establishment; a reset in that time"
+            " is reported as `reset` (peers that accept and then reset). 0 closes at once.",
+            ge=0,
+            le=10000,
+        ),
+    ] = 0
 
 
 class TlsProbeProfile(_ProbeTiming, frozen=True, kw_only=True):
     """TLS handshake after TCP establishment."""
 
-    probe_address: Annotated[list[str], Meta(min_length=1)]
-    port: Port = 443
-    server_name: str | None = None
-    accept_self_signed: bool = False
-    ca_file: str | None = None
+    probe_address: Annotated[Addresses, key(_PROBE_ADDRESS)]
+    port: Annotated[Port, key("TCP port of the TLS server.")] = 443
+    server_name: Annotated[
+        str | None, key("Server name sent (SNI) and verified; default: the address.")
+    ] = None
+    accept_self_signed: Annotated[bool, key("Accept any certificate (no verification).")] = False
+    ca_file: Annotated[str | None, key("CA file that verifies the server (PEM).")] = None
 
 
 class UdpProbeProfile(_ProbeTiming, frozen=True, kw_only=True):
     """UDP request/response; without `expect` any reply counts."""
 
-    probe_address: Annotated[list[str], Meta(min_length=1)]
-    port: Port
-    payload: str = "pathwatch"
-    expect: str | None = None
+    probe_address: Annotated[Addresses, key(_PROBE_ADDRESS)]
+    port: Annotated[Port, key("UDP port to send to.")]
+    payload: Annotated[str, key("Payload of each request.")] = "pathwatch"
+    expect: Annotated[
+        str | None, key("Text a reply must contain to count as ok; null: any reply.")
+    ] = None
 
 
 class HttpProbeProfile(_ProbeTiming, frozen=True, kw_only=True):
     """Router `http-probe-profile`."""
 
-    probe_interval: ProbeInterval = 10
-    probe_duration: ProbeDuration = 1
+    probe_interval: Annotated[
+        float, seconds("Time between the starts of two probe rounds.", ge=1, le=3600)
+    ] = 10
+    probe_duration: Annotated[
+        float,
+        seconds(
+            "Length of one round; each request times out at probe-duration / number-of-attempts.",
+            ge=1,
+            le=10,
+        ),
+    ] = 1
 
-    url: str
-    valid_status_code: list[Annotated[int, Meta(ge=100, le=599)]] = field(
-        default_factory=lambda: [200]
+    url: Annotated[str, key("URL requested (GET).")]
+    valid_status_code: Annotated[
+        list[Annotated[int, Meta(ge=100, le=599)]],
+        key("Status codes that count as ok."),
+    ] = field(default_factory=lambda: [200])
+    up_delay_timer: Annotated[
+        float,
+        seconds("Router `up-delay-timer`; accepted but not implemented yet.", ge=0, le=3600),
+    ] = 0
+    accept_self_signed: Annotated[bool, key("Accept any certificate (no verification).")] = False
+    sla_metrics: Annotated[SlaMetrics, key("The SLA the URL must meet.")] = field(
+        default_factory=SlaMetrics
     )
-    up_delay_timer: Annotated[float, Meta(ge=0, le=3600)] = 0
-    accept_self_signed: bool = False
-    sla_metrics: SlaMetrics = field(default_factory=SlaMetrics)
+
+
+_PROFILE_REF = "Name of the {kind}-probe-profile this probe runs."
 
 
 class ProbeRef(_Cfg, frozen=True, kw_only=True):
     """A probe of a route: exactly one profile reference, or a plugin kind."""
 
-    name: str
-    icmp_probe_profile: str | None = None
-    tcp_probe_profile: str | None = None
-    tls_probe_profile: str | None = None
-    udp_probe_profile: str | None = None
-    http_probe_profile: str | None = None
-    plugin: str | None = None
-    options: dict[str, str] = {}
+    name: Annotated[str, key("Name of the probe, unique within the route.")]
+    icmp_probe_profile: Annotated[str | None, key(_PROFILE_REF.format(kind="icmp"))] = None
+    tcp_probe_profile: Annotated[str | None, key(_PROFILE_REF.format(kind="tcp"))] = None
+    tls_probe_profile: Annotated[str | None, key(_PROFILE_REF.format(kind="tls"))] = None
+    udp_probe_profile: Annotated[str | None, key(_PROFILE_REF.format(kind="udp"))] = None
+    http_probe_profile: Annotated[str | None, key(_PROFILE_REF.format(kind="http"))] = None
+    plugin: Annotated[
+        str | None,
+        key("Kind of a plugin probe (docs: plugins), whose state is set through the REST API."),
+    ] = None
+    options: Annotated[dict[str, str], key("Options handed to the plugin probe.")] = {}
 
     def profile_ref(self) -> tuple[str, str] | None:
         """(kind, profile name) of the referenced profile, or None for a plugin."""
@@ -278,96 +544,203 @@ class PassiveConfig(_Cfg, frozen=True, kw_only=True):
     """Passive learning from conntrack (docs/passive.md); off unless `enabled`.
 
     Sessions whose destination falls in a service's `address` are measured on
-    the route they leave by. `classifier` picks the traffic class: `port`
-    (destination port -> class from `port-classes`), `mark` (the conntrack
-    mark, masked by `mark-mask`, is the DSCP, mapped through `traffic-classes`)
-    or `fixed` (always `default-class`). A TCP / UDP session not established
-    after `tcp-timeout` / `udp-timeout` s is a timeout-before-establishment
-    even if the kernel still tracks it. Measurements go out every
-    `round-interval` s, at most `max-batch-items` per MeasurementBatch.
+    the route they leave by.
     """
 
-    enabled: bool = False
-    netns: str | None = None
-    classifier: Literal["port", "mark", "fixed"] = "port"
-    default_class: TrafficClass = "best-effort"
-    port_classes: dict[Port, TrafficClass] = {}
-    mark_mask: Annotated[int, Meta(ge=1, le=4294967295)] = 63
-    protocols: list[Literal["tcp", "udp"]] = field(default_factory=lambda: ["tcp", "udp"])
-    tcp_timeout: Annotated[float, Meta(gt=0, le=3600)] = 30
-    udp_timeout: Annotated[float, Meta(gt=0, le=3600)] = 30
-    icmp_errors: bool = True
-    round_interval: Annotated[float, Meta(ge=0.05, le=60)] = 1.0
-    max_batch_items: Annotated[int, Meta(ge=1, le=100000)] = 2000
-    max_sessions: Annotated[int, Meta(ge=1, le=10000000)] = 200000
-    route_cache_ttl: Annotated[float, Meta(ge=0, le=3600)] = 5.0
+    enabled: Annotated[bool, key("Learn session establishment from conntrack.")] = False
+    netns: Annotated[
+        str | None, key("Network namespace whose conntrack is read; null: the agent's own.")
+    ] = None
+    classifier: Annotated[
+        Literal["port", "mark", "fixed"],
+        key(
+            "How a session's traffic class is chosen: `port` (destination port through"
+            " port-classes), `mark` (conntrack mark & mark-mask is the DSCP, mapped through"
+            " traffic-classes) or `fixed` (always default-class)."
+        ),
+    ] = "port"
+    default_class: Annotated[
+        TrafficClass, key("Class of sessions the classifier cannot place.")
+    ] = "best-effort"
+    port_classes: Annotated[
+        dict[Port, TrafficClass], key("Destination port -> traffic class (classifier `port`).")
+    ] = {}
+    mark_mask: Annotated[
+        int, key("Mask applied to the conntrack mark (classifier `mark`).", ge=1, le=4294967295)
+    ] = 63
+    protocols: Annotated[list[Literal["tcp", "udp"]], key("Protocols learned.")] = field(
+        default_factory=lambda: ["tcp", "udp"]
+    )
+    tcp_timeout: Annotated[
+        float,
+        seconds(
+            "A TCP session not established after this is a timeout-before-establishment.",
+            gt=0,
+            le=3600,
+        ),
+    ] = 30
+    udp_timeout: Annotated[
+        float,
+        seconds(
+            "A UDP session without a reply after this is a timeout-before-establishment.",
+            gt=0,
+            le=3600,
+        ),
+    ] = 30
+    icmp_errors: Annotated[
+        bool, key("Count ICMP unreachable answers to a session as its error.")
+    ] = True
+    round_interval: Annotated[
+        float, seconds("Time between two batches of passive measurements.", ge=0.05, le=60)
+    ] = 1.0
+    max_batch_items: Annotated[
+        int, key("Most measurements in one MeasurementBatch.", ge=1, le=100000)
+    ] = 2000
+    max_sessions: Annotated[
+        int, key("Most sessions tracked at once (older ones are dropped).", ge=1, le=10000000)
+    ] = 200000
+    route_cache_ttl: Annotated[
+        float, seconds("How long a session's egress route lookup is cached.", ge=0, le=3600)
+    ] = 5.0
 
 
 # --- services -------------------------------------------------------------
 
 
 class NextHop(_Cfg, frozen=True, kw_only=True):
-    node: str
-    interface: str | None = None
-    gateway_ip: str | None = None
-    source_address: str | None = None
+    """Where a service-route leaves: node, interface and gateway."""
+
+    node: Annotated[str, key("Node (host) that owns the route; its agent probes it.")]
+    interface: Annotated[str | None, key("Egress interface; probes are pinned to it.")] = None
+    gateway_ip: Annotated[str | None, key("Gateway address of the route (an IP).")] = None
+    source_address: Annotated[
+        str | None, key("Source address the probes of this route use (an IP).")
+    ] = None
 
 
 class ReachabilityDetection(_Cfg, frozen=True, kw_only=True):
     """Router `reachability-detection` of a service-route, plus the fast path."""
 
-    enabled: bool = True
-    enforcement: bool = True
-    detection_window: Annotated[float, Meta(ge=1, le=3600)] = 5
-    hold_down: Annotated[float, Meta(ge=0, le=86400)] = 60
-    max_hold_down: Annotated[float, Meta(ge=0, le=86400)] = 3600
-    reachability_profile: str | None = None
-    probe_type: Literal["always", "disabled"] = "always"
-    probes: list[ProbeRef] = []
-    consecutive_failures: Annotated[int, Meta(ge=0, le=100)] = 3
-    min_samples: Annotated[int, Meta(ge=1, le=100000)] = 3
+    enabled: Annotated[bool, key("Judge this route at all.")] = True
+    enforcement: Annotated[
+        bool,
+        key(
+            "Take the route out of service when it fails; false is detection mode (judged and"
+            " reported, never acted on)."
+        ),
+    ] = True
+    detection_window: Annotated[
+        float, seconds("Length of the windows measurements are judged in.", ge=1, le=3600)
+    ] = 5
+    hold_down: Annotated[
+        float,
+        seconds(
+            "How long a failed route stays out of service before probation; repeated failures"
+            " multiply it.",
+            ge=0,
+            le=86400,
+        ),
+    ] = 60
+    max_hold_down: Annotated[float, seconds("Cap of the multiplied hold-down.", ge=0, le=86400)] = (
+        3600
+    )
+    reachability_profile: Annotated[
+        str | None,
+        key("Name of the reachability-profile judging this route; null: the defaults."),
+    ] = None
+    probe_type: Annotated[
+        Literal["always", "disabled"],
+        key("`always` runs the probes; `disabled` judges passive traffic only."),
+    ] = "always"
+    probes: Annotated[list[ProbeRef], key("Active probes of this route.")] = []
+    consecutive_failures: Annotated[
+        int,
+        key(
+            "Failed attempts in a row that take the route down at once (fast path); 0 disables.",
+            ge=0,
+            le=100,
+        ),
+    ] = 3
+    min_samples: Annotated[
+        int, key("Fewest samples a lane needs in a window to be judged.", ge=1, le=100000)
+    ] = 3
 
 
 class ServiceRoute(_Cfg, frozen=True, kw_only=True):
-    next_hop: NextHop
-    cost: Annotated[int, Meta(ge=0, le=4294967295)] = 10
-    reachability_detection: ReachabilityDetection = field(default_factory=ReachabilityDetection)
+    """One way to reach a service (router `service-route`)."""
+
+    next_hop: Annotated[NextHop, key("Where the route leaves.")]
+    cost: Annotated[Uint32, key("Cost; lower is preferred.")] = 10
+    reachability_detection: Annotated[ReachabilityDetection, key("How the route is judged.")] = (
+        field(default_factory=ReachabilityDetection)
+    )
 
 
 class ServicePolicy(_Cfg, frozen=True, kw_only=True):
-    best_effort: bool = True
+    """What to do when every route of a service is down."""
+
+    best_effort: Annotated[
+        bool, key("Keep the best of the down routes in service when every route is down.")
+    ] = True
 
 
 class Service(_Cfg, frozen=True, kw_only=True):
-    address: list[str] = []
-    service_policy: ServicePolicy = field(default_factory=ServicePolicy)
-    service_routes: dict[str, ServiceRoute] = {}
+    """A destination with its routes (router `service`)."""
+
+    address: Annotated[list[str], key("Prefixes of the service (CIDR).")] = []
+    service_policy: Annotated[ServicePolicy, key("Policy when every route is down.")] = field(
+        default_factory=ServicePolicy
+    )
+    service_routes: Annotated[
+        dict[str, ServiceRoute], key("The service's routes by name ([A-Za-z0-9_-]+).")
+    ] = {}
+
+
+def _profiles(kind: str) -> str:
+    return f"{kind} probe profiles by name."
 
 
 class PathwatchConfig(_Cfg, frozen=True, kw_only=True):
     """The whole configuration file."""
 
-    nats: NatsConfig = field(default_factory=NatsConfig)
-    api: ApiConfig = field(default_factory=ApiConfig)
-    store: StoreConfig = field(default_factory=StoreConfig)
-    metrics: MetricsConfig = field(default_factory=MetricsConfig)
-    aggregator: AggregatorConfig = field(default_factory=AggregatorConfig)
-    enforcer: EnforcerConfig = field(default_factory=EnforcerConfig)
-    router: RouterConfig = field(default_factory=RouterConfig)
-    healer: HealerConfig = field(default_factory=HealerConfig)
-    grafana: GrafanaConfig = field(default_factory=GrafanaConfig)
-    traffic_classes: dict[TrafficClass, TrafficClassConfig] = field(
-        default_factory=_default_classes
+    nats: Annotated[NatsConfig, key("NATS connection.")] = field(default_factory=NatsConfig)
+    api: Annotated[ApiConfig, key("REST API and status page.")] = field(default_factory=ApiConfig)
+    store: Annotated[StoreConfig, key("History store.")] = field(default_factory=StoreConfig)
+    metrics: Annotated[MetricsConfig, key("Prometheus exporter.")] = field(
+        default_factory=MetricsConfig
     )
-    reachability_profiles: dict[str, ReachabilityProfile] = {}
-    icmp_probe_profiles: dict[str, IcmpProbeProfile] = {}
-    tcp_probe_profiles: dict[str, TcpProbeProfile] = {}
-    tls_probe_profiles: dict[str, TlsProbeProfile] = {}
-    udp_probe_profiles: dict[str, UdpProbeProfile] = {}
-    http_probe_profiles: dict[str, HttpProbeProfile] = {}
-    services: dict[str, Service] = {}
-    passive: PassiveConfig = field(default_factory=PassiveConfig)
-    notifiers: dict[str, NotifierConfig] = {}
+    aggregator: Annotated[AggregatorConfig, key("Windowing.")] = field(
+        default_factory=AggregatorConfig
+    )
+    enforcer: Annotated[EnforcerConfig, key("Enforcer lease and agent liveness.")] = field(
+        default_factory=EnforcerConfig
+    )
+    router: Annotated[RouterConfig, key("Route actuator.")] = field(default_factory=RouterConfig)
+    healer: Annotated[HealerConfig, key("Client healing and datapath liveness.")] = field(
+        default_factory=HealerConfig
+    )
+    grafana: Annotated[GrafanaConfig, key("Grafana annotations.")] = field(
+        default_factory=GrafanaConfig
+    )
+    traffic_classes: Annotated[
+        dict[TrafficClass, TrafficClassConfig], key("DSCP marking per traffic class.")
+    ] = field(default_factory=_default_classes)
+    reachability_profiles: Annotated[
+        dict[str, ReachabilityProfile], key("Reachability profiles by name.")
+    ] = {}
+    icmp_probe_profiles: Annotated[dict[str, IcmpProbeProfile], key(_profiles("ICMP"))] = {}
+    tcp_probe_profiles: Annotated[dict[str, TcpProbeProfile], key(_profiles("TCP"))] = {}
+    tls_probe_profiles: Annotated[dict[str, TlsProbeProfile], key(_profiles("TLS"))] = {}
+    udp_probe_profiles: Annotated[dict[str, UdpProbeProfile], key(_profiles("UDP"))] = {}
+    http_probe_profiles: Annotated[dict[str, HttpProbeProfile], key(_profiles("HTTP"))] = {}
+    services: Annotated[dict[str, Service], key("Services by name ([A-Za-z0-9_-]+).")] = {}
+    passive: Annotated[PassiveConfig, key("Passive learning from conntrack.")] = field(
+        default_factory=PassiveConfig
+    )
+    notifiers: Annotated[
+        dict[str, NotifierConfig],
+        key("Where alarms are pushed, by notifier name ([A-Za-z0-9_-]+; docs/notifier.md)."),
+    ] = {}
 
     def dscp(self, traffic_class: TrafficClass) -> int:
         entry = self.traffic_classes.get(traffic_class)

@@ -1,36 +1,41 @@
-"""Semantic checks of a structurally valid config: references, names, warnings.
+"""Semantic checks of a structurally valid config: references, names, addresses, tokens.
 
-Each problem names its key path (`$.services.web.service-routes.r1...`) the way
-msgspec names structural ones, so users get one style of message.
+Each problem names its key path the way structural ones do, so users get one
+style of message. `check` returns these errors and the warnings of
+`schemas.advice` (settings that cannot take effect), errors first.
 """
 
 import ipaddress
-from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-from schemas.config import PathwatchConfig
+from schemas.advice import advise
+from schemas.config import (
+    NotifierConfig,
+    PathwatchConfig,
+    ProbeRef,
+    ReachabilityDetection,
+    Service,
+)
 from schemas.names import is_subject_safe
+from schemas.problems import KeyPath, Problem
+from schemas.subjects import SYSTEM_SERVICE
+
+PROBE_KINDS = ("icmp", "tcp", "tls", "udp", "http")
+_LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+#: Keys holding a secret that a peer must present exactly.
+_TOKENS: tuple[tuple[str, str], ...] = (("api", "token"), ("nats", "token"), ("grafana", "token"))
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One finding: `path` is the key path, `message` what was expected."""
-
-    path: str
-    message: str
-    severity: str = "error"
-
-    def __str__(self) -> str:
-        return f"{self.message} - at `{self.path}`"
-
-
-def _check_name(problems: list[Problem], path: str, name: str, what: str) -> None:
+def _check_name(
+    problems: list[Problem], keys: KeyPath, name: str, what: str, *, at_key: bool = False
+) -> None:
+    """`at_key`: the name is a mapping key (service, route), not a value."""
     if not is_subject_safe(name):
-        problems.append(
-            Problem(path, f"{what} name {name!r} must match [A-Za-z0-9_-]+ (at most 64 characters)")
-        )
+        message = f"{what} name {name!r} must match [A-Za-z0-9_-]+ (at most 64 characters)"
+        problems.append(Problem(keys, message, at_key=at_key))
 
 
-def _check_address(problems: list[Problem], path: str, text: str, network: bool) -> None:
+def _check_address(problems: list[Problem], keys: KeyPath, text: str, network: bool) -> None:
     try:
         if network:
             ipaddress.ip_network(text, strict=False)
@@ -38,144 +43,183 @@ def _check_address(problems: list[Problem], path: str, text: str, network: bool)
             ipaddress.ip_address(text)
     except ValueError:
         kind = "an IP prefix" if network else "an IP address"
-        problems.append(Problem(path, f"expected {kind}, got {text!r}"))
+        problems.append(Problem(keys, f"expected {kind}, got {text!r}"))
 
 
-def _check_listen(problems: list[Problem], path: str, listen: str) -> None:
+def _check_listen(problems: list[Problem], keys: KeyPath, listen: str) -> None:
     host, sep, port = listen.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not host:
-        problems.append(Problem(path, f"expected HOST:PORT, got {listen!r}"))
+        problems.append(Problem(keys, f"expected HOST:PORT, got {listen!r}"))
+
+
+def _check_tokens(problems: list[Problem], config: PathwatchConfig) -> None:
+    for section, name in _TOKENS:
+        token: str | None = getattr(getattr(config, section), name)
+        if token is None:
+            continue
+        if not token.strip():
+            problems.append(
+                Problem(
+                    (section, name),
+                    "empty or only whitespace, so no client could ever"
+                    " present it; remove the key for no token (the API then only listens on"
+                    " loopback)",
+                )
+            )
+        elif token != token.strip():
+            problems.append(
+                Problem(
+                    (section, name),
+                    "leading or trailing whitespace: presented tokens"
+                    " are stripped, so it could never match",
+                )
+            )
+    api_host = config.api.listen.rpartition(":")[0].strip("[]")
+    if api_host not in _LOOPBACK_HOSTS and config.api.token is None:
+        problems.append(
+            Problem(("api", "token"), "a token is required when the API listens off loopback")
+        )
+
+
+def _check_probe(
+    problems: list[Problem], config: PathwatchConfig, keys: KeyPath, probe: ProbeRef
+) -> None:
+    refs = [kind for kind in PROBE_KINDS if getattr(probe, f"{kind}_probe_profile") is not None]
+    if len(refs) + (probe.plugin is not None) != 1:
+        problems.append(
+            Problem(
+                keys,
+                "expected exactly one of icmp-probe-profile, tcp-probe-profile,"
+                " tls-probe-profile, udp-probe-profile, http-probe-profile, plugin",
+            )
+        )
+        return
+    found = probe.profile_ref()
+    if found is None or config.probe_profile(probe) is not None:
+        return
+    kind, name = found
+    defined = sorted(getattr(config, f"{kind}_probe_profiles"))
+    problems.append(
+        Problem(
+            (*keys, f"{kind}-probe-profile"),
+            f"unknown {kind}-probe-profile {name!r} (defined: {defined or 'none'})",
+            refers=((f"{kind}-probe-profiles", name),),
+        )
+    )
+
+
+def _check_detection(
+    problems: list[Problem],
+    config: PathwatchConfig,
+    keys: KeyPath,
+    detection: ReachabilityDetection,
+) -> None:
+    profile = detection.reachability_profile
+    if profile is not None and profile not in config.reachability_profiles:
+        problems.append(
+            Problem(
+                (*keys, "reachability-profile"),
+                f"unknown reachability-profile {profile!r}"
+                f" (defined: {sorted(config.reachability_profiles) or 'none'})",
+                refers=(("reachability-profiles", profile),),
+            )
+        )
+    if detection.max_hold_down < detection.hold_down:
+        problems.append(
+            Problem(
+                (*keys, "max-hold-down"),
+                f"max-hold-down ({detection.max_hold_down:g} s) must be >= hold-down"
+                f" ({detection.hold_down:g} s)",
+                refers=((*keys, "hold-down"),),
+            )
+        )
+    seen: set[str] = set()
+    for index, probe in enumerate(detection.probes):
+        pkeys = (*keys, "probes", index)
+        _check_name(problems, (*pkeys, "name"), probe.name, "probe")
+        if probe.name in seen:
+            problems.append(Problem((*pkeys, "name"), f"duplicate probe name {probe.name!r}"))
+        seen.add(probe.name)
+        _check_probe(problems, config, pkeys, probe)
+
+
+def _check_service(
+    problems: list[Problem], config: PathwatchConfig, name: str, service: Service
+) -> None:
+    skeys: KeyPath = ("services", name)
+    _check_name(problems, skeys, name, "service", at_key=True)
+    if name.startswith("_"):
+        problems.append(
+            Problem(skeys, f"service name {name!r} must not start with '_' (reserved)", at_key=True)
+        )
+    for index, prefix in enumerate(service.address):
+        _check_address(problems, (*skeys, "address", index), prefix, True)
+    for route_name, route in service.service_routes.items():
+        rkeys = (*skeys, "service-routes", route_name)
+        _check_name(problems, rkeys, route_name, "service-route", at_key=True)
+        _check_name(problems, (*rkeys, "next-hop", "node"), route.next_hop.node, "node")
+        for key, address in (
+            ("gateway-ip", route.next_hop.gateway_ip),
+            ("source-address", route.next_hop.source_address),
+        ):
+            if address is not None:
+                _check_address(problems, (*rkeys, "next-hop", key), address, False)
+        _check_detection(
+            problems, config, (*rkeys, "reachability-detection"), route.reachability_detection
+        )
+
+
+def _check_notifier(
+    problems: list[Problem], config: PathwatchConfig, name: str, notifier: NotifierConfig
+) -> None:
+    keys: KeyPath = ("notifiers", name)
+    _check_name(problems, keys, name, "notifier", at_key=True)
+    url = urlsplit(notifier.url)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        problems.append(Problem((*keys, "url"), f"expected an http(s) URL, got {notifier.url!r}"))
+    for index, service in enumerate(notifier.services):
+        if service != SYSTEM_SERVICE and service not in config.services:
+            problems.append(
+                Problem(
+                    (*keys, "services", index),
+                    f"unknown service {service!r} (defined: {sorted(config.services) or 'none'},"
+                    f" and {SYSTEM_SERVICE} for alarms about pathwatch)",
+                )
+            )
+    if notifier.retry.max < notifier.retry.initial:
+        problems.append(Problem((*keys, "retry", "max"), "retry.max must be >= retry.initial"))
+    secrets = [k for k in ("secret", "secret-file") if getattr(notifier, k.replace("-", "_"))]
+    if notifier.kind == "webhook" and len(secrets) != 1:
+        problems.append(Problem(keys, "a webhook needs exactly one of secret, secret-file"))
+    if notifier.kind == "webhook" and notifier.secret is not None and not notifier.secret.strip():
+        problems.append(Problem((*keys, "secret"), "empty or only whitespace"))
+    if notifier.kind == "alertmanager":
+        for key in secrets:
+            problems.append(Problem((*keys, key), f"{key} is only for kind webhook"))
+    if notifier.kind == "webhook" and notifier.resend_interval is not None:
+        problems.append(
+            Problem((*keys, "resend-interval"), "resend-interval is only for kind alertmanager")
+        )
+
+
+def errors(config: PathwatchConfig) -> list[Problem]:
+    """Every semantic error of `config`."""
+    problems: list[Problem] = []
+    _check_listen(problems, ("api", "listen"), config.api.listen)
+    _check_listen(problems, ("metrics", "listen"), config.metrics.listen)
+    _check_tokens(problems, config)
+    for kind in ("icmp", "tcp", "tls", "udp"):
+        for name, profile in getattr(config, f"{kind}_probe_profiles").items():
+            for index, address in enumerate(profile.probe_address):
+                keys = (f"{kind}-probe-profiles", name, "probe-address", index)
+                _check_address(problems, keys, address, False)
+    for name, service in config.services.items():
+        _check_service(problems, config, name, service)
+    for name, notifier in config.notifiers.items():
+        _check_notifier(problems, config, name, notifier)
+    return problems
 
 
 def check(config: PathwatchConfig) -> list[Problem]:
     """All semantic errors and warnings of `config`; errors first."""
-    problems: list[Problem] = []
-    _check_listen(problems, "$.api.listen", config.api.listen)
-    _check_listen(problems, "$.metrics.listen", config.metrics.listen)
-    api_host = config.api.listen.rpartition(":")[0].strip("[]")
-    if api_host not in ("127.0.0.1", "::1", "localhost") and not config.api.token:
-        problems.append(
-            Problem("$.api.token", "a token is required when the API listens off loopback")
-        )
-
-    for kind in ("icmp", "tcp", "tls", "udp"):
-        table = getattr(config, f"{kind}_probe_profiles")
-        for name, profile in table.items():
-            for i, address in enumerate(profile.probe_address):
-                _check_address(
-                    problems, f"$.{kind}-probe-profiles.{name}.probe-address[{i}]", address, False
-                )
-
-    used_reachability: set[str] = set()
-    used_probe: set[tuple[str, str]] = set()
-    nodes_routes: dict[str, list[str]] = {}
-    for service_name, service in config.services.items():
-        spath = f"$.services.{service_name}"
-        _check_name(problems, spath, service_name, "service")
-        if service_name.startswith("_"):
-            problems.append(
-                Problem(spath, f"service name {service_name!r} must not start with '_' (reserved)")
-            )
-        for i, prefix in enumerate(service.address):
-            _check_address(problems, f"{spath}.address[{i}]", prefix, True)
-        for route_name, route in service.service_routes.items():
-            rpath = f"{spath}.service-routes.{route_name}"
-            _check_name(problems, rpath, route_name, "service-route")
-            _check_name(problems, f"{rpath}.next-hop.node", route.next_hop.node, "node")
-            nodes_routes.setdefault(route.next_hop.node, []).append(f"{service_name}.{route_name}")
-            if route.next_hop.gateway_ip is not None:
-                _check_address(
-                    problems, f"{rpath}.next-hop.gateway-ip", route.next_hop.gateway_ip, False
-                )
-            if route.next_hop.source_address is not None:
-                _check_address(
-                    problems,
-                    f"{rpath}.next-hop.source-address",
-                    route.next_hop.source_address,
-                    False,
-                )
-            detection = route.reachability_detection
-            dpath = f"{rpath}.reachability-detection"
-            if detection.reachability_profile is not None:
-                used_reachability.add(detection.reachability_profile)
-                if detection.reachability_profile not in config.reachability_profiles:
-                    problems.append(
-                        Problem(
-                            f"{dpath}.reachability-profile",
-                            f"unknown reachability-profile {detection.reachability_profile!r}"
-                            f" (defined: {sorted(config.reachability_profiles) or 'none'})",
-                        )
-                    )
-            if detection.max_hold_down < detection.hold_down:
-                problems.append(
-                    Problem(f"{dpath}.max-hold-down", "max-hold-down must be >= hold-down")
-                )
-            seen_probes: set[str] = set()
-            for i, probe in enumerate(detection.probes):
-                ppath = f"{dpath}.probes[{i}]"
-                _check_name(problems, f"{ppath}.name", probe.name, "probe")
-                if probe.name in seen_probes:
-                    problems.append(
-                        Problem(f"{ppath}.name", f"duplicate probe name {probe.name!r}")
-                    )
-                seen_probes.add(probe.name)
-                refs = [
-                    kind
-                    for kind in ("icmp", "tcp", "tls", "udp", "http")
-                    if getattr(probe, f"{kind}_probe_profile") is not None
-                ]
-                if len(refs) + (probe.plugin is not None) != 1:
-                    problems.append(
-                        Problem(
-                            ppath,
-                            "expected exactly one of icmp-probe-profile, tcp-probe-profile,"
-                            " tls-probe-profile, udp-probe-profile, http-probe-profile, plugin",
-                        )
-                    )
-                    continue
-                found = probe.profile_ref()
-                if found is None:
-                    continue
-                kind, profile_name = found
-                used_probe.add((kind, profile_name))
-                profile = config.probe_profile(probe)
-                if profile is None:
-                    defined = sorted(getattr(config, f"{kind}_probe_profiles"))
-                    problems.append(
-                        Problem(
-                            f"{ppath}.{kind}-probe-profile",
-                            f"unknown {kind}-probe-profile {profile_name!r}"
-                            f" (defined: {defined or 'none'})",
-                        )
-                    )
-                    continue
-                if profile.probe_interval + profile.probe_duration >= detection.detection_window:
-                    problems.append(
-                        Problem(
-                            ppath,
-                            f"probe-interval ({profile.probe_interval:g} s) + probe-duration"
-                            f" ({profile.probe_duration:g} s) is not below detection-window"
-                            f" ({detection.detection_window:g} s): the path would bounce",
-                            "warning",
-                        )
-                    )
-
-    for name in config.reachability_profiles:
-        if name not in used_reachability:
-            problems.append(
-                Problem(
-                    f"$.reachability-profiles.{name}", "reachability-profile is unused", "warning"
-                )
-            )
-    for kind in ("icmp", "tcp", "tls", "udp", "http"):
-        for name in getattr(config, f"{kind}_probe_profiles"):
-            if (kind, name) not in used_probe:
-                problems.append(
-                    Problem(
-                        f"$.{kind}-probe-profiles.{name}",
-                        f"{kind}-probe-profile is unused",
-                        "warning",
-                    )
-                )
-    problems.sort(key=lambda p: p.severity != "error")
-    return problems
+    return errors(config) + advise(config)

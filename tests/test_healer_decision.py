@@ -55,8 +55,7 @@ def test_repeated_failed_heals_back_off_with_jitter_and_reset_on_success() -> No
         delays.append(wait.retry_at - clock.now)
         clock.now = wait.retry_at
     assert delays == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
-    generation = policy.generation
-    policy.data_plane_ok(generation)
+    policy.data_plane_ok()
     assert policy.failures == 0
     assert policy.decide(True, False).action is Action.RESELECT
 
@@ -81,14 +80,22 @@ def test_jitter_stays_within_bounds() -> None:
     assert backoff.delay(0, 0.3) == 0.0
 
 
-def test_stale_generation_is_recognised() -> None:
-    policy = HealPolicy(Clock())
-    old = policy.generation
+def test_ending_the_backoff_allows_a_reselect_at_once_and_keeps_the_count() -> None:
+    clock = Clock()
+    policy = HealPolicy(clock, Backoff(base=4.0, cap=30.0, jitter=0.0))
+    for _ in range(3):
+        clock.now = max(clock.now, policy.retry_at)
+        policy.heal_started()
+        policy.heal_finished(True)
+    assert policy.decide(True, False).action is Action.WAIT
+    assert policy.backoff_remaining() == pytest.approx(16.0)
+    assert policy.end_backoff() is True
+    assert policy.decide(True, False).action is Action.RESELECT
+    assert policy.end_backoff() is False  # nothing left to end
     policy.heal_started()
-    assert not policy.is_current(old)
-    policy.data_plane_ok(old)  # stale evidence does not clear the failure count
     policy.heal_finished(True)
-    assert policy.failures == 1
+    assert policy.failures == 4  # the count (and the next wait) keeps growing until proven
+    assert policy.backoff_remaining() == pytest.approx(30.0)
 
 
 def test_no_rerequest_when_the_control_plane_was_never_up() -> None:

@@ -10,11 +10,11 @@ The table of DESIGN.md ("Healing"):
 | down | down | reselect (best-effort: without the load balancer) |
 
 A connection whose data plane works is never torn down. Reselects are
-spaced by an exponential backoff with jitter while heals keep failing, and
-every heal starts a new *generation*: liveness results of an older
-generation (checked against the previous endpoint's addresses) are stale and
-dropped, so a heal cannot be undone by its own out-of-date evidence. These
-are the heal loops users hit with the service-mesh healer.
+spaced by an exponential backoff with jitter while heals keep failing (the
+heal loops users hit with the service-mesh healer); news that should end the
+wait (a route back in service, a heal command) ends it at once with
+`end_backoff`, keeping the failure count, which only a working data plane
+resets. Which liveness results count at all is `agents.healer.attribution`.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class Backoff:
 
 
 class HealPolicy:
-    """The decision table with the history it needs: backoff, generations, pending re-request."""
+    """The decision table with the history it needs: backoff and a pending re-request."""
 
     def __init__(
         self,
@@ -79,10 +79,10 @@ class HealPolicy:
         self.clock = clock
         self.backoff = backoff or Backoff()
         self.draw = draw
-        self.generation = 0
         self.failures = 0
         self.retry_at = 0.0
         self.heals = 0
+        self.last_heal_at = 0.0
         self.rerequest_pending = False
         self.healing = False
         self.last_heal_succeeded = False
@@ -118,13 +118,12 @@ class HealPolicy:
         plane = "control and data plane down" if not control_up else "data plane down"
         return Decision(Action.RESELECT, f"{plane}: reselecting")
 
-    def heal_started(self) -> int:
-        """A reselect begins: returns the new generation (older liveness results are stale)."""
+    def heal_started(self) -> None:
+        """A reselect begins (no other starts until it finishes)."""
         self.healing = True
         self.heals += 1
-        self.generation += 1
+        self.last_heal_at = self.clock()
         self.rerequest_pending = False
-        return self.generation
 
     def heal_finished(self, succeeded: bool) -> None:
         """A reselect ended. Until a live data plane proves it (`data_plane_ok`) every heal
@@ -135,12 +134,20 @@ class HealPolicy:
         self.retry_at = self.clock() + self.backoff.delay(self.failures, self.draw())
         self.last_heal_succeeded = succeeded
 
-    def data_plane_ok(self, generation: int) -> None:
-        """A fresh liveness pass (or an up route) on the current endpoint: heals succeeded."""
-        if generation == self.generation:
-            self.failures = 0
-            self.retry_at = 0.0
+    def data_plane_ok(self) -> None:
+        """A liveness pass on the current endpoint: the heals succeeded, no more backoff."""
+        self.failures = 0
+        self.retry_at = 0.0
 
-    def is_current(self, generation: int) -> bool:
-        """Whether evidence gathered in `generation` is about the current endpoint."""
-        return generation == self.generation
+    def end_backoff(self) -> bool:
+        """Allow a reselect at once (the failure count stays); whether a wait was running."""
+        waiting = self.in_backoff()
+        self.retry_at = 0.0
+        return waiting
+
+    def backoff_remaining(self) -> float:
+        """Seconds until a reselect may be tried again (0: none pending)."""
+        return max(self.retry_at - self.clock(), 0.0)
+
+    def in_backoff(self) -> bool:
+        return self.backoff_remaining() > 0.0

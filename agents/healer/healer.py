@@ -11,7 +11,15 @@ connection to `service` on a working route (DESIGN.md, "Healing"):
   connection's address context for the new route;
 * control plane down while the data plane works: keep everything; once it is
   back, re-request the same route;
-* failed or unproven heals back off exponentially with jitter (no loops).
+* failed or unproven heals back off exponentially with jitter (no loops); a route
+  coming back into service in KV, or a heal command naming the current route, ends
+  the wait at once;
+* a liveness result counts only for the connection it checked, and only while that
+  connection is current (`agents.healer.attribution`): a heal is never undone by
+  evidence about the previous endpoint.
+
+What it does is in `events` (and, with `sink`, a JSON line per event; see
+`agents.healer.events`) and in `stats` (served by `agents.healer.metrics`).
 """
 
 from __future__ import annotations
@@ -28,7 +36,9 @@ from dataclasses import dataclass, field
 import nats.errors
 from nats.aio.msg import Msg
 
+from agents.healer.attribution import Attribution, Stamp
 from agents.healer.decision import Action, Backoff, HealPolicy
+from agents.healer.events import EventLog, HealEvent
 from agents.healer.hooks import Reconnect, ReconnectHook, RouteRepointHook
 from agents.healer.liveness import LivenessLoop
 from agents.healer.monitor import PathMonitor
@@ -37,11 +47,12 @@ from agents.healer.reselect import Selection, ask_load_balancer, local_choice
 from agents.healer.settings import LivenessSettings
 from agents.probe.icmp_engine import IcmpEngine
 from agents.probe.liveness import Connection, IcmpLivenessCheck, LivenessCheck
+from pathwatch.aio import wait_any
 from pathwatch.bus import Bus
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message
 from schemas.config import PathwatchConfig
-from schemas.wire import HealCommand
+from schemas.wire import HealCommand, PathState
 
 log = logging.getLogger("pathwatch.healer")
 
@@ -53,23 +64,16 @@ class HealerError(ValueError):
     """Bad arguments: unknown service or route, no destination address."""
 
 
-@dataclass(frozen=True)
-class HealEvent:
-    """One thing the healer did or saw (its timeline)."""
-
-    ts: float
-    kind: str
-    route: str | None
-    detail: str = ""
-
-
 @dataclass
 class HealerStats:
+    """What the healer counted (the counters of `agents.healer.metrics`)."""
+
     reselects: int = 0
     rerequests: int = 0
     failed_heals: int = 0
     heal_commands: int = 0
     stale_results: int = 0
+    liveness_passes: int = 0
     liveness_failures: int = 0
     malformed: Counter[str] = field(default_factory=Counter)
 
@@ -82,6 +86,13 @@ def default_destinations(config: PathwatchConfig, service: str) -> list[str]:
         if not length or length in ("32", "128"):
             found.append(address)
     return found
+
+
+def service_level(state: PathState | None) -> int:
+    """0: out of service (or only kept as best-effort), 1: in service, 2: proven up."""
+    if state is None or not state.in_service or state.best_effort:
+        return 0
+    return 2 if state.state == "up" else 1
 
 
 class Healer:
@@ -101,6 +112,7 @@ class Healer:
         netns: str | None = None,
         environ: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
+        sink: Callable[[bytes], None] | None = None,
     ) -> None:
         if service not in config.services:
             raise HealerError(f"unknown service {service!r}")
@@ -110,7 +122,6 @@ class Healer:
         self.config = config
         self.bus = bus
         self.service = service
-        self.route = route
         self.source = list(source or [])
         self.destination = list(destination or default_destinations(config, service))
         if not self.destination:
@@ -134,15 +145,31 @@ class Healer:
             clock, Backoff(settings.backoff_base, settings.backoff_max, settings.backoff_jitter)
         )
         self.stats = HealerStats()
-        self.events: list[HealEvent] = []
+        self.log = EventLog(service, clock, sink)
         self.monitor = PathMonitor(bus, service, on_change=self._wake, clock=clock)
+        self.attribution = Attribution(route, self._connection_for(route))
         self.liveness_ok: bool | None = None
         self.heal_requested = False
+        self.backing_off = False
+        self.levels = dict.fromkeys(self.service_config.service_routes, 0)
         self._changed = asyncio.Event()
         self.liveness_loop: LivenessLoop | None = None
-        self.connection = self._connection_for(route)
 
     # --- context ------------------------------------------------------------------
+
+    @property
+    def route(self) -> str:
+        """The route the client is on."""
+        return self.attribution.current.route
+
+    @property
+    def connection(self) -> Connection:
+        """The client's connection (its addresses) on that route."""
+        return self.attribution.current.connection
+
+    @property
+    def events(self) -> list[HealEvent]:
+        return self.log.events
 
     def _connection_for(self, route: str) -> Connection:
         """The connection's addresses on `route`: a fresh context, nothing carried over."""
@@ -150,29 +177,38 @@ class Healer:
         source = [next_hop.source_address] if next_hop.source_address else list(self.source)
         return Connection(source=source, destination=list(self.destination))
 
-    def _context(self) -> tuple[int, Connection]:
-        return self.policy.generation, self.connection
-
-    def _record(self, kind: str, route: str | None, detail: str = "") -> None:
-        self.events.append(HealEvent(self.clock(), kind, route, detail))
-        log.info("healer %s: %s %s %s", self.service, kind, route or "-", detail)
-
     def _wake(self) -> None:
         self._changed.set()
 
+    def stale_results(self) -> int:
+        """Liveness results about a previous connection: dropped, or abandoned in flight."""
+        abandoned = self.liveness_loop.abandoned if self.liveness_loop is not None else 0
+        return self.stats.stale_results + abandoned
+
+    def malformed(self) -> dict[str, int]:
+        """Dropped messages by reason: heal commands here, KV values in the monitor (each
+        copied in one step, as a scrape reads them from another thread)."""
+        merged = Counter(dict(self.stats.malformed))
+        merged.update(dict(self.monitor.malformed))
+        return dict(merged)
+
     # --- evidence -----------------------------------------------------------------
 
-    def _liveness(self, generation: int, alive: bool) -> None:
-        if not self.policy.is_current(generation):
-            self.stats.stale_results += 1  # about the previous endpoint: dropped
+    def liveness_result(self, stamp: Stamp, alive: bool) -> None:
+        """A liveness round taken under `stamp` ended; it counts only if still current."""
+        if not self.attribution.counts(stamp):
+            self.stats.stale_results += 1  # about a previous connection: dropped
             return
-        if not alive:
+        if alive:
+            self.stats.liveness_passes += 1
+        else:
             self.stats.liveness_failures += 1
-        elif self.liveness_ok is False or self.policy.failures:
-            self._record("data-plane-up", self.route)
+        if alive is not self.liveness_ok:
+            self.log.record("liveness-pass" if alive else "liveness-fail", stamp.route)
         self.liveness_ok = alive
-        if alive and not self.monitor.reported_down(self.route):
-            self.policy.data_plane_ok(generation)
+        if alive and not self.policy.healing and not self.monitor.reported_down(stamp.route):
+            self.policy.data_plane_ok()
+            self._backoff_ended("the route works")
         self._wake()
 
     async def _on_heal_command(self, msg: Msg) -> None:
@@ -185,8 +221,27 @@ class Healer:
             return
         self.stats.heal_commands += 1
         self.heal_requested = True
-        self._record("heal-command", command.route, command.reason)
+        self.log.record("heal-command", command.route, command.reason)
+        if command.ts > self.policy.last_heal_at:  # news: no reselect has acted on it yet
+            self._end_backoff("heal command")
         self._wake()
+
+    def _routes_back(self) -> None:
+        """End the backoff when another route came back into service in KV or was proven
+        up there (a rise in `service_level`): news, not a standing state, so a route
+        that is in service but dead for this client cannot make the healer loop."""
+        levels = {route: service_level(self.monitor.state_of(route)) for route in self.levels}
+        back = sorted(
+            route
+            for route, level in levels.items()
+            if level > self.levels[route] and route != self.route
+        )
+        self.levels = levels
+        if back:
+            self._end_backoff(f"{', '.join(back)} back in service")
+
+    def control_up(self) -> bool:
+        return self.monitor.control_up()
 
     def data_up(self) -> bool:
         """The data plane of the current route works, as far as the healer knows."""
@@ -195,6 +250,28 @@ class Healer:
         if not self.settings.enabled:
             return True
         return self.liveness_ok is not False
+
+    # --- backoff ------------------------------------------------------------------
+
+    def _backoff_started(self) -> None:
+        if self.policy.in_backoff():
+            self.backing_off = True
+            self.log.record(
+                "backoff-start",
+                self.route,
+                f"{self.policy.backoff_remaining():.2f} s after {self.policy.failures} heal(s)",
+                seconds=round(self.policy.backoff_remaining(), 3),
+                failures=self.policy.failures,
+            )
+
+    def _backoff_ended(self, why: str) -> None:
+        if self.backing_off and not self.policy.in_backoff():
+            self.backing_off = False
+            self.log.record("backoff-end", self.route, why)
+
+    def _end_backoff(self, why: str) -> None:
+        self.policy.end_backoff()
+        self._backoff_ended(why)
 
     # --- actions ------------------------------------------------------------------
 
@@ -230,38 +307,52 @@ class Healer:
             return False
         return True
 
+    async def _move(self, route: str, reason: str) -> bool:
+        """Point the client at `route`; the new connection and its epoch become current
+        together (no liveness round can pair the new epoch with the old connection)."""
+        self.attribution.moving()
+        if not await self._call_hook(self._reconnect(route, self.route, False, reason)):
+            self.attribution.stayed()
+            return False
+        self.attribution.moved(route, self._connection_for(route))
+        self.liveness_ok = None
+        self.heal_requested = False
+        if self.liveness_loop is not None:
+            self.liveness_loop.restart()
+        return True
+
     async def reselect(self, reason: str) -> None:
         self.policy.heal_started()
         selection = await self._select()
-        if selection.route is None or selection.route == self.route:
-            self.stats.failed_heals += 1
-            self._record("no-route", self.route, selection.reason or "nothing else usable")
-            self.policy.heal_finished(False)
-            return
         previous = self.route
-        if not await self._call_hook(self._reconnect(selection.route, previous, False, reason)):
+        if selection.route is None or selection.route == previous:
             self.stats.failed_heals += 1
-            self._record("heal-failed", selection.route, "reconnect hook failed")
-            self.policy.heal_finished(False)
-            return
-        # the new endpoint's context replaces the old one: nothing stale is re-checked
-        self.route = selection.route
-        self.connection = self._connection_for(selection.route)
-        self.liveness_ok = None
-        self.heal_requested = False
-        self.stats.reselects += 1
-        via = selection.source + (", best-effort" if selection.best_effort else "")
-        self._record("reselect", self.route, f"from {previous} ({reason}; {via})")
-        self.policy.heal_finished(True)
+            self.log.record("no-route", previous, selection.reason or "nothing else usable")
+        elif not await self._move(selection.route, reason):
+            self.stats.failed_heals += 1
+            self.log.record("heal-failed", selection.route, "reconnect hook failed")
+        else:
+            self.stats.reselects += 1
+            via = selection.source + (", best-effort" if selection.best_effort else "")
+            self.log.record(
+                "reselect", self.route, f"from {previous} ({reason}; {via})", previous=previous
+            )
+        self.policy.heal_finished(self.route != previous)
+        self._backoff_started()
 
     async def rerequest(self) -> None:
-        if await self._call_hook(
+        self.attribution.moving()
+        done = await self._call_hook(
             self._reconnect(self.route, self.route, True, "control plane back")
-        ):
+        )
+        self.attribution.stayed()
+        if done:
             self.stats.rerequests += 1
-            self._record("rerequest-same", self.route, "control plane back")
+            self.log.record("rerequest-same", self.route, "control plane back")
 
     async def evaluate(self) -> Action:
+        self._routes_back()
+        self._backoff_ended("expired")
         decision = self.policy.decide(self.monitor.control_up(), self.data_up())
         if decision.action is Action.RESELECT:
             await self.reselect(decision.reason)
@@ -283,7 +374,7 @@ class Healer:
                 netns_loop = NetnsLoop(self.netns).start()
             if not await self._call_hook(self._reconnect(self.route, None, False, "start")):
                 self.stats.failed_heals += 1
-            self._record("request", self.route, "start")
+            self.log.record("request", self.route, "start")
             with contextlib.suppress(nats.errors.Error):
                 subscription = await self.bus.nc.subscribe(
                     f"{subjects.CMD_HEAL_PREFIX}.{self.service}.*", cb=self._on_heal_command
@@ -291,7 +382,7 @@ class Healer:
             tasks.append(asyncio.create_task(self.monitor.run(stop), name="healer-monitor"))
             if self.settings.enabled and check is not None:
                 self.liveness_loop = LivenessLoop(
-                    check, self.settings, self._context, self._liveness, netns_loop
+                    check, self.settings, self.attribution.stamp, self.liveness_result, netns_loop
                 )
                 tasks.append(
                     asyncio.create_task(self.liveness_loop.run(stop), name="healer-liveness")
@@ -299,12 +390,7 @@ class Healer:
             while not stop.is_set():
                 self._changed.clear()
                 await self.evaluate()
-                waiters = [asyncio.create_task(e.wait()) for e in (stop, self._changed)]
-                await asyncio.wait(
-                    waiters, timeout=EVALUATE_EVERY, return_when=asyncio.FIRST_COMPLETED
-                )
-                for waiter in waiters:
-                    waiter.cancel()
+                await wait_any((stop, self._changed), EVALUATE_EVERY)
         finally:
             if tasks:
                 # the monitor only reads: a KV resync in flight would wait out its NATS

@@ -2,29 +2,19 @@
 
 `NSM_LIVENESS_CHECK_ENABLED` (true/false, yes/no, 1/0, on/off),
 `NSM_LIVENESS_CHECK_INTERVAL` and `NSM_LIVENESS_CHECK_TIMEOUT` (Go-style
-durations such as `200ms`, `1s`, `1.5s`, `1m`, or plain seconds) win over
+durations such as `200ms`, `1s`, `1.5s`, `1m`, or plain seconds, read by the
+project's one duration parser, `schemas.durations`) win over
 `healer.liveness-check-*`. Defaults: enabled, every 200 ms, 1 s deadline.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from schemas import durations
 from schemas.config import HealerConfig
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ns|us|µs|ms|s|m|h)?\s*$")
-_UNIT_SECONDS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-    None: 1.0,
-}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -34,11 +24,11 @@ class SettingsError(ValueError):
 
 
 def parse_duration(text: str, name: str) -> float:
-    """`200ms` -> 0.2, `1s` -> 1.0, `2` -> 2.0; positive values only."""
-    match = _DURATION.match(text)
-    if match is None:
-        raise SettingsError(f"{name}={text!r}: expected a duration such as 200ms or 1s")
-    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    """`200ms` -> 0.2, `1s` -> 1.0, `2` -> 2.0 (`schemas.durations`); positive values only."""
+    try:
+        seconds = durations.parse_duration(text)
+    except durations.DurationError as exc:
+        raise SettingsError(f"{name}={text!r}: {exc}") from None
     if seconds <= 0:
         raise SettingsError(f"{name}={text!r}: must be greater than zero")
     return seconds

@@ -36,7 +36,7 @@ import httpx
 from enforcer.notifier.attempt import Attempt, post
 from enforcer.notifier.stopping import Stopped, unless_stopped
 from schemas import subjects
-from schemas.notifier_config import AlertmanagerNotifier
+from schemas.config import DEFAULT_RESEND_INTERVAL_S, NotifierConfig
 from schemas.wire import Alarm
 
 log = logging.getLogger("pathwatch.notifier.alertmanager")
@@ -98,13 +98,13 @@ class AlertmanagerReceiver:
     def __init__(
         self,
         name: str,
-        config: AlertmanagerNotifier,
+        config: NotifierConfig,
         client: httpx.AsyncClient,
         resends: Counter[str] | None = None,
     ) -> None:
         self.name = name
         self.url = config.url.rstrip("/") + ALERTS_PATH
-        self.resend_interval = config.resend_interval
+        self.resend_interval = config.resend_interval or DEFAULT_RESEND_INTERVAL_S
         self._client = client
         #: alarm id -> the raised alarm, for every alarm delivered and not cleared since
         self.active: dict[str, Alarm] = {}

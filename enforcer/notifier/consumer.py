@@ -36,7 +36,7 @@ from enforcer.notifier.stopping import Stopped, unless_stopped
 from pathwatch.bus import Bus
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message
-from schemas.notifier_config import NotifierConfig
+from schemas.config import NotifierConfig
 from schemas.wire import Alarm, DeadLetter
 
 log = logging.getLogger("pathwatch.notifier")

@@ -24,7 +24,7 @@ from tenacity import (
 )
 
 from enforcer.notifier.attempt import Attempt
-from schemas.notifier_config import RetryConfig
+from schemas.config import NotifierRetry
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class Delivery:
 
 async def deliver_with_retries(
     send: Callable[[], Awaitable[Attempt]],
-    policy: RetryConfig,
+    policy: NotifierRetry,
     on_failure: Callable[[Attempt], None],
     on_retry: Callable[[], None],
 ) -> Delivery:

@@ -24,8 +24,7 @@ from enforcer.notifier.receiver import Receiver
 from enforcer.notifier.stopping import Stopped, unless_stopped
 from enforcer.notifier.webhook import WebhookReceiver
 from pathwatch.bus import Bus
-from schemas.config import PathwatchConfig
-from schemas.notifier_config import AlertmanagerNotifier, NotifierConfig, WebhookNotifier
+from schemas.config import NotifierConfig, PathwatchConfig
 
 log = logging.getLogger("pathwatch.notifier")
 
@@ -40,7 +39,7 @@ class NotifierSetupError(ValueError):
         self.problems = problems
 
 
-def webhook_secret(name: str, config: WebhookNotifier) -> bytes:
+def webhook_secret(name: str, config: NotifierConfig) -> bytes:
     """The shared secret of webhook `name` (from `secret` or `secret-file`)."""
     if config.secret_file:
         try:
@@ -59,7 +58,7 @@ def webhook_secret(name: str, config: WebhookNotifier) -> bytes:
 def _receiver(
     name: str, config: NotifierConfig, client: httpx.AsyncClient, counters: NotifierCounters
 ) -> Receiver:
-    if isinstance(config, AlertmanagerNotifier):
+    if config.kind == "alertmanager":
         receiver = AlertmanagerReceiver(name, config, client, counters.resends)
         counters.active = lambda: len(receiver.active)
         return receiver
@@ -80,7 +79,7 @@ class NotifierService:
             client = httpx.AsyncClient(
                 timeout=notifier.timeout, headers={"User-Agent": USER_AGENT}, follow_redirects=False
             )
-            counters = NotifierCounters(name, str(notifier.__struct_config__.tag))
+            counters = NotifierCounters(name, notifier.kind)
             try:
                 receiver = _receiver(name, notifier, client, counters)
             except NotifierSetupError as exc:

@@ -23,7 +23,7 @@ import httpx
 
 from enforcer.notifier.attempt import Attempt, post
 from schemas.codec import encode
-from schemas.notifier_config import WebhookNotifier
+from schemas.config import NotifierConfig
 from schemas.wire import Alarm
 
 SIGNATURE_HEADER = "X-Pathwatch-Signature"
@@ -50,7 +50,7 @@ class WebhookReceiver:
     wants_history = False
 
     def __init__(
-        self, name: str, config: WebhookNotifier, secret: bytes, client: httpx.AsyncClient
+        self, name: str, config: NotifierConfig, secret: bytes, client: httpx.AsyncClient
     ) -> None:
         self.name = name
         self.url = config.url

@@ -59,6 +59,8 @@ class StackOptions:
     detection_window: float = 1.0
     hold_down: float = 5.0
     healer: bool = True
+    #: Without the agent nothing probes: the healer's own check is the only evidence.
+    agent: bool = True
     liveness_interval: float = 0.2
     liveness_timeout: float = 1.0
     best_effort: bool = True
@@ -234,17 +236,18 @@ class Stack:
             self._spawn(
                 "aggregator", run_aggregator(config, await self._connect("aggregator"), stop=stop)
             )
-            self._spawn(
-                "agent",
-                run_agent(
-                    config,
-                    await self._connect("agent"),
-                    stop=stop,
-                    agent_name="client",
-                    node="client",
-                    options=AgentOptions(heartbeat_interval=1.0),
-                ),
-            )
+            if self.options.agent:
+                self._spawn(
+                    "agent",
+                    run_agent(
+                        config,
+                        await self._connect("agent"),
+                        stop=stop,
+                        agent_name="client",
+                        node="client",
+                        options=AgentOptions(heartbeat_interval=1.0),
+                    ),
+                )
             self._spawn(
                 "router",
                 run_router(config, await self._connect("router"), stop=stop, node="client"),

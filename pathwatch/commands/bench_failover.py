@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from pathwatch.app import bench_app, examples
+from pathwatch.cliduration import duration_option
 from pathwatch.runtime import err_console
 
 
@@ -21,9 +22,13 @@ def bench_failover(
     runs: Annotated[
         int, typer.Option(help="Runs of each fault (link down, blackhole, loss).")
     ] = 10,
-    probe_interval: Annotated[float, typer.Option(help="UDP probe interval, seconds.")] = 0.1,
+    probe_interval: Annotated[
+        float, typer.Option(parser=duration_option, help="UDP probe interval (0.1, 100ms).")
+    ] = 0.1,
     consecutive_failures: Annotated[int, typer.Option(help="Fast-path failures in a row.")] = 3,
-    hold_down: Annotated[float, typer.Option(help="Hold-down of path 1, seconds.")] = 1.0,
+    hold_down: Annotated[
+        float, typer.Option(parser=duration_option, help="Hold-down of path 1 (1, 1s).")
+    ] = 1.0,
 ) -> None:
     """Time from a fault on path 1 to path down in KV, route changed, traffic flowing (root)."""
     if os.geteuid() != 0:

@@ -9,6 +9,7 @@ import typer
 
 from pathwatch.app import bench_app, examples
 from pathwatch.bench.passive import report, run_bench
+from pathwatch.cliduration import duration_option
 
 
 @bench_app.command(
@@ -20,7 +21,9 @@ from pathwatch.bench.passive import report, run_bench
 )
 def bench_passive(
     clients: Annotated[int, typer.Option(help="Client processes opening sessions.")] = 2,
-    seconds: Annotated[float, typer.Option(help="Length of each phase in seconds.")] = 10.0,
+    seconds: Annotated[
+        float, typer.Option(parser=duration_option, help="Length of each phase (10, 10s).")
+    ] = 10.0,
     all_events: Annotated[
         bool,
         typer.Option(

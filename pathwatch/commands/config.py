@@ -1,4 +1,4 @@
-"""`pathwatch config check|show` and `pathwatch schema export`."""
+"""`pathwatch config check|show|docs` and `pathwatch schema export`."""
 
 import json
 from pathlib import Path
@@ -53,6 +53,17 @@ def config_show(
         return
     loaded = load_or_exit(file)
     typer.echo(json.dumps(msgspec.to_builtins(loaded.config), indent=2))
+
+
+@config_app.command("docs")
+def config_docs() -> None:
+    """Print the configuration reference (Markdown): every key with type, unit, default, use.
+
+    Example: [bold]pathwatch config docs > docs/config.md[/]
+    """
+    from schemas.configdoc import render
+
+    typer.echo(render(), nl=False)
 
 
 @schema_app.command("export", epilog=examples("pathwatch schema export schemas-out/"))

@@ -12,12 +12,15 @@ import typer
 from rich.console import Console
 
 from pathwatch.app import app, examples
+from pathwatch.cliduration import duration_option
 from pathwatch.runtime import err_console
 
 
 @app.command(epilog=examples("sudo pathwatch demo", "sudo pathwatch demo --hold-down 2 --verbose"))
 def demo(
-    hold_down: Annotated[float, typer.Option(help="Hold-down of path 1, seconds.")] = 6.0,
+    hold_down: Annotated[
+        float, typer.Option(parser=duration_option, help="Hold-down of path 1 (6, 6s).")
+    ] = 6.0,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Log every part.")] = False,
 ) -> None:
     """Break a path three ways and watch traffic move to the other and back (needs root)."""

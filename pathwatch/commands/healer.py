@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -16,6 +18,10 @@ from pathwatch.runtime import (
     run_until_signal,
     setup_logging,
 )
+
+if TYPE_CHECKING:
+    from agents.healer.healer import Healer
+    from pathwatch.metrics_http import MetricsHttpServer
 
 
 @app.command()
@@ -38,6 +44,13 @@ def healer(
     nats: Annotated[
         str | None, typer.Option("--nats", help="NATS server list; overrides nats.url.")
     ] = None,
+    metrics_listen: Annotated[
+        str | None,
+        typer.Option("--metrics-listen", help="Serve /metrics on HOST:PORT (e.g. 127.0.0.1:9465)."),
+    ] = None,
+    json_events: Annotated[
+        bool, typer.Option("--json", help="Write each event as one JSON object per line.")
+    ] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
     """Keep a client on a working route: liveness checks, reselect, re-request.
@@ -48,6 +61,7 @@ def healer(
     from agents.healer.healer import Healer, HealerError
     from agents.healer.settings import SettingsError
     from pathwatch.bus import Bus
+    from pathwatch.metrics_http import ListenError, parse_listen
 
     setup_logging(verbose)
     loaded = load_or_exit(config)
@@ -67,6 +81,13 @@ def healer(
         )
         raise typer.Exit(2)
 
+    if metrics_listen is not None:
+        try:
+            parse_listen(metrics_listen)
+        except ListenError as exc:
+            err_console.print(f"[bold red]error:[/] --metrics-listen {exc}", highlight=False)
+            raise typer.Exit(2) from None
+
     async def main(stop: asyncio.Event) -> None:
         bus = await Bus.connect(bus_options(loaded.config.nats, f"healer-{service}", url))
         try:
@@ -79,12 +100,39 @@ def healer(
                     source=source,
                     destination=destination,
                     netns=netns,
+                    sink=write_event if json_events else None,
                 )
             except (HealerError, SettingsError) as exc:
                 err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
                 raise typer.Exit(2) from None
-            await healing.run(stop)
+            metrics = start_metrics(healing, metrics_listen)
+            try:
+                await healing.run(stop)
+            finally:
+                if metrics is not None:
+                    metrics.stop()
         finally:
             await bus.close()
 
     run_until_signal(main)
+
+
+def start_metrics(healing: Healer, listen: str | None) -> MetricsHttpServer | None:
+    """`/metrics` of the healer on `listen` (None: not served); exit 2 if it cannot bind."""
+    from agents.healer.metrics import serve_metrics
+
+    if listen is None:
+        return None
+    try:
+        return serve_metrics(healing, listen)
+    except OSError as exc:
+        err_console.print(f"[bold red]error:[/] --metrics-listen {listen}: {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def write_event(line: bytes) -> None:
+    """One JSON event line on stdout, flushed (logs go to stderr). A reader that went
+    away costs the event lines, not the healing."""
+    with contextlib.suppress(OSError):
+        sys.stdout.buffer.write(line)
+        sys.stdout.buffer.flush()

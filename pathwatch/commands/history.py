@@ -4,7 +4,6 @@ lane (narrow enough for an 80-column terminal; `--wide` adds median and jitter).
 from __future__ import annotations
 
 import asyncio
-import re
 import sys
 import time
 from collections.abc import Iterable
@@ -19,20 +18,10 @@ from rich.table import Table
 
 from aggregator.history import HistoryRow, HistoryStore
 from pathwatch.app import app, examples
+from pathwatch.cliduration import duration_option
 from pathwatch.commands.show import console
 from pathwatch.runtime import err_console, load_or_exit
 from schemas.config import RetentionConfig
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-
-
-def parse_duration(text: str) -> float:
-    """`90`, `90s`, `5m`, `1h`, `2d`, `1w` to seconds."""
-    match = _DURATION.match(text)
-    if match is None:
-        raise typer.BadParameter(f"{text!r} is not a duration like 30s, 5m, 1h or 2d")
-    return float(match.group(1)) * _UNITS[match.group(2)]
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -121,7 +110,7 @@ def history_command(
     store: Annotated[Path | None, typer.Option(help="SQLite file (instead of -c).")] = None,
 ) -> None:
     """Window history of a route from the aggregator's SQLite store, one table per lane."""
-    look_back = parse_duration(since)
+    look_back = duration_option(since)
     path, retention = _store_path(config, store)
 
     async def query() -> list[HistoryRow]:

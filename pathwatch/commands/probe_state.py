@@ -9,6 +9,7 @@ import typer
 
 from pathwatch.api_client import DEFAULT_API, ApiOption, TokenOption, api_request, quote
 from pathwatch.app import app, examples
+from pathwatch.cliduration import duration_option
 from pathwatch.commands.show import console
 
 probe_state_app = typer.Typer(
@@ -45,7 +46,10 @@ def probe_state_set(
     interface: InterfaceOption = None,
     reason: Annotated[str, typer.Option("--reason", help="Why (shown in reasons).")] = "",
     ttl: Annotated[
-        float | None, typer.Option("--ttl", help="Seconds after which the state lapses.")
+        float | None,
+        typer.Option(
+            "--ttl", parser=duration_option, help="Time after which the state lapses (300, 5m)."
+        ),
     ] = None,
     api: ApiOption = DEFAULT_API,
     token: TokenOption = None,
