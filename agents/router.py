@@ -25,6 +25,8 @@ from agents.routing.follower import CommandFollower
 from agents.routing.kernel import KernelTable, RouteApplyError
 from agents.routing.plan import Change, plan_changes
 from pathwatch.bus import Bus, PathStateFollower
+from pathwatch.status import RoleCounters, publish_status
+from pathwatch.supervise import start_supervised
 from schemas.config import PathwatchConfig
 from schemas.subjects import path_key
 from schemas.wire import PathState, RouteCommand
@@ -53,7 +55,10 @@ class RouterStats:
     apply_errors: int = 0
     commands: int = 0
     commands_ignored: int = 0
+    #: inputs dropped, by `<input>:<reason>` (published in the router's role status)
     malformed: Counter[str] = field(default_factory=Counter)
+    #: supervised consumers started again after they ended
+    restarts: Counter[str] = field(default_factory=Counter)
 
 
 class Router:
@@ -208,7 +213,13 @@ class Router:
         table = await self._open_table()
         self.bus.reconnect_callbacks.append(self._on_reconnect)
         commands = CommandFollower(self.bus, self.node, self._command, self.stats.malformed)
-        command_task = asyncio.create_task(commands.run(stop), name="router-commands")
+        role = RoleCounters("router", self.node, self.stats.malformed, self.stats.restarts)
+        side_tasks = [
+            start_supervised("router-commands", lambda: commands.run(stop), stop, role.restarts),
+            start_supervised(
+                "router-status", lambda: publish_status(self.bus, role, stop), stop, role.restarts
+            ),
+        ]
         log.info(
             "router %s: table %d, protocol %d, mode %s%s%s",
             self.node,
@@ -224,9 +235,9 @@ class Router:
         finally:
             with contextlib.suppress(ValueError):
                 self.bus.reconnect_callbacks.remove(self._on_reconnect)
-            command_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await command_task
+            for task in side_tasks:
+                task.cancel()
+            await asyncio.gather(*side_tasks, return_exceptions=True)
             await self._kv.stop()
             table.close()
 

@@ -17,7 +17,8 @@ from aggregator.ingest import IngestCounters, decode_batch
 from aggregator.partition import PartitionFilter
 from aggregator.skew import SkewMonitor
 from aggregator.windows import RouteSpec, WindowBook, default_lateness
-from schemas.config import PathwatchConfig
+from schemas.config import HttpProbeProfile, PathwatchConfig, ServiceRoute
+from schemas.limits import MAX_CLOCK_OFFSET_S, MAX_SKEW_ALARMS, SUBJECT_CACHE_ENTRIES
 from schemas.wire import Alarm, FastEvidence, WindowStats
 
 SYSTEM_SERVICE = "_system"
@@ -36,6 +37,20 @@ def tracked_destinations(addresses: list[str]) -> frozenset[str]:
     return frozenset(hosts)
 
 
+def listed_destinations(config: PathwatchConfig, route: ServiceRoute) -> frozenset[str]:
+    """Destinations the route's probes name: probe addresses, URLs, plugin `probe-address`."""
+    named: set[str] = {""}
+    for ref in route.reachability_detection.probes:
+        profile = config.probe_profile(ref)
+        if profile is None:
+            named.update(a.strip() for a in ref.options.get("probe-address", "").split(","))
+        elif isinstance(profile, HttpProbeProfile):
+            named.add(profile.url)
+        else:
+            named.update(profile.probe_address)
+    return frozenset(named)
+
+
 def route_specs(config: PathwatchConfig) -> list[RouteSpec]:
     """One RouteSpec per configured route with reachability detection enabled."""
     allowed = config.aggregator.allowed_lateness
@@ -43,6 +58,7 @@ def route_specs(config: PathwatchConfig) -> list[RouteSpec]:
     for service_name, route_name, service, route in config.routes():
         detection = route.reachability_detection
         window = float(detection.detection_window)
+        tracked = tracked_destinations(service.address)
         specs.append(
             RouteSpec(
                 service=service_name,
@@ -50,7 +66,9 @@ def route_specs(config: PathwatchConfig) -> list[RouteSpec]:
                 window_s=window,
                 lateness_s=default_lateness(window) if allowed is None else float(allowed),
                 consecutive_failures=detection.consecutive_failures,
-                tracked=tracked_destinations(service.address),
+                tracked=tracked,
+                listed_probes=frozenset({"", *(ref.name for ref in detection.probes)}),
+                listed_destinations=listed_destinations(config, route) | tracked,
             )
         )
     return specs
@@ -100,8 +118,9 @@ class Aggregator:
             return self._owned[subject]
         except KeyError:
             found = self.filter.route_of(subject)
-            if len(self._owned) < 1_000_000:
-                self._owned[subject] = found
+            if len(self._owned) >= SUBJECT_CACHE_ENTRIES:
+                self._owned.clear()
+            self._owned[subject] = found
             return found
 
     def handle(self, subject: str, data: bytes, now: float) -> None:
@@ -117,6 +136,9 @@ class Aggregator:
             return
         if (batch.service, batch.route) != target:
             counters.drop("subject")
+            return
+        if not -MAX_CLOCK_OFFSET_S <= batch.sent - now <= MAX_CLOCK_OFFSET_S:
+            counters.drop("clock")
             return
         route_windows = self.book.route(batch.service, batch.route)
         if route_windows is None:
@@ -136,6 +158,8 @@ class Aggregator:
             counters.drop("late", result.late)
         if result.future:
             counters.drop("future", result.future)
+        if result.folded:
+            counters.drop("lane-limit", result.folded)
         for run in result.failure_runs:
             protocol, traffic_class, source, probe, destination = run.key
             self.fast_out.append(
@@ -161,10 +185,15 @@ class Aggregator:
     def _skew_edge(self, agent: str, change: str, now: float) -> None:
         estimate = self.skew.estimate(agent) or 0.0
         if change == "raise":
+            if len(self._skew_raised_at) >= MAX_SKEW_ALARMS:
+                self.counters.drop("skew-alarm-limit")
+                return
             self._skew_raised_at[agent] = now
             raised_at = now
+        elif agent in self._skew_raised_at:
+            raised_at = self._skew_raised_at.pop(agent)
         else:
-            raised_at = self._skew_raised_at.pop(agent, now)
+            return  # its raise was refused
         self.alarm_out.append(skew_alarm(agent, change, estimate, now, raised_at))
 
     def close_due(self, now: float, limit: int | None = None) -> list[WindowStats]:

@@ -3,18 +3,22 @@
 Nothing here raises: every message is either a `MeasurementBatch` or a drop
 reason. Message-level reasons count messages (the whole batch is dropped):
 
+* `size` — over `limits.MAX_MESSAGE_BYTES`; `depth` — nested too deep;
 * `json` — not JSON; `version` — unknown schema version;
 * `name` — a service, route, agent or node that is not subject-safe;
 * `value` — a value out of range: NaN, infinite or negative latency, a
   negative or absurd timestamp (NaN / Infinity literals are not JSON, but
   are counted here, not as `json`);
 * `schema` — any other shape error (missing field, unknown outcome, ...);
+* `clock` — `sent` further than `limits.MAX_CLOCK_OFFSET_S` from the aggregator's clock;
 * `subject` — the batch names another service / route than its subject;
 * `unknown-route` — a route that is not in the configuration;
 * `duplicate` — the same (agent, seq) again.
 
 Measurement-level reasons count measurements: `late` (its window already
-closed), `future` (timestamp too far ahead of the aggregator's clock).
+closed), `future` (timestamp too far ahead of the aggregator's clock),
+`lane-limit` (kept in the aggregate lane only: its own lane would pass
+`limits.MAX_UNLISTED_LANES`).
 """
 
 from __future__ import annotations
@@ -25,17 +29,22 @@ from schemas.codec import DecodeError, decode_message
 from schemas.wire import MeasurementBatch
 
 MESSAGE_REASONS: tuple[str, ...] = (
+    "size",
+    "depth",
     "json",
     "version",
     "name",
     "value",
     "schema",
+    "clock",
     "subject",
     "unknown-route",
     "duplicate",
 )
-MEASUREMENT_REASONS: tuple[str, ...] = ("late", "future")
-REASONS: tuple[str, ...] = MESSAGE_REASONS + MEASUREMENT_REASONS
+MEASUREMENT_REASONS: tuple[str, ...] = ("late", "future", "lane-limit")
+#: Outputs refused: `skew-alarm-limit`, a clock-skew alarm past `limits.MAX_SKEW_ALARMS`.
+OUTPUT_REASONS: tuple[str, ...] = ("skew-alarm-limit",)
+REASONS: tuple[str, ...] = MESSAGE_REASONS + MEASUREMENT_REASONS + OUTPUT_REASONS
 
 _NAME_FIELDS = ("`$.service`", "`$.route`", "`$.agent`", "`$.node`")
 

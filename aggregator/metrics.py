@@ -34,13 +34,16 @@ from nats.js.api import DeliverPolicy
 from nats.js.errors import KeyDeletedError, KeyNotFoundError
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import start_http_server
+from prometheus_client.exposition import make_wsgi_app
 from prometheus_client.registry import Collector
 
 from aggregator.ingest import IngestCounters
+from aggregator.role_metrics import RoleBook, role_families
 from pathwatch.bus import Bus, PathStateFollower
+from pathwatch.httpbounds import serve_wsgi
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message
+from schemas.limits import MAX_ALARMS
 from schemas.wire import Alarm, EnforcerLease, LaneStats, PathState, WindowStats
 
 log = logging.getLogger("pathwatch.aggregator.metrics")
@@ -123,6 +126,8 @@ class MetricsState:
     malformed_alarms: int = 0
     malformed_paths: Counter[str] = field(default_factory=Counter)
     lease: EnforcerLease | None = None
+    #: the latest drop and restart counters of every role instance (`watch_status`)
+    roles: RoleBook = field(default_factory=RoleBook)
 
     def window_closed(self, stats: WindowStats) -> None:
         self.windows[(stats.service, stats.route)] = stats
@@ -136,6 +141,8 @@ class MetricsState:
     def alarm_seen(self, alarm: Alarm) -> None:
         if alarm.status == "raised":
             self.alarms[alarm.id] = alarm
+            if len(self.alarms) > MAX_ALARMS:  # the oldest raised goes first
+                del self.alarms[next(iter(self.alarms))]
         else:
             self.alarms.pop(alarm.id, None)
 
@@ -152,6 +159,7 @@ class PathwatchCollector(Collector):
         yield from self._alarms()
         yield from self._lease()
         yield from self._ingest()
+        yield from role_families(self.state.roles)
 
     def _lanes(self) -> Iterator[Metric]:
         families = [
@@ -276,7 +284,7 @@ def parse_listen(listen: str) -> tuple[str, int]:
 
 
 class MetricsServer:
-    """`/metrics` served by prometheus-client's own HTTP server in a thread."""
+    """`/metrics` served by prometheus-client's WSGI app in a bounded thread server."""
 
     def __init__(self, state: MetricsState) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
@@ -287,7 +295,8 @@ class MetricsServer:
 
     def start(self, listen: str) -> MetricsServer:
         host, port = parse_listen(listen)
-        self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+        # bounded connections and request time (pathwatch.httpbounds)
+        self._server, self._thread = serve_wsgi(make_wsgi_app(self.registry), host, port)
         self.port = int(self._server.server_address[1])
         return self
 
@@ -345,9 +354,9 @@ async def watch_lease(
             state.lease = decode_message(entry.value or b"", EnforcerLease)
         except (KeyNotFoundError, KeyDeletedError):
             state.lease = None
-        except DecodeError:
+        except DecodeError as exc:
             state.lease = None
-            state.malformed_paths["lease"] += 1
+            state.malformed_paths[f"kv-lease:{exc.reason}"] += 1
         except (nats.errors.Error, TimeoutError, OSError) as exc:
             log.debug("metrics: lease poll failed: %s", exc)
         with contextlib.suppress(TimeoutError):
@@ -361,8 +370,9 @@ async def watch_alarms(bus: Bus, state: MetricsState, stop: asyncio.Event) -> No
         data: bytes = msg.data  # type: ignore[attr-defined]
         try:
             state.alarm_seen(decode_message(data, Alarm))
-        except DecodeError:
+        except DecodeError as exc:
             state.malformed_alarms += 1
+            state.malformed_paths[f"alarm:{exc.reason}"] += 1
 
     subscription = await bus.js.subscribe(
         subjects.ALARM_ALL,

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from nats.aio.msg import Msg
 
@@ -30,11 +30,16 @@ from aggregator.metrics import (
     watch_paths,
 )
 from aggregator.partition import queue_group, subscriptions
+from aggregator.role_metrics import watch_status
 from pathwatch.bus import Bus
 from pathwatch.heap import settle_heap
+from pathwatch.status import RoleCounters, publish_status
+from pathwatch.supervise import start_supervised
 from schemas import subjects
 from schemas.codec import encode
 from schemas.config import PathwatchConfig
+from schemas.fit import fit
+from schemas.limits import PAYLOAD_HEADROOM_BYTES
 from schemas.wire import WindowStats
 
 log = logging.getLogger("pathwatch.aggregator")
@@ -70,8 +75,14 @@ async def run_aggregator(
     alarms: asyncio.Queue[bytes] = asyncio.Queue()
     alarm_subjects: dict[bytes, str] = {}
 
+    role = RoleCounters("aggregator", f"partition-{partition}")
+
     async def on_measurements(msg: Msg) -> None:
-        aggregator.handle(msg.subject, msg.data, clock())
+        try:
+            aggregator.handle(msg.subject, msg.data, clock())
+        except Exception:  # a bug must not lose the rest of the message's outputs
+            role.dropped["meas:error"] += 1
+            log.exception("aggregator: message on %s failed", msg.subject)
         if aggregator.fast_out:
             for evidence in aggregator.take_fast():
                 await nc.publish(subjects.fast(evidence.service, evidence.route), encode(evidence))
@@ -82,7 +93,7 @@ async def run_aggregator(
                 alarms.put_nowait(payload)
 
     async def publish_alarms() -> None:
-        while True:
+        while not stop.is_set():
             payload = await alarms.get()
             subject = alarm_subjects.pop(payload)
             try:
@@ -97,17 +108,32 @@ async def run_aggregator(
         aggregator.counters,
         partition=partition,
         per_destination=config.metrics.per_destination,
+        malformed_paths=role.dropped,
     )
     metrics_server: MetricsServer | None = None
-    tasks: list[asyncio.Task[None]] = [asyncio.create_task(publish_alarms())]
+    restarts = role.restarts
+
+    def supervised(name: str, consumer: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+        return start_supervised(f"aggregator-{name}", consumer, stop, restarts)
+
+    tasks = [
+        supervised("alarms", publish_alarms),
+        supervised("status", lambda: publish_status(bus, role, stop)),
+    ]
     if metrics_listen:
         metrics_server = MetricsServer(metrics_state).start(metrics_listen)
         log.info("metrics on http://%s/metrics", metrics_listen)
-        tasks.append(asyncio.create_task(watch_paths(bus, metrics_state, stop)))
-        tasks.append(asyncio.create_task(watch_alarms(bus, metrics_state, stop)))
-        tasks.append(asyncio.create_task(watch_lease(bus, metrics_state, stop)))
+        tasks.append(supervised("paths", lambda: watch_paths(bus, metrics_state, stop)))
+        tasks.append(supervised("alarm-watch", lambda: watch_alarms(bus, metrics_state, stop)))
+        tasks.append(supervised("lease", lambda: watch_lease(bus, metrics_state, stop)))
+        tasks.append(
+            supervised(
+                "status-watch", lambda: watch_status(bus, metrics_state.roles, stop, role.dropped)
+            )
+        )
     if store is not None:
-        tasks.append(asyncio.create_task(store.run(stop)))
+        history = store
+        tasks.append(supervised("history", lambda: history.run(stop)))
 
     subscriptions_made = [
         await nc.subscribe(
@@ -146,8 +172,18 @@ async def run_aggregator(
                 return
 
     async def publish_windows(closed: list[WindowStats]) -> None:
+        limit = nc.max_payload - PAYLOAD_HEADROOM_BYTES
         for stats in closed:
-            await nc.publish(subjects.stats(stats.service, stats.route), encode(stats))
+            # fits the server's max payload: per-destination lanes trimmed if need be
+            data, trimmed = fit(stats, limit)
+            if trimmed:
+                role.dropped[f"output-window:{'trimmed' if data else 'too-big'}"] += 1
+            try:
+                if data is not None:
+                    await nc.publish(subjects.stats(stats.service, stats.route), data)
+            except Exception as error:
+                role.dropped["output-window:error"] += 1
+                log.warning("cannot publish window of %s.%s: %s", stats.service, stats.route, error)
             metrics_state.window_closed(stats)
             if store is not None:
                 store.add(stats)

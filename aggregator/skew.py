@@ -6,14 +6,17 @@ last `samples` batches: transit delay only ever lowers a sample, so the
 largest one is the closest to the true offset. Positive: the agent is ahead.
 
 `SkewMonitor.observe` says when an agent crosses the alarm threshold (once)
-and when it is back under it (once).
+and when it is back under it (once). At most `limits.MAX_AGENTS` agents are
+kept; the agent heard least recently is forgotten first.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Literal
+
+from schemas.limits import MAX_AGENTS
 
 SkewChange = Literal["raise", "clear"]
 
@@ -28,16 +31,24 @@ class AgentSkew:
 class SkewMonitor:
     """Per-agent skew estimates and alarm edges."""
 
-    def __init__(self, alarm_threshold_s: float = 1.0, samples: int = 16) -> None:
+    def __init__(
+        self, alarm_threshold_s: float = 1.0, samples: int = 16, max_agents: int = MAX_AGENTS
+    ) -> None:
         self.alarm_threshold_s = alarm_threshold_s
         self.samples = samples
-        self.agents: dict[str, AgentSkew] = {}
+        self.max_agents = max_agents
+        #: agents, least recently heard first
+        self.agents: OrderedDict[str, AgentSkew] = OrderedDict()
 
     def observe(self, agent: str, sent: float, received: float) -> SkewChange | None:
         """Record one batch; return "raise" / "clear" on an alarm edge, else None."""
         state = self.agents.get(agent)
         if state is None:
             state = self.agents[agent] = AgentSkew(deque(maxlen=self.samples))
+            if len(self.agents) > self.max_agents:
+                self.agents.popitem(last=False)
+        else:
+            self.agents.move_to_end(agent)
         state.samples.append(sent - received)
         state.estimate = max(state.samples)
         over = abs(state.estimate) > self.alarm_threshold_s

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from aggregator.fastpath import FailureRun, FailureRuns
 from aggregator.lanes import FineKey, LaneAccumulator, window_lanes
+from schemas.limits import MAX_UNLISTED_LANES, MAX_WINDOW_AGENTS
 from schemas.wire import LaneStats, Measurement, WindowStats
 
 
@@ -40,6 +41,11 @@ class RouteSpec:
     lateness_s: float
     consecutive_failures: int = 3
     tracked: frozenset[str] = frozenset()
+    #: probe names and destinations the config names for the route ("" included;
+    #: tracked destinations count as named): a window keeps at most
+    #: MAX_UNLISTED_LANES fine lanes with any other
+    listed_probes: frozenset[str] = frozenset({""})
+    listed_destinations: frozenset[str] = frozenset({""})
 
 
 def default_lateness(window_s: float) -> float:
@@ -50,13 +56,15 @@ def default_lateness(window_s: float) -> float:
 class Window:
     """The measurements of one route in one window, per fine lane."""
 
-    __slots__ = ("agents", "end", "fine", "index", "ripe_lanes", "start")
+    __slots__ = ("agents", "end", "fine", "index", "ripe_lanes", "start", "unlisted")
 
     def __init__(self, index: int, start: float, end: float) -> None:
         self.index = index
         self.start = start
         self.end = end
         self.fine: dict[FineKey, LaneAccumulator] = {}
+        #: fine lanes whose probe or destination the config does not name
+        self.unlisted = 0
         self.agents: set[str] = set()
         #: the lanes worked out after the window ended (`RouteWindows.ripen`);
         #: None until then, and again once a late measurement arrives
@@ -70,6 +78,8 @@ class AddResult:
     accepted: int = 0
     late: int = 0
     future: int = 0
+    #: accepted into the aggregate lane only: their own lane would pass MAX_UNLISTED_LANES
+    folded: int = 0
     failure_runs: list[FailureRun] = field(default_factory=list)
 
 
@@ -87,6 +97,7 @@ class RouteWindows:
         "_cached",
         "_deadlines",
         "_endings",
+        "_listed_destinations",
         "duplicates",
         "late",
         "runs",
@@ -103,6 +114,7 @@ class RouteWindows:
         self._cached: Window | None = None
         self._deadlines = deadlines
         self._endings = endings
+        self._listed_destinations = spec.listed_destinations | spec.tracked
 
     def _window_for(self, ts: float, now: float) -> Window | None:
         width = self.spec.window_s
@@ -137,6 +149,8 @@ class RouteWindows:
         # FailureRuns.runs (never replaced), read once: successes end runs inline below
         run_lengths = runs.runs if runs is not None else None
         fine: dict[FineKey, LaneAccumulator] = current.fine if current is not None else {}
+        listed_probes = self.spec.listed_probes
+        listed_destinations = self._listed_destinations
         touched: set[Window] = set()
         for m in items:
             ts = m.ts
@@ -156,7 +170,15 @@ class RouteWindows:
             key = (m.protocol, m.traffic_class, m.source, m.probe, m.destination)
             lane = fine.get(key)
             if lane is None:
-                lane = fine[key] = LaneAccumulator()
+                if m.probe not in listed_probes or m.destination not in listed_destinations:
+                    if current.unlisted >= MAX_UNLISTED_LANES:  # type: ignore[union-attr]
+                        result.folded += 1
+                        key = (m.protocol, m.traffic_class, m.source, "", "")
+                        lane = fine.get(key)
+                    else:
+                        current.unlisted += 1  # type: ignore[union-attr]
+                if lane is None:
+                    lane = fine[key] = LaneAccumulator()
             outcome = m.outcome
             if outcome == "ok":
                 latency = m.latency_ms
@@ -180,7 +202,8 @@ class RouteWindows:
         if current is not None and result.accepted:
             touched.add(current)
             for window in touched:
-                window.agents.add(agent)
+                if len(window.agents) < MAX_WINDOW_AGENTS:
+                    window.agents.add(agent)
                 window.ripe_lanes = None
         self._cached = current
         self.late += result.late

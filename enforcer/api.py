@@ -5,7 +5,10 @@ schema at `/schema/openapi.json`; and the live status page (`enforcer.web`).
 A bearer token (`api.token`) is required on every `/api/` route when set;
 config refuses a listen address off loopback without one. Bad requests get
 401 (no token), 403 (wrong token), 404 (unknown service, route or probe state) or 422
-(malformed input), each with a `detail` saying why.
+(malformed input), each with a `detail` saying why. Probe state is accepted
+only for probe names the config declares on the addressed route(s) (404
+otherwise). Bodies are bounded by `limits.MAX_MESSAGE_BYTES`; connections and
+header time by `pathwatch.httpbounds`.
 """
 
 import asyncio
@@ -35,7 +38,9 @@ from enforcer.api_backend import ApiBackend
 from enforcer.load_balancer import LoadBalancerRow, load_balancer_rows
 from enforcer.web import status_page
 from pathwatch.bus import Bus
+from pathwatch.httpbounds import bounded_h11
 from schemas.config import PathwatchConfig
+from schemas.limits import MAX_MESSAGE_BYTES, MAX_TEXT_CHARS, http_connection_limit
 from schemas.names import is_subject_safe
 from schemas.wire import Alarm, PathState, ProbeState
 
@@ -50,7 +55,7 @@ class ProbeStateRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     route: str | None = None
     node: str | None = None
     interface: str | None = None
-    reason: Annotated[str, msgspec.Meta(max_length=1024)] = ""
+    reason: Annotated[str, msgspec.Meta(max_length=MAX_TEXT_CHARS)] = ""
     ttl: Annotated[float, msgspec.Meta(gt=0, le=2592000)] | None = None
 
 
@@ -83,6 +88,15 @@ def create_app(config: PathwatchConfig, backend: ApiBackend) -> Litestar:
         )
         for service, route, _, spec in config.routes()
     }
+    #: probe names the config declares on each route
+    declared: dict[tuple[str, str], frozenset[str]] = {
+        (service, route): frozenset(p.name for p in spec.reachability_detection.probes)
+        for service, route, _, spec in config.routes()
+    }
+
+    def _require_declared(probe: str, where: list[tuple[str, str]], place: str) -> None:
+        if not any(probe in declared[key] for key in where):
+            raise NotFoundException(detail=f"probe {probe!r} is not declared on {place}")
 
     def require_token(
         connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
@@ -170,6 +184,8 @@ def create_app(config: PathwatchConfig, backend: ApiBackend) -> Litestar:
     ) -> tuple[list[str], dict[str, str]]:
         if not is_subject_safe(probe):
             raise _unprocessable(f"probe name {probe!r} must match [A-Za-z0-9_-]+")
+        if not any(probe in names for names in declared.values()):
+            raise NotFoundException(detail=f"probe {probe!r} is not declared in the config")
         by_route = service is not None or route is not None
         by_interface = node is not None or interface is not None
         if by_route and by_interface:
@@ -182,6 +198,7 @@ def create_app(config: PathwatchConfig, backend: ApiBackend) -> Litestar:
                 raise NotFoundException(detail=f"unknown service route {service}/{route}")
             if for_write and found[2] == "disabled":
                 raise _unprocessable(f"probe-type is disabled on {service}/{route}")
+            _require_declared(probe, [(service, route)], f"{service}/{route}")
             return [f"{probe}.{service}.{route}"], {"service": service, "route": route}
         if by_interface:
             if not node or not interface:
@@ -195,6 +212,7 @@ def create_app(config: PathwatchConfig, backend: ApiBackend) -> Litestar:
                 raise _unprocessable(
                     f"probe-type is disabled on every route via {node}/{interface}"
                 )
+            _require_declared(probe, through, f"any route via {node}/{interface}")
             return [f"{probe}.if.{node}.{interface}"], {"node": node, "interface": interface}
         if for_write:
             raise _unprocessable("address the probe by service + route or by node + interface")
@@ -275,6 +293,7 @@ def create_app(config: PathwatchConfig, backend: ApiBackend) -> Litestar:
         exception_handlers={ValidationException: _validation_to_422},
         openapi_config=OpenAPIConfig(title="pathwatch", version="1.0.0", path="/schema"),
         debug=False,
+        request_max_body_size=MAX_MESSAGE_BYTES,
         logging_config=None,  # the process configures logging; litestar must not redo it
     )
 
@@ -312,6 +331,10 @@ async def run_api(
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=1,
+            # connections kept, and accepted per loop turn (uvicorn's default
+            # backlog, 2048, accepts a whole burst before any can be closed)
+            http=bounded_h11(),
+            backlog=http_connection_limit(),
         )
     )
     serving = asyncio.create_task(server.serve(sockets=[sock]))

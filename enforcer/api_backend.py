@@ -1,15 +1,18 @@
 """What the REST API reads and writes on NATS: live caches of path states and
 alarms, and the `pathwatch-probes` bucket.
 
-Path states are followed with a KV watcher, alarms by an ordered consumer on
-PATHWATCH_ALARMS folded by id (the latest message of an alarm wins), so reads
-never wait on NATS. Each change is told to the `listeners` (the status page's
-live updates) as ("path", key) or ("alarm", id).
+Path states are followed with a KV watcher (supervised: restarted if it ends),
+alarms by an ordered consumer on PATHWATCH_ALARMS folded by id (the latest
+message of an alarm wins), so reads never wait on NATS. Each change is told to
+the `listeners` (the status page's live updates) as ("path", key) or
+("alarm", id). What it drops is counted by `<input>:<reason>` and published as
+the `api` role's status.
 """
 
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -18,8 +21,11 @@ from nats.js.errors import KeyDeletedError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from pathwatch.bus import Bus
+from pathwatch.status import RoleCounters, publish_status
+from pathwatch.supervise import start_supervised
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message, encode
+from schemas.limits import MAX_ALARMS
 from schemas.wire import Alarm, PathState, ProbeState
 
 log = logging.getLogger("pathwatch.api")
@@ -34,21 +40,31 @@ class ApiBackend:
         self.bus = bus
         self.paths: dict[str, PathState] = {}
         self.alarms: dict[str, Alarm] = {}
-        self.dropped = 0
+        self.counters = RoleCounters("api", f"api-{socket.gethostname()}")
+        self.dropped = self.counters.dropped
         self.listeners: list[Callable[[ChangeKind, str], None]] = []
         #: Set when the API stops serving: long-lived responses end on it.
         self.closing = asyncio.Event()
         self._probes: KeyValue | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._subscription: Any = None
-        self._watcher: Any = None
+        self._stop = asyncio.Event()
 
     async def start(self, ready_timeout: float = 5.0) -> None:
-        paths = await self.bus.kv(subjects.KV_PATHS)
         self._probes = await self.bus.kv(subjects.KV_PROBES)
-        self._watcher = await paths.watchall()
         loaded = asyncio.Event()
-        self._tasks.append(asyncio.create_task(self._follow_paths(loaded)))
+        restarts = self.counters.restarts
+        self._tasks.append(
+            start_supervised("api-paths", lambda: self._follow_paths(loaded), self._stop, restarts)
+        )
+        self._tasks.append(
+            start_supervised(
+                "api-status",
+                lambda: publish_status(self.bus, self.counters, self._stop),
+                self._stop,
+                restarts,
+            )
+        )
         self._subscription = await self.bus.js.subscribe(
             subjects.ALARM_ALL, ordered_consumer=True, cb=self._on_alarm
         )
@@ -56,40 +72,54 @@ class ApiBackend:
             await asyncio.wait_for(loaded.wait(), ready_timeout)
 
     async def stop(self) -> None:
+        self._stop.set()
         with contextlib.suppress(Exception):
             if self._subscription is not None:
                 await self._subscription.unsubscribe()
-        with contextlib.suppress(Exception):
-            if self._watcher is not None:
-                await self._watcher.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _follow_paths(self, loaded: asyncio.Event) -> None:
-        async for entry in self._watcher:
-            if entry is None:
-                loaded.set()
-                continue
-            if entry.operation in ("DEL", "PURGE") or not entry.value:
-                self.paths.pop(entry.key, None)
-                self._changed("path", entry.key)
-            else:
-                try:
-                    self.paths[entry.key] = decode_message(entry.value, PathState)
-                    self._changed("path", entry.key)
-                except DecodeError:
-                    self.dropped += 1
-            if entry.delta == 0:
-                loaded.set()
+        paths = await self.bus.kv(subjects.KV_PATHS)
+        watcher = await paths.watchall()
+        try:
+            async for entry in watcher:
+                if entry is None:
+                    loaded.set()
+                    continue
+                self._path_entry(entry.key, entry.operation, entry.value)
+                if entry.delta == 0:
+                    loaded.set()
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]
+
+    def _path_entry(self, key: str, operation: str | None, value: bytes | None) -> None:
+        if operation in ("DEL", "PURGE") or not value:
+            self.paths.pop(key, None)
+            self._changed("path", key)
+            return
+        try:
+            state = decode_message(value, PathState)
+        except DecodeError as exc:
+            self.dropped[f"kv-path:{exc.reason}"] += 1
+            return
+        self.paths[key] = state
+        self._changed("path", key)
 
     async def _on_alarm(self, msg: Msg) -> None:
         try:
             alarm = decode_message(msg.data, Alarm)
-        except DecodeError:
-            self.dropped += 1
+        except DecodeError as exc:
+            self.dropped[f"alarm:{exc.reason}"] += 1
             return
+        self.alarms.pop(alarm.id, None)
         self.alarms[alarm.id] = alarm
+        if len(self.alarms) > MAX_ALARMS:
+            # the least recently updated alarm goes first (dicts keep insertion order)
+            del self.alarms[next(iter(self.alarms))]
+            self.dropped["alarm:evicted"] += 1
         self._changed("alarm", alarm.id)
 
     def _changed(self, kind: ChangeKind, key: str) -> None:
@@ -116,7 +146,8 @@ class ApiBackend:
             return None
         try:
             return decode_message(entry.value, ProbeState)
-        except DecodeError:
+        except DecodeError as exc:
+            self.dropped[f"probe-state:{exc.reason}"] += 1
             return None
 
     async def delete_probe_state(self, key: str) -> None:

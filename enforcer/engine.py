@@ -38,6 +38,15 @@ from enforcer.state_machine import Clock
 from schemas import subjects
 from schemas.codec import decode_message
 from schemas.config import PathwatchConfig
+from schemas.limits import (
+    AGENT_ALARM_MIN_INTERVAL_S,
+    HEARTBEAT_MIN_INTERVAL_S,
+    MAX_AGENTS,
+    MAX_AGENTS_PER_NODE,
+    MAX_CLOCK_OFFSET_S,
+    MAX_TEXT_CHARS,
+    clip,
+)
 from schemas.wire import (
     SCHEMA_VERSION,
     AgentHeartbeat,
@@ -135,6 +144,13 @@ class Engine:
         self.previous: dict[str, PathState] = {}
         self.liveness = AgentLiveness(self.silence_windows, self._agent_window)
         self.agent_alarms: dict[str, Alarm] = {}
+        #: When the last agent-lost alarm of each agent name was raised (rate limit).
+        self.agent_alarmed_at: dict[str, float] = {}
+        #: Nodes the config names: a heartbeat must come from one of them or name a route.
+        self.nodes = frozenset(t.spec.node for t in self.trackers.values())
+        #: agents taken into the liveness table, by the node of their first heartbeat
+        self.agents_per_node: Counter[str] = Counter()
+        #: Inputs dropped, by `<input>:<reason>` (published in the role status).
         self.dropped: Counter[str] = Counter()
 
     # --- helpers ------------------------------------------------------------
@@ -209,10 +225,19 @@ class Engine:
         if alarm.agent:
             self.agent_alarms[alarm.agent] = alarm
 
+    def _off_clock(self, ts: float, kind: str) -> bool:
+        """True (and counted) when an event time is further than MAX_CLOCK_OFFSET_S from now."""
+        if abs(ts - self.clock()) <= MAX_CLOCK_OFFSET_S:
+            return False
+        self.dropped[f"{kind}:clock"] += 1
+        return True
+
     def on_window(self, window: WindowStats) -> Outputs:
         tracker = self.by_name.get(window.service, _NO_ROUTES).get(window.route)
         if tracker is None:
-            self.dropped["unknown-route"] += 1
+            self.dropped["stats:unknown-route"] += 1
+            return Outputs()
+        if self._off_clock(window.window_end, "stats"):
             return Outputs()
         changes = tracker.on_window(window)
         return self._after_window(tracker, window, changes)
@@ -230,7 +255,7 @@ class Engine:
         if tracker is not None and decoder is not None:
             try:
                 window = decoder.decode(payload)
-            except (msgspec.ValidationError, msgspec.DecodeError):
+            except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
                 pass  # not quiet, or not valid at all: the plain decode below tells
             else:
                 if (
@@ -267,8 +292,12 @@ class Engine:
     def on_fast(self, evidence: FastEvidence) -> Outputs:
         tracker = self.trackers.get(f"{evidence.service}.{evidence.route}")
         if tracker is None:
-            self.dropped["unknown-route"] += 1
+            self.dropped["fast:unknown-route"] += 1
             return Outputs()
+        if self._off_clock(evidence.ts, "fast"):
+            return Outputs()
+        if len(evidence.detail) > MAX_TEXT_CHARS:
+            evidence = msgspec.structs.replace(evidence, detail=clip(evidence.detail))
         changes = tracker.on_fast(evidence)
         if not changes:
             return Outputs()
@@ -285,9 +314,21 @@ class Engine:
             if t.spec.node == state.node and t.spec.interface == state.interface
         ]
 
+    def _usable_probe_state(self, state: ProbeState) -> ProbeState | None:
+        """`state` with its reason clipped, or None (counted) when its times are absurd."""
+        if state.set_at and self._off_clock(state.set_at, "probe-state"):
+            return None
+        if len(state.reason) > MAX_TEXT_CHARS:
+            return msgspec.structs.replace(state, reason=clip(state.reason))
+        return state
+
     def on_probe_state(self, key: str, state: ProbeState | None) -> Outputs:
         """A `pathwatch-probes` entry put (state) or deleted (None)."""
         now = self.clock()
+        if state is not None:
+            state = self._usable_probe_state(state)
+            if state is None:
+                return Outputs()
         if state is not None and state.expires_at is not None and state.expires_at <= now:
             state = None
         affected: dict[str, list[tuple[RouteTracker, list[Change]]]] = {}
@@ -311,7 +352,35 @@ class Engine:
             )
         return out
 
+    def _admit_heartbeat(self, heartbeat: AgentHeartbeat) -> bool:
+        """Whether to take a heartbeat: from an agent on a configured node or naming a
+        configured route, at most every HEARTBEAT_MIN_INTERVAL_S per name, with a sane
+        time, and while the liveness table has room (MAX_AGENTS, MAX_AGENTS_PER_NODE
+        per node); otherwise counted."""
+        if self._off_clock(heartbeat.ts, "heartbeat"):
+            return False
+        seen = self.liveness.agents.get(heartbeat.agent)
+        if seen is None:
+            if heartbeat.node not in self.nodes and not any(
+                key in self.trackers for key in heartbeat.routes
+            ):
+                self.dropped["heartbeat:unknown-agent"] += 1
+                return False
+            if len(self.liveness.agents) >= MAX_AGENTS:
+                self.dropped["heartbeat:agents-full"] += 1
+                return False
+            if self.agents_per_node[heartbeat.node] >= MAX_AGENTS_PER_NODE:
+                self.dropped["heartbeat:node-full"] += 1
+                return False
+            self.agents_per_node[heartbeat.node] += 1
+        elif abs(heartbeat.ts - seen.last_seen) < HEARTBEAT_MIN_INTERVAL_S and not seen.lost:
+            self.dropped["heartbeat:rate"] += 1
+            return False
+        return True
+
     def on_heartbeat(self, heartbeat: AgentHeartbeat) -> Outputs:
+        if not self._admit_heartbeat(heartbeat):
+            return Outputs()
         covered = self._covered(heartbeat)
         back = self.liveness.beat(heartbeat, covered, heartbeat.ts)
         out = Outputs()
@@ -355,7 +424,7 @@ class Engine:
                 ),
                 raised_at=lost_at,
             )
-            if seen.agent not in self.agent_alarms:
+            if seen.agent not in self.agent_alarms and self._may_alarm(seen.agent, now):
                 self.agent_alarms[seen.agent] = alarm
                 out.publications.append(
                     Publication(
@@ -380,6 +449,17 @@ class Engine:
         out.extend(self._restale(now))
         out.extend(self.flush_metrics(now, budget_seconds=refresh_budget))
         return out
+
+    def _may_alarm(self, agent: str, now: float) -> bool:
+        """At most one agent-lost alarm per name every AGENT_ALARM_MIN_INTERVAL_S."""
+        last = self.agent_alarmed_at.get(agent)
+        if last is not None and now - last < AGENT_ALARM_MIN_INTERVAL_S:
+            self.dropped["agent-lost:rate"] += 1
+            return False
+        if len(self.agent_alarmed_at) >= MAX_AGENTS:
+            self.agent_alarmed_at.clear()
+        self.agent_alarmed_at[agent] = now
+        return True
 
     def _restale(self, now: float) -> Outputs:
         stale_routes = self.liveness.stale_routes()

@@ -52,7 +52,7 @@ class Lease:
                 self.revision = await self.kv.create(LEASE_KEY, self._record(now, now))
                 self._took(now)
                 return True
-            current = decode_message(entry.value or b"", EnforcerLease)
+            current = _readable(entry.value, now, self.ttl)
             self.holder = current.holder
             if current.holder == self.instance or current.expires < now:
                 renewing = current.holder == self.instance and current.expires >= now
@@ -61,7 +61,7 @@ class Lease:
                 self.revision = await self.kv.update(LEASE_KEY, record, last=entry.revision)
                 self._took(acquired)
                 return True
-        except (KeyWrongLastSequenceError, DecodeError) as exc:
+        except KeyWrongLastSequenceError as exc:
             log.debug("lease race lost: %s", exc)
         except Exception as exc:
             log.warning("lease refresh failed: %s", exc)
@@ -86,3 +86,21 @@ class Lease:
         except Exception as exc:
             log.debug("lease release failed: %s", exc)
         self.held = False
+
+
+def _readable(value: bytes | None, now: float, ttl: float) -> EnforcerLease:
+    """The lease in `value`; one that cannot be read, or that claims more than ten TTLs
+    ahead, is taken as expired (a poisoned record must not keep every enforcer standby)."""
+    try:
+        lease = decode_message(value or b"", EnforcerLease)
+    except DecodeError as exc:
+        log.warning("lease record unreadable (%s); taking it as expired", exc.reason)
+        return EnforcerLease(holder="", expires=0.0)
+    if lease.expires > now + 10 * ttl:
+        log.warning(
+            "lease of %r claims %.0f s ahead; taking it as expired",
+            lease.holder[:64],
+            lease.expires - now,
+        )
+        return EnforcerLease(holder="", expires=0.0)
+    return lease

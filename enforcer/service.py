@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -22,6 +22,8 @@ from enforcer.sink import OutputSink
 from enforcer.store import EnforcerStore
 from pathwatch.bus import Bus
 from pathwatch.heap import settle_heap
+from pathwatch.status import RoleCounters, publish_status
+from pathwatch.supervise import start_supervised
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message, encode
 from schemas.config import PathwatchConfig
@@ -38,6 +40,7 @@ from schemas.wire import (
 log = logging.getLogger("pathwatch.enforcer")
 
 T = TypeVar("T")
+Handler = Callable[[Msg], Awaitable[None]]
 
 TICK_SECONDS = 0.2
 #: how long a stopping enforcer lets its sink write what is queued
@@ -109,7 +112,20 @@ async def run_enforcer(
                 engine.restore_agent_alarm(alarm)
     settle_heap()  # the engine's tables live as long as the process
     lease = Lease(leases, instance, config.enforcer.lease_ttl, clock)
-    sink = OutputSink(bus, paths, probes, store, lease)
+    counters = RoleCounters("enforcer", instance, dropped=engine.dropped)
+    sink = OutputSink(bus, paths, probes, store, lease, dropped=engine.dropped)
+
+    def guarded(label: str, handler: Handler) -> Handler:
+        """`handler`, with anything it raises counted as `<label>:error` and logged."""
+
+        async def run(msg: Msg) -> None:
+            try:
+                await handler(msg)
+            except Exception:
+                engine.dropped[f"{label}:error"] += 1
+                log.exception("enforcer: %s message on %s failed", label, msg.subject)
+
+        return run
 
     def decoded(msg: Msg, kind: type[T], label: str) -> T | None:
         try:
@@ -148,12 +164,37 @@ async def run_enforcer(
         if not lease.held or not msg.reply:
             return
         request = decoded(msg, LbSelectRequest, "lb-select")
-        service = msg.subject.rpartition(".")[2]
-        if request is None:
-            reply = LbSelectReply(service=service, route=None, error="malformed request")
-        else:
-            reply = engine.select(request)
+        service = msg.subject.rpartition(".")[2][:64]
+        try:
+            if request is None:
+                reply = LbSelectReply(service=service, route=None, error="malformed request")
+            else:
+                reply = engine.select(request)
+        except Exception:
+            engine.dropped["lb-select:error"] += 1
+            log.exception("enforcer: load-balancer request on %s failed", msg.subject)
+            reply = LbSelectReply(service=service, route=None, error="internal error")
         await msg.respond(encode(reply))
+
+    #: revision of each probe-state key whose value was refused: skipped, not re-read,
+    #: when the watch starts again
+    poisoned: dict[str, int] = {}
+
+    def probe_entry(key: str, revision: int, operation: str | None, value: bytes) -> None:
+        if operation in ("DEL", "PURGE") or not value:
+            sink.submit(engine.on_probe_state(key, None))
+            return
+        if poisoned.get(key) == revision:
+            return
+        try:
+            state = decode_message(value, ProbeState)
+        except DecodeError as exc:
+            engine.dropped[f"probe-state:{exc.reason}"] += 1
+            if len(poisoned) >= 4096:
+                poisoned.clear()
+            poisoned[key] = revision
+            return
+        sink.submit(engine.on_probe_state(key, state))
 
     async def watch_probes() -> None:
         watcher = await probes.watchall()
@@ -161,15 +202,11 @@ async def run_enforcer(
             async for entry in watcher:
                 if entry is None:
                     continue
-                if entry.operation in ("DEL", "PURGE") or not entry.value:
-                    sink.submit(engine.on_probe_state(entry.key, None))
-                    continue
                 try:
-                    state = decode_message(entry.value, ProbeState)
-                except DecodeError as exc:
-                    engine.dropped[f"probe-state:{exc.reason}"] += 1
-                    continue
-                sink.submit(engine.on_probe_state(entry.key, state))
+                    probe_entry(entry.key, entry.revision or 0, entry.operation, entry.value or b"")
+                except Exception:
+                    engine.dropped["probe-state:error"] += 1
+                    log.exception("enforcer: probe state %s failed", entry.key)
         finally:
             with contextlib.suppress(Exception):
                 await watcher.stop()  # type: ignore[no-untyped-call]
@@ -193,10 +230,12 @@ async def run_enforcer(
                 await asyncio.wait_for(stop.wait(), timeout=TICK_SECONDS)
 
     subscriptions = [
-        await bus.nc.subscribe(subjects.STATS_ALL, cb=on_stats),
-        await bus.nc.subscribe(subjects.FAST_ALL, cb=on_fast),
-        await bus.nc.subscribe(subjects.HEARTBEAT_ALL, cb=on_heartbeat),
-        await bus.nc.subscribe(f"{subjects.LB_SELECT_PREFIX}.*", cb=on_select),
+        await bus.nc.subscribe(subjects.STATS_ALL, cb=guarded("stats", on_stats)),
+        await bus.nc.subscribe(subjects.FAST_ALL, cb=guarded("fast", on_fast)),
+        await bus.nc.subscribe(subjects.HEARTBEAT_ALL, cb=guarded("heartbeat", on_heartbeat)),
+        await bus.nc.subscribe(
+            f"{subjects.LB_SELECT_PREFIX}.*", cb=guarded("lb-select", on_select)
+        ),
     ]
     await bus.nc.flush()
     log.info(
@@ -205,10 +244,14 @@ async def run_enforcer(
         len(engine.trackers),
         restored,
     )
+    restarts = counters.restarts
     tasks = [
-        asyncio.create_task(watch_probes(), name="enforcer-probes"),
-        asyncio.create_task(ticker(), name="enforcer-ticker"),
-        asyncio.create_task(sink.run(stop), name="enforcer-sink"),
+        start_supervised("enforcer-probes", watch_probes, stop, restarts),
+        start_supervised("enforcer-ticker", ticker, stop, restarts),
+        start_supervised(
+            "enforcer-status", lambda: publish_status(bus, counters, stop), stop, restarts
+        ),
+        start_supervised("enforcer-sink", lambda: sink.run(stop), stop, restarts),
     ]
     try:
         await stop.wait()
@@ -217,9 +260,9 @@ async def run_enforcer(
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
         try:
-            # The probe watcher and the ticker hold nothing that must finish; a lease
-            # refresh in flight would wait out its NATS timeout.
-            for task in tasks[:2]:
+            # The probe watcher, the ticker and the status hold nothing that must finish;
+            # a lease refresh in flight would wait out its NATS timeout.
+            for task in tasks[:3]:
                 task.cancel()
             # The sink writes what is queued, for a bounded time: with NATS gone it
             # cannot, and the standby, which computed the same outputs, publishes

@@ -10,8 +10,9 @@ published is dropped by JetStream and whatever it had not is not lost.
 import asyncio
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 
+import msgspec
 from nats.js.kv import KeyValue
 
 from enforcer.engine import Outputs, Publication
@@ -19,7 +20,8 @@ from enforcer.lease import Lease
 from enforcer.store import EnforcerStore
 from pathwatch.bus import Bus
 from schemas import subjects
-from schemas.codec import encode
+from schemas.fit import fit
+from schemas.limits import PAYLOAD_HEADROOM_BYTES
 from schemas.wire import Alarm, PathEvent, PathState
 
 log = logging.getLogger("pathwatch.enforcer.sink")
@@ -39,6 +41,7 @@ class OutputSink:
         probes: KeyValue,
         store: EnforcerStore | None,
         lease: Lease,
+        dropped: Counter[str] | None = None,
     ) -> None:
         self.bus = bus
         self.paths = paths
@@ -49,6 +52,25 @@ class OutputSink:
         self.buffer: deque[tuple[float, Publication]] = deque()
         self.published = 0
         self.failures = 0
+        #: outputs trimmed to fit or not written, by `output:<reason>`
+        self.dropped: Counter[str] = Counter() if dropped is None else dropped
+
+    def _fit(self, message: msgspec.Struct, kind: str) -> bytes | None:
+        """The JSON of `message`, trimmed to fit the server's max payload (counted)."""
+        data, trimmed = fit(message, self.bus.nc.max_payload - PAYLOAD_HEADROOM_BYTES)
+        if trimmed:
+            self.dropped[f"output-{kind}:{'trimmed' if data is not None else 'too-big'}"] += 1
+        return data
+
+    async def _put(self, key: str, state: PathState) -> None:
+        data = self._fit(state, "path-state")
+        if data is None:
+            return
+        try:
+            await self.paths.put(key, data)
+        except Exception as exc:
+            self.failures += 1
+            log.warning("cannot write path state %s: %s", key, exc)
 
     def submit(self, outputs: Outputs) -> None:
         if outputs.paths or outputs.publications or outputs.expired_probe_keys:
@@ -85,10 +107,7 @@ class OutputSink:
         items = list(latest.items())
         for start in range(0, len(items), PUT_CONCURRENCY):
             await asyncio.gather(
-                *(
-                    self.paths.put(key, encode(state))
-                    for key, state in items[start : start + PUT_CONCURRENCY]
-                )
+                *(self._put(key, state) for key, state in items[start : start + PUT_CONCURRENCY])
             )
 
     async def _write(self, outputs: Outputs) -> None:
@@ -100,7 +119,11 @@ class OutputSink:
             return
         await self._put_states(outputs.paths)
         for publication in outputs.publications:
-            await self._publish(publication)
+            try:
+                await self._publish(publication)
+            except Exception as exc:
+                self.failures += 1
+                log.warning("cannot publish on %s: %s", publication.subject, exc)
         for key in outputs.expired_probe_keys:
             try:
                 await self.probes.delete(key)
@@ -116,10 +139,11 @@ class OutputSink:
             and await store.has_alarm(message.id, message.status)
         ):
             return
+        data = self._fit(message, type(message).__name__.lower())
+        if data is None:
+            return
         await self.bus.js.publish(
-            publication.subject,
-            encode(message),
-            headers={"Nats-Msg-Id": publication.msg_id},
+            publication.subject, data, headers={"Nats-Msg-Id": publication.msg_id}
         )
         self.published += 1
         if store is not None:

@@ -273,7 +273,7 @@ class PathStateFollower:
     (raising when NATS cannot be reached); `on_change(key)` is called for every
     change after that (key None: a whole new snapshot); `on_broken()` when the
     watch fails and a resync is needed. Malformed values are counted in
-    `malformed` by reason (`path-state-<reason>`) and dropped; the previous
+    `malformed` by reason (`kv-path:<reason>`) and dropped; the previous
     state of that key is kept. Routers and healers reconcile from it.
     """
 
@@ -334,8 +334,8 @@ class PathStateFollower:
         try:
             states[entry.key] = decode_message(entry.value or b"", PathState)
         except DecodeError as exc:
-            self._malformed[f"path-state-{exc.reason}"] += 1
-            log.warning("%s: dropping malformed PathState %s: %s", self._name, entry.key, exc)
+            self._malformed[f"kv-path:{exc.reason}"] += 1
+            log.debug("%s: dropping malformed PathState %s: %s", self._name, entry.key, exc)
 
     async def stop(self) -> None:
         task, self._task = self._task, None

@@ -11,6 +11,7 @@ CMD_ROUTE_PREFIX = "pw.cmd.route"
 CMD_HEAL_PREFIX = "pw.cmd.heal"
 LB_SELECT_PREFIX = "pw.lb.select"
 HEARTBEAT_PREFIX = "pw.agent.hb"
+STATUS_PREFIX = "pw.status"
 DEADLETTER_PREFIX = "pw.deadletter"
 
 MEAS_ALL = "pw.meas.*.*"
@@ -20,6 +21,7 @@ EVENT_ALL = "pw.event.>"
 ALARM_ALL = "pw.alarm.>"
 CMD_ALL = "pw.cmd.>"
 HEARTBEAT_ALL = "pw.agent.hb.*"
+STATUS_ALL = "pw.status.*.*"
 DEADLETTER_ALL = "pw.deadletter.*"
 
 STREAM_EVENTS = "PATHWATCH_EVENTS"
@@ -82,6 +84,11 @@ def lb_select(service: str) -> str:
 
 def heartbeat(agent: str) -> str:
     return f"{HEARTBEAT_PREFIX}.{_token(agent)}"
+
+
+def status(role: str, instance: str) -> str:
+    """Subject of a role instance's drop and restart counters (`RoleStatus`)."""
+    return f"{STATUS_PREFIX}.{_token(role)}.{_token(instance)}"
 
 
 def deadletter(notifier: str) -> str:

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from msgspec import Meta, Struct
 
+from schemas.limits import MAX_LABEL_CHARS, MAX_STATUS_COUNTERS
 from schemas.names import Name
 
 SCHEMA_VERSION = 1
@@ -42,10 +43,14 @@ OUTCOMES: tuple[str, ...] = Outcome.__args__  # type: ignore[attr-defined]
 PathStateName = Literal["unknown", "up", "down", "probation"]
 ProbeStateName = Literal["unknown", "up", "down", "probation"]
 
-Timestamp = Annotated[float, Meta(ge=0, le=1e11)]
+#: Unix seconds, up to the year 2100 (`limits.MAX_CLOCK_OFFSET_S` bounds event
+#: times further, against the receiver's clock).
+Timestamp = Annotated[float, Meta(ge=0, le=4102444800)]
 Millis = Annotated[float, Meta(ge=0, le=3.6e6)]
 Percent = Annotated[float, Meta(ge=0, le=100)]
 Count = Annotated[int, Meta(ge=0)]
+#: A lane label taken from input (measurement `destination`, `probe`).
+Label = Annotated[str, Meta(max_length=MAX_LABEL_CHARS)]
 
 
 class Message(Struct, frozen=True, kw_only=True, gc=False, forbid_unknown_fields=False):
@@ -67,9 +72,9 @@ class Measurement(Struct, frozen=True, kw_only=True, gc=False, omit_defaults=Tru
     ts: Timestamp
     protocol: Protocol
     traffic_class: TrafficClass = "best-effort"
-    destination: str = ""
+    destination: Label = ""
     source: SourceKind = "probe"
-    probe: str = ""
+    probe: Label = ""
     outcome: Outcome = "ok"
     latency_ms: Millis | None = None
     #: HTTP probes: the response status code (also set when the outcome is `http-status`).
@@ -349,7 +354,7 @@ class AgentHeartbeat(Message, frozen=True, kw_only=True):
     version: str
     config_hash: str
     ts: Timestamp
-    interval_s: float = 5.0
+    interval_s: Annotated[float, Meta(gt=0, le=3600)] = 5.0
     routes: list[str] = []
     counters: dict[str, int] = {}
 
@@ -366,6 +371,25 @@ class ProbeState(Message, frozen=True, kw_only=True):
     reason: str = ""
     set_at: Timestamp = 0.0
     expires_at: Timestamp | None = None
+
+
+CounterKey = Annotated[str, Meta(max_length=128)]
+RoleCounters = Annotated[dict[CounterKey, Count], Meta(max_length=MAX_STATUS_COUNTERS)]
+
+
+class RoleStatus(Message, frozen=True, kw_only=True):
+    """What one role instance dropped and restarted; subject `pw.status.<role>.<instance>`.
+
+    `dropped` keys are `<input>:<reason>` (input: the subject kind, KV bucket or
+    route the message came in on), `restarts` keys name supervised consumers.
+    The metrics exporter shows them (docs/metrics.md, "Drops").
+    """
+
+    role: Name
+    instance: Name
+    ts: Timestamp
+    dropped: RoleCounters = {}
+    restarts: RoleCounters = {}
 
 
 class EnforcerLease(Message, frozen=True, kw_only=True):
@@ -423,6 +447,7 @@ MESSAGE_TYPES: tuple[type[Struct], ...] = (
     LbSelectReply,
     AgentHeartbeat,
     ProbeState,
+    RoleStatus,
     EnforcerLease,
     DeadLetter,
 )

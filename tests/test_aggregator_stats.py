@@ -6,6 +6,7 @@ import itertools
 import random
 import statistics
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -69,8 +70,11 @@ def reference_lane(items: list[Measurement]) -> dict[str, object]:
     }
 
 
-def close_one_window(items: list[Measurement]) -> list[LaneStats]:
-    book = WindowBook([RouteSpec("web", "r1", WINDOW, 1.0, 0, frozenset({"127.0.0.1"}))])
+def close_one_window(
+    items: list[Measurement], listed: frozenset[str] = frozenset({""})
+) -> list[LaneStats]:
+    spec = RouteSpec("web", "r1", WINDOW, 1.0, 0, frozenset({"127.0.0.1"}))
+    book = WindowBook([replace(spec, listed_destinations=listed)])
     route = book.route("web", "r1")
     assert route is not None
     result = route.add("agent-1", items, now=START, max_future=3600)
@@ -143,7 +147,8 @@ def test_lanes_come_in_one_order_whatever_the_arrival_order(
 
 
 def test_a_layout_of_many_destinations_is_reported_and_not_kept() -> None:
-    # passive sessions towards 300 destinations: more fine lanes than a kept plan holds
+    # passive sessions towards 300 destinations the config names (others would be
+    # folded, limits.MAX_UNLISTED_LANES): more fine lanes than a kept plan holds
     items = [
         Measurement(
             ts=START + i * 0.01,
@@ -159,7 +164,7 @@ def test_a_layout_of_many_destinations_is_reported_and_not_kept() -> None:
     )
     kept = dict(lanes_module._plans)
     assert len(items) > lanes_module.PLAN_CACHE_MAX_LANES
-    aggregate, tracked = close_one_window(items)
+    aggregate, tracked = close_one_window(items, frozenset(m.destination for m in items))
     assert lanes_module._plans == kept
     assert (aggregate.source, aggregate.destination, aggregate.count) == ("passive", "", 301)
     assert aggregate.latency_max_ms == 299.0

@@ -31,6 +31,7 @@ services:
     service-routes:
       r1:
         next-hop: {{node: edge-1, interface: lo}}
+        reachability-detection: {{probes: [{{name: {PROBE}, plugin: {PROBE}}}]}}
       quiet:
         next-hop: {{node: edge-2, interface: lo}}
         reachability-detection: {{probe-type: disabled}}
@@ -133,6 +134,10 @@ def test_probe_state_round_trip_and_reasons(api_url: str) -> None:
         f"{base}/{PROBE}", json={"state": "down", "service": "web", "route": "zz"}, headers=headers
     )
     assert unknown.status_code == 404 and "unknown service route" in unknown.json()["detail"]
+    undeclared = httpx.put(
+        f"{base}/made-up", json={"state": "down", "service": "web", "route": "r1"}, headers=headers
+    )
+    assert undeclared.status_code == 404 and "not declared" in undeclared.json()["detail"]
     disabled = httpx.put(
         f"{base}/{PROBE}",
         json={"state": "down", "service": "web", "route": "quiet"},

@@ -231,6 +231,7 @@ async def test_malformed_alarm_is_dead_lettered_and_the_stream_goes_on(
         await publish(bus, transition(service, 1, "raised"))
         await wait_for(lambda: len(sink.taken()) == 1, 10, what="the valid alarm delivered")
     assert metric(notifiers, "pathwatch_notifier_dead_letters_total", reason="malformed") == 1
+    assert notifiers.role.dropped == {"alarm:schema": 1}  # in the role status too
     (letter,) = await read_dead_letters(bus, name)
     assert letter.reason == "malformed" and '"exploded"' in letter.raw
 

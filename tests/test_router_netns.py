@@ -230,7 +230,7 @@ async def test_route_command_acts_before_kv_and_kv_stays_the_truth(bed: Bed, bus
         await bus.js.publish(subjects.cmd_route(node), encode(command))
         await run.until(lambda: hops(bed.host) == {GW2: 1}, "withdrawn by command")
         await bus.js.publish(subjects.cmd_route(node), b"{not json")
-        await run.until(lambda: router.stats.malformed["route-command-json"] == 1, "bad command")
+        await run.until(lambda: router.stats.malformed["route-command:json"] == 1, "bad command")
 
         await put(bus, state(service, "p1", in_service=True))
         await run.until(lambda: hops(bed.host) == {GW1: 256, GW2: 128}, "KV restores path 1")

@@ -73,7 +73,11 @@ class CommandFollower:
                     await _sleep_unless(stop, 1.0)
                     continue
                 for message in messages:
-                    self._handle(message.data)
+                    try:
+                        self._handle(message.data)
+                    except Exception:  # a bug must not leave the command unacknowledged
+                        self._malformed["route-command:error"] += 1
+                        log.exception("route command of %s failed", self._node)
                     with contextlib.suppress(nats.errors.Error):
                         await message.ack()
         finally:
@@ -98,11 +102,11 @@ class CommandFollower:
         try:
             command = decode_message(data, RouteCommand)
         except DecodeError as exc:
-            self._malformed[f"route-command-{exc.reason}"] += 1
-            log.warning("dropping malformed RouteCommand: %s", exc)
+            self._malformed[f"route-command:{exc.reason}"] += 1
+            log.debug("dropping malformed RouteCommand: %s", exc)
             return
         if command.node != self._node:
-            self._malformed["route-command-wrong-node"] += 1
+            self._malformed["route-command:wrong-node"] += 1
             return
         self._on_command(command)
 

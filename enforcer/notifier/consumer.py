@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator
 
 import nats.errors
@@ -137,12 +138,15 @@ class NotifierConsumer:
         receiver: Receiver,
         config: NotifierConfig,
         counters: NotifierCounters,
+        dropped: Counter[str] | None = None,
     ) -> None:
         self.bus = bus
         self.name = name
         self.receiver = receiver
         self.config = config
         self.counters = counters
+        #: alarm messages that could not be decoded, `alarm:<reason>` (the role status)
+        self.dropped: Counter[str] = dropped if dropped is not None else Counter()
         self._restored = False
 
     async def open(self) -> tuple[PullSubscription, ConsumerInfo]:
@@ -246,6 +250,7 @@ class NotifierConsumer:
         try:
             alarm = decode_message(msg.data, Alarm)
         except DecodeError as exc:
+            self.dropped[f"alarm:{exc.reason}"] += 1
             return make_dead_letter(
                 self.name,
                 kind,

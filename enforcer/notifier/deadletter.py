@@ -14,15 +14,20 @@ from __future__ import annotations
 
 import time
 
+import msgspec
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from pathwatch.bus import Bus
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message, encode
+from schemas.limits import (
+    MAX_MESSAGE_BYTES,
+    MAX_REASON_CHARS,
+    MAX_TEXT_CHARS,
+    PAYLOAD_HEADROOM_BYTES,
+    clip,
+)
 from schemas.wire import Alarm, DeadLetter
-
-#: Characters of a malformed payload kept in `DeadLetter.raw`, and of `detail`.
-KEPT_CHARS = 1000
 
 
 def make_dead_letter(
@@ -38,16 +43,24 @@ def make_dead_letter(
     subject: str = "",
     first_attempt: float = 0.0,
 ) -> DeadLetter:
+    """A dead letter that always fits in a NATS message: its texts are clipped
+    (`limits.MAX_TEXT_CHARS`; the alarm's reason to `limits.MAX_REASON_CHARS`), and an
+    alarm still too big is kept only as the start of its JSON in `raw`."""
+    if alarm is not None:
+        alarm = msgspec.structs.replace(alarm, reason=clip(alarm.reason, MAX_REASON_CHARS))
+        encoded = encode(alarm)
+        if len(encoded) > MAX_MESSAGE_BYTES - 2 * PAYLOAD_HEADROOM_BYTES:
+            alarm, raw = None, encoded
     return DeadLetter(
         notifier=notifier,
         kind=kind,
         reason=reason,  # type: ignore[arg-type]
-        detail=detail[:KEPT_CHARS],
+        detail=clip(detail),
         attempts=attempts,
         stream_seq=stream_seq,
         subject=subject,
         alarm=alarm,
-        raw=raw[:KEPT_CHARS].decode(errors="replace"),
+        raw=clip(raw[:MAX_TEXT_CHARS].decode(errors="replace")),
         first_attempt=first_attempt,
         dead_at=time.time(),
     )

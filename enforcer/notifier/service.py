@@ -10,10 +10,12 @@ down never delays another.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Coroutine
+import socket
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -24,6 +26,8 @@ from enforcer.notifier.receiver import Receiver
 from enforcer.notifier.stopping import Stopped, unless_stopped
 from enforcer.notifier.webhook import WebhookReceiver
 from pathwatch.bus import Bus
+from pathwatch.status import RoleCounters, publish_status
+from pathwatch.supervise import start_supervised
 from schemas.config import NotifierConfig, PathwatchConfig
 
 log = logging.getLogger("pathwatch.notifier")
@@ -66,12 +70,21 @@ def _receiver(
 
 
 class NotifierService:
-    """The notifiers of `config` (those named in `only`, when given)."""
+    """The notifiers of `config` (those named in `only`, when given) of one process
+    (`instance`: its name in the role status, default the host name)."""
 
-    def __init__(self, config: PathwatchConfig, bus: Bus, only: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        config: PathwatchConfig,
+        bus: Bus,
+        only: list[str] | None = None,
+        instance: str | None = None,
+    ) -> None:
         wanted = {name: kind for name, kind in config.notifiers.items() if not only or name in only}
         unknown = sorted(set(only or ()) - set(config.notifiers))
         problems = [f"no notifier named {name!r} in the config" for name in unknown]
+        self.bus = bus
+        self.role = RoleCounters("notifier", instance or socket.gethostname())
         self.counters: list[NotifierCounters] = []
         self.consumers: list[NotifierConsumer] = []
         self._clients: list[httpx.AsyncClient] = []
@@ -87,7 +100,9 @@ class NotifierService:
                 continue
             self._clients.append(client)
             self.counters.append(counters)
-            self.consumers.append(NotifierConsumer(bus, name, receiver, notifier, counters))
+            self.consumers.append(
+                NotifierConsumer(bus, name, receiver, notifier, counters, self.role.dropped)
+            )
         if problems:
             raise NotifierSetupError(problems)
 
@@ -95,20 +110,26 @@ class NotifierService:
         return NotifierCollector(self.counters)
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
-        """Run every notifier until `stop`; `ready` is set once all consumers are open."""
+        """Run every notifier, each under a supervisor, and publish the role status until
+        `stop`; `ready` is set once every consumer is open."""
         readies = [asyncio.Event() for _ in self.consumers]
-        work: list[Coroutine[Any, Any, None]] = []
+        tasks: list[asyncio.Task[None]] = []
+
+        def supervised(name: str, work: Callable[[], Awaitable[None]]) -> None:
+            tasks.append(start_supervised(name, work, stop, self.role.restarts))
+
         for consumer, opened in zip(self.consumers, readies, strict=True):
-            work.append(consumer.run(stop, opened))
+            supervised(f"notifier-{consumer.name}", partial(consumer.run, stop, opened))
             if isinstance(consumer.receiver, AlertmanagerReceiver):
-                work.append(_resends_once_open(consumer.receiver, opened, stop))
-        tasks = [asyncio.create_task(coroutine) for coroutine in work]
-        for consumer in self.consumers:
+                resends = partial(_resends_once_open, consumer.receiver, opened, stop)
+                supervised(f"notifier-{consumer.name}-resends", resends)
             log.info("notifier %s (%s) started", consumer.name, consumer.receiver.kind)
+        supervised("notifier-status", partial(publish_status, self.bus, self.role, stop))
         try:
             if ready is not None:
-                await asyncio.gather(*(opened.wait() for opened in readies))
-                ready.set()
+                with contextlib.suppress(Stopped):
+                    await unless_stopped(_all_set(readies), stop)
+                    ready.set()
             await asyncio.gather(*tasks)
         finally:
             for task in tasks:
@@ -116,6 +137,11 @@ class NotifierService:
             await asyncio.gather(*tasks, return_exceptions=True)
             for client in self._clients:
                 await client.aclose()
+
+
+async def _all_set(events: list[asyncio.Event]) -> None:
+    for event in events:
+        await event.wait()
 
 
 async def _resends_once_open(
