@@ -25,7 +25,7 @@ import contextlib
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from wsgiref.simple_server import WSGIServer
 
@@ -286,9 +286,13 @@ def parse_listen(listen: str) -> tuple[str, int]:
 class MetricsServer:
     """`/metrics` served by prometheus-client's WSGI app in a bounded thread server."""
 
-    def __init__(self, state: MetricsState) -> None:
+    def __init__(self, state: MetricsState, others: Sequence[Collector] = ()) -> None:
+        """`others`: collectors of other parts of the process served alongside
+        (`pathwatch up` adds the notifier's)."""
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(PathwatchCollector(state))
+        for collector in others:
+            self.registry.register(collector)
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
         self.port = 0

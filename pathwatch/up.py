@@ -2,27 +2,29 @@
 
 Starts an embedded nats-server unless `nats.url` names servers, sets up the
 JetStream streams and buckets, then runs the agent (every route), the
-aggregator, the enforcer and the REST API as asyncio tasks until `stop` is
-set or one of them fails.
+aggregator, the enforcer, the REST API and (when the config has `notifiers:`)
+the notifier as asyncio tasks until `stop` is set or one of them fails.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 from agents.agent import run_agent
 from aggregator.service import run_aggregator
 from enforcer.api import run_api
+from enforcer.notifier.service import NotifierService, NotifierSetupError
 from enforcer.service import run_enforcer
 from pathwatch.bus import Bus
 from pathwatch.configfile import LoadedConfig
 from pathwatch.embedded import EmbeddedNats
 from pathwatch.grafana.annotations import run_configured_annotator
 from pathwatch.runtime import bus_options
+from schemas.config import PathwatchConfig
 
 log = logging.getLogger("pathwatch.up")
 
@@ -39,6 +41,20 @@ def _prepare_store(path: str) -> Path:
     store = Path(path)
     store.parent.mkdir(parents=True, exist_ok=True)
     return store.resolve()
+
+
+async def _notifiers(
+    config: PathwatchConfig, connect: Callable[[str], Awaitable[Bus]]
+) -> NotifierService | None:
+    """The notifiers of the config (none: None), their counters on the shared /metrics."""
+    if not config.notifiers:
+        return None
+    try:
+        service = NotifierService(config, await connect("notifier"), instance="local")
+    except NotifierSetupError as exc:
+        raise ComponentFailed(f"notifier: {exc}") from None
+    log.info("notifiers: %s", ", ".join(sorted(config.notifiers)))
+    return service
 
 
 async def run_all(loaded: LoadedConfig, stop: asyncio.Event, node: str | None = None) -> None:
@@ -69,6 +85,7 @@ async def run_all(loaded: LoadedConfig, stop: asyncio.Event, node: str | None = 
 
         setup_bus = await connect("setup")
         await setup_bus.ensure()
+        notifiers = await _notifiers(config, connect)
 
         parts: list[tuple[str, Coroutine[Any, Any, object]]] = [
             ("api", run_api(config, await connect("api"), stop=stop)),
@@ -90,6 +107,7 @@ async def run_all(loaded: LoadedConfig, stop: asyncio.Event, node: str | None = 
                     stop=stop,
                     store_path=config.store.path,
                     metrics_listen=config.metrics.listen,
+                    metrics_collectors=[notifiers.collector()] if notifiers else [],
                 ),
             ),
             (
@@ -104,6 +122,8 @@ async def run_all(loaded: LoadedConfig, stop: asyncio.Event, node: str | None = 
                 ),
             ),
         ]
+        if notifiers is not None:
+            parts.append(("notifier", notifiers.run(stop)))
         if config.grafana.annotate_alarms and config.grafana.url:
             parts.append(
                 (
