@@ -15,9 +15,10 @@ Alertmanager keeps alerts in memory only and resolves one that has not been
 sent again within its `resolve_timeout`, so every active alarm is sent again
 every `resend-interval` (default 60 s, as Prometheus does): an Alertmanager
 restart loses no active alarm for longer than that. The set of active alarms
-is what this notifier delivered (rebuilt at start from the alarms its consumer
-had already handled). Deliveries and re-sends are serialised, so a re-send can
-never overtake a clear and fire a resolved alert again.
+is rebuilt at start from the stream up to where the notifier's consumer had
+got to (on its first start: the alarms active then), then follows deliveries.
+Deliveries and re-sends are serialised, so a re-send can never overtake a clear
+and fire a resolved alert again.
 """
 
 from __future__ import annotations

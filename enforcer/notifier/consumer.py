@@ -121,7 +121,7 @@ async def handled_alarms(bus: Bus, services: list[str], upto: int) -> list[Alarm
                     return alarms
                 with contextlib.suppress(DecodeError):
                     alarms.append(decode_message(message.data, Alarm))
-                if message.metadata.sequence.stream == upto:
+                if message.metadata.sequence.stream == upto or message.metadata.num_pending == 0:
                     return alarms
     finally:
         with contextlib.suppress(nats.errors.Error):
