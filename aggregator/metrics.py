@@ -23,24 +23,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from wsgiref.simple_server import WSGIServer
 
 import nats.errors
 from nats.js.api import DeliverPolicy
 from nats.js.errors import KeyDeletedError, KeyNotFoundError
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import make_wsgi_app
 from prometheus_client.registry import Collector
 
 from aggregator.ingest import IngestCounters
 from aggregator.role_metrics import RoleBook, role_families
 from pathwatch.bus import Bus, PathStateFollower
-from pathwatch.httpbounds import serve_wsgi
+from pathwatch.metrics_http import MetricsHttpServer
+from pathwatch.readiness import Readiness
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message
 from schemas.limits import MAX_ALARMS
@@ -277,41 +275,23 @@ class PathwatchCollector(Collector):
         yield malformed
 
 
-def parse_listen(listen: str) -> tuple[str, int]:
-    """`host:port` (IPv6 as `[::1]:port`) to (host, port)."""
-    host, _, port = listen.rpartition(":")
-    return host.strip("[]") or "127.0.0.1", int(port)
+class MetricsServer(MetricsHttpServer):
+    """`/metrics` of the aggregator's exporter (`PathwatchCollector`), with `/healthz` and
+    `/readyz`, on the shared bounded server (`pathwatch.metrics_http`)."""
 
-
-class MetricsServer:
-    """`/metrics` served by prometheus-client's WSGI app in a bounded thread server."""
-
-    def __init__(self, state: MetricsState, others: Sequence[Collector] = ()) -> None:
+    def __init__(
+        self,
+        state: MetricsState,
+        readiness: Readiness | None = None,
+        others: Sequence[Collector] = (),
+    ) -> None:
         """`others`: collectors of other parts of the process served alongside
         (`pathwatch up` adds the notifier's)."""
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(PathwatchCollector(state))
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(PathwatchCollector(state))
         for collector in others:
-            self.registry.register(collector)
-        self._server: WSGIServer | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
-
-    def start(self, listen: str) -> MetricsServer:
-        host, port = parse_listen(listen)
-        # bounded connections and request time (pathwatch.httpbounds)
-        self._server, self._thread = serve_wsgi(make_wsgi_app(self.registry), host, port)
-        self.port = int(self._server.server_address[1])
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=2.0)
-            self._thread = None
+            registry.register(collector)
+        super().__init__(registry, readiness)
 
 
 async def watch_paths(bus: Bus, state: MetricsState, stop: asyncio.Event) -> None:

@@ -34,6 +34,7 @@ from aggregator.partition import queue_group, subscriptions
 from aggregator.role_metrics import watch_status
 from pathwatch.bus import Bus
 from pathwatch.heap import settle_heap
+from pathwatch.readiness import Readiness, nats_connected
 from pathwatch.status import RoleCounters, publish_status
 from pathwatch.supervise import start_supervised
 from schemas import subjects
@@ -104,28 +105,37 @@ async def run_aggregator(
             except Exception as error:
                 log.warning("cannot publish alarm on %s: %s", subject, error)
 
-    store: HistoryStore | None = None
-    if store_path:
-        store = await HistoryStore(store_path, config.store.retention).open()
     metrics_state = MetricsState(
         aggregator.counters,
         partition=partition,
         per_destination=config.metrics.per_destination,
         malformed_paths=role.dropped,
     )
+    subscribed = ready or asyncio.Event()
     metrics_server: MetricsServer | None = None
     restarts = role.restarts
 
     def supervised(name: str, consumer: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
         return start_supervised(f"aggregator-{name}", consumer, stop, restarts)
 
+    if metrics_listen:  # before the store opens: a taken port leaves nothing open
+        readiness = (
+            Readiness()
+            .require("NATS connection", nats_connected(bus))
+            .require("measurement subscriptions", subscribed.is_set)
+        )
+        metrics_server = MetricsServer(metrics_state, readiness, metrics_collectors).start(
+            metrics_listen
+        )
+        log.info("metrics on http://%s/metrics", metrics_listen)
+    store: HistoryStore | None = None
+    if store_path:
+        store = await HistoryStore(store_path, config.store.retention).open()
     tasks = [
         supervised("alarms", publish_alarms),
         supervised("status", lambda: publish_status(bus, role, stop)),
     ]
     if metrics_listen:
-        metrics_server = MetricsServer(metrics_state, metrics_collectors).start(metrics_listen)
-        log.info("metrics on http://%s/metrics", metrics_listen)
         tasks.append(supervised("paths", lambda: watch_paths(bus, metrics_state, stop)))
         tasks.append(supervised("alarm-watch", lambda: watch_alarms(bus, metrics_state, stop)))
         tasks.append(supervised("lease", lambda: watch_lease(bus, metrics_state, stop)))
@@ -149,8 +159,7 @@ async def run_aggregator(
         for subject in subscriptions(partition, partitions)
     ]
     await nc.flush()
-    if ready is not None:
-        ready.set()
+    subscribed.set()
     log.info(
         "aggregator partition %d/%d: %d routes, subjects %s",
         partition,

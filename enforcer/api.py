@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import socket
 import time
 from typing import Annotated, Any, Literal
 
@@ -39,6 +38,8 @@ from enforcer.load_balancer import LoadBalancerRow, load_balancer_rows
 from enforcer.web import status_page
 from pathwatch.bus import Bus
 from pathwatch.httpbounds import bounded_h11
+from pathwatch.listen import bind_listener, host_port
+from pathwatch.readiness import Readiness, nats_connected
 from schemas.config import PathwatchConfig
 from schemas.limits import MAX_MESSAGE_BYTES, MAX_TEXT_CHARS, http_connection_limit
 from schemas.names import is_subject_safe
@@ -77,8 +78,8 @@ def _validation_to_422(_: Request[Any, Any, Any], exc: ValidationException) -> R
     return Response({"status_code": 422, "detail": exc.detail, "extra": exc.extra}, status_code=422)
 
 
-def create_app(config: PathwatchConfig, backend: ApiBackend) -> Litestar:
-    """The litestar application over `backend`."""
+def create_app(config: PathwatchConfig, backend: ApiBackend, readiness: Readiness) -> Litestar:
+    """The litestar application over `backend`; `/readyz` answers from `readiness`."""
     token = config.api.token
     routes: dict[tuple[str, str], tuple[str, str, str]] = {
         (service, route): (
@@ -125,6 +126,11 @@ def create_app(config: PathwatchConfig, backend: ApiBackend) -> Litestar:
         if route is not None and not any(r == route and service in (None, s) for s, r in routes):
             where = f" in service {service!r}" if service is not None else ""
             raise NotFoundException(detail=f"no service route named {route!r}{where}")
+
+    @get("/readyz", sync_to_thread=False)
+    def readyz() -> Response[dict[str, object]]:
+        status, body = readiness.report()
+        return Response(body, status_code=status)
 
     @get("/api/v1/service-paths", guards=[require_token], sync_to_thread=False)
     def service_paths(
@@ -281,6 +287,7 @@ def create_app(config: PathwatchConfig, backend: ApiBackend) -> Litestar:
     return Litestar(
         route_handlers=[
             healthz,
+            readyz,
             service_paths,
             service_path,
             load_balancer,
@@ -298,9 +305,8 @@ def create_app(config: PathwatchConfig, backend: ApiBackend) -> Litestar:
     )
 
 
-def parse_listen(listen: str) -> tuple[str, int]:
-    host, _, port = listen.rpartition(":")
-    return host.strip("[]"), int(port)
+#: Seconds the server gets to finish its requests at stop (every process stops within 2 s).
+STOP_S = 1
 
 
 class _Server(uvicorn.Server):
@@ -314,23 +320,24 @@ class _Server(uvicorn.Server):
 async def run_api(
     config: PathwatchConfig, bus: Bus, *, stop: asyncio.Event, listen: str | None = None
 ) -> None:
-    """Serve the API on `listen` (default `api.listen`) until `stop` is set."""
-    host, port = parse_listen(listen or config.api.listen)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(128)
-    sock.setblocking(False)
+    """Serve the API on `listen` (default `api.listen`) until `stop` is set; ListenError
+    when it cannot listen there."""
+    sock = bind_listener(listen or config.api.listen, "api.listen")
     backend = ApiBackend(bus)
+    started = asyncio.Event()
+    readiness = (
+        Readiness()
+        .require("NATS connection", nats_connected(bus))
+        .require("path states and alarms loaded", lambda: started.is_set() and backend.loaded)
+    )
     server = _Server(
         uvicorn.Config(
-            create_app(config, backend),
+            create_app(config, backend, readiness),
             log_level="warning",
             log_config=None,
             access_log=False,
             lifespan="off",
-            timeout_graceful_shutdown=1,
+            timeout_graceful_shutdown=STOP_S,
             # connections kept, and accepted per loop turn (uvicorn's default
             # backlog, 2048, accepts a whole burst before any can be closed)
             http=bounded_h11(),
@@ -338,9 +345,11 @@ async def run_api(
         )
     )
     serving = asyncio.create_task(server.serve(sockets=[sock]))
-    await backend.start()
-    log.info("API on http://%s:%d (OpenAPI at /schema/openapi.json)", host, port)
+    address = sock.getsockname()[:2]
     try:
+        await backend.start()
+        started.set()
+        log.info("API on http://%s (OpenAPI at /schema/openapi.json)", host_port(*address))
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
@@ -348,6 +357,6 @@ async def run_api(
         backend.closing.set()  # ends the status page's event streams, so no wait on them
         server.should_exit = True
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(serving, timeout=3)
+            await asyncio.wait_for(serving, timeout=STOP_S)
         await backend.stop()
         sock.close()

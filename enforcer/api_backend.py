@@ -49,6 +49,8 @@ class ApiBackend:
         self._tasks: list[asyncio.Task[None]] = []
         self._subscription: Any = None
         self._stop = asyncio.Event()
+        #: The first snapshot of the path states has been read (readiness).
+        self.loaded = False
 
     async def start(self, ready_timeout: float = 5.0) -> None:
         self._probes = await self.bus.kv(subjects.KV_PROBES)
@@ -86,10 +88,12 @@ class ApiBackend:
         try:
             async for entry in watcher:
                 if entry is None:
+                    self.loaded = True
                     loaded.set()
                     continue
                 self._path_entry(entry.key, entry.operation, entry.value)
                 if entry.delta == 0:
+                    self.loaded = True
                     loaded.set()
         finally:
             with contextlib.suppress(Exception):

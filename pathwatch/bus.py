@@ -1,6 +1,7 @@
 """The NATS connection and JetStream set-up every pathwatch component shares.
 
-`Bus.connect` reconnects forever and logs each state change; `Bus.ensure`
+`Bus.connect` reconnects forever, logs each state change and gives up at once when
+stop is requested while still connecting (StopRequested); `Bus.ensure`
 creates or updates the streams and KV buckets of the wire contract (safe to
 call from every process at every start); `Bus.close` drains.
 """
@@ -11,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -30,6 +32,7 @@ from nats.js.api import (
 from nats.js.errors import BucketNotFoundError, NotFoundError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
+from pathwatch.listen import host_port
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message
 from schemas.names import is_subject_safe
@@ -47,8 +50,13 @@ READ_BUFFER_BYTES = 1 << 20
 nats.aio.client.DEFAULT_BUFFER_SIZE = READ_BUFFER_BYTES
 #: Seconds to wait for each entry of a KV snapshot before taking it as complete.
 SNAPSHOT_ENTRY_TIMEOUT = 5.0
-#: how long `Bus.close` lets subscriptions and publishers drain
-DRAIN_TIMEOUT_S = 2.0
+#: How long `Bus.close` lets subscriptions and publishers drain: short, as every role
+#: must stop within 2 s of a signal (the rest is flushed at close).
+DRAIN_TIMEOUT_S = 1.0
+#: Seconds between connect attempts while NATS cannot be reached.
+RECONNECT_WAIT_S = 0.5
+#: At most one "still cannot reach NATS" line per this many seconds.
+REPEAT_LOG_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,67 @@ class BusOptions:
         return BusOptions(servers=[s.strip() for s in url.split(",") if s.strip()], **kwargs)
 
 
+class StopRequested(Exception):
+    """Stop was requested while still connecting to NATS: the caller ends quietly."""
+
+
+class _RepeatedFailures:
+    """Logs the first failed connect attempt at once, then at most one summary every
+    REPEAT_LOG_S (nats-py retries twice a second while NATS is unreachable)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.count = 0
+        self.logged_at = 0.0
+
+    def report(self, exc: Exception) -> None:
+        self.count += 1
+        now = time.monotonic()
+        if self.count == 1:
+            log.warning(
+                "nats %s: cannot reach NATS (%s); retrying every %g s",
+                self.name,
+                exc,
+                RECONNECT_WAIT_S,
+            )
+        elif now - self.logged_at >= REPEAT_LOG_S:
+            log.warning(
+                "nats %s: still cannot reach NATS (%d attempts; %s)", self.name, self.count, exc
+            )
+        else:
+            return
+        self.logged_at = now
+
+    def clear(self) -> None:
+        self.count = 0
+
+
+def _server_of(nc: Client) -> str:
+    """The server `nc` is connected to, as scheme://host:port (never its credentials)."""
+    url = nc.connected_url
+    if url is None or url.hostname is None:
+        return "-"
+    return f"{url.scheme}://{host_port(url.hostname, url.port)}"
+
+
+def _auth_and_tls(options: BusOptions) -> dict[str, Any]:
+    """nats.connect keyword arguments for the credentials and TLS of `options`."""
+    kwargs: dict[str, Any] = {}
+    if options.tls_ca or options.tls_cert:
+        tls = ssl.create_default_context(cafile=options.tls_ca)
+        if options.tls_cert:
+            tls.load_cert_chain(options.tls_cert, options.tls_key)
+        kwargs["tls"] = tls
+    if options.credentials:
+        kwargs["user_credentials"] = options.credentials
+    if options.user:
+        kwargs["user"] = options.user
+        kwargs["password"] = options.password
+    if options.token:
+        kwargs["token"] = options.token
+    return kwargs
+
+
 class Bus:
     """An open NATS connection with its JetStream context and the contract's KV buckets."""
 
@@ -105,12 +174,40 @@ class Bus:
         self.reconnect_callbacks: list[Callable[[], Awaitable[None]]] = list(options.on_reconnect)
 
     @classmethod
-    async def connect(cls, options: BusOptions) -> Bus:
-        """Connect, retrying the first connection too; later reconnects are endless."""
+    async def connect(cls, options: BusOptions, stop: asyncio.Event | None = None) -> Bus:
+        """Connect, retrying the first connection too; later reconnects are endless.
+
+        With `stop`, a stop while still connecting (NATS unreachable) ends the attempt at
+        once and raises StopRequested, so every role can be stopped in this phase too.
+        """
+        if stop is None:
+            return await cls._connect(options)
+        if stop.is_set():
+            raise StopRequested
+        connecting = asyncio.create_task(cls._connect(options), name=f"connect-{options.name}")
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not connecting.done():
+                connecting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await connecting
+        if connecting.cancelled():
+            raise StopRequested
+        return connecting.result()
+
+    @classmethod
+    async def _connect(cls, options: BusOptions) -> Bus:
         holder: dict[str, Bus] = {}
+        failures = _RepeatedFailures(options.name)
 
         async def error_cb(exc: Exception) -> None:
-            log.warning("nats %s: %s", options.name, exc)
+            if isinstance(exc, OSError | TimeoutError):
+                failures.report(exc)  # connect attempts: once, then a summary now and then
+            else:
+                log.warning("nats %s: %s", options.name, exc)
 
         async def disconnected_cb() -> None:
             bus = holder.get("bus")
@@ -119,7 +216,8 @@ class Bus:
             log.warning("nats %s: disconnected", options.name)
 
         async def reconnected_cb() -> None:
-            log.info("nats %s: reconnected to %s", options.name, holder["bus"].nc.connected_url)
+            failures.clear()
+            log.info("nats %s: reconnected to %s", options.name, _server_of(holder["bus"].nc))
             for callback in holder["bus"].reconnect_callbacks:
                 try:
                     await callback()
@@ -129,34 +227,21 @@ class Bus:
         async def closed_cb() -> None:
             log.debug("nats %s: closed", options.name)
 
-        tls: ssl.SSLContext | None = None
-        if options.tls_ca or options.tls_cert:
-            tls = ssl.create_default_context(cafile=options.tls_ca)
-            if options.tls_cert:
-                tls.load_cert_chain(options.tls_cert, options.tls_key)
-        kwargs: dict[str, Any] = {}
-        if options.credentials:
-            kwargs["user_credentials"] = options.credentials
-        if options.user:
-            kwargs["user"] = options.user
-            kwargs["password"] = options.password
-        if options.token:
-            kwargs["token"] = options.token
-        if tls is not None:
-            kwargs["tls"] = tls
         nc = await nats.connect(
             servers=options.servers,
             name=options.name,
             max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
+            reconnect_time_wait=RECONNECT_WAIT_S,
             connect_timeout=options.connect_timeout,
             allow_reconnect=True,
             error_cb=error_cb,
             disconnected_cb=disconnected_cb,
             reconnected_cb=reconnected_cb,
             closed_cb=closed_cb,
-            **kwargs,
+            **_auth_and_tls(options),
         )
+        failures.clear()
+        log.info("nats %s: connected to %s", options.name, _server_of(nc))
         bus = cls(nc, options)
         holder["bus"] = bus
         return bus

@@ -19,7 +19,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from prometheus_client.exposition import ThreadingWSGIServer
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -127,15 +127,24 @@ def _cut(connection: socket.socket) -> None:
 
 
 def serve_wsgi(
-    app: Callable[..., Any], host: str, port: int, max_connections: int | None = None
+    app: Callable[..., Any], sock: socket.socket, max_connections: int | None = None
 ) -> tuple[WSGIServer, threading.Thread]:
-    """Serve `app` on (host, port) in a daemon thread with the bounds above."""
+    """Serve `app` on the listening socket `sock` (`pathwatch.listen.bind_listener`) in a
+    daemon thread with the bounds above."""
 
     class Server(BoundedWSGIServer):
-        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        address_family = sock.family
 
     Server.max_connections = max_connections or http_connection_limit()
-    server = make_server(host, port, app, Server, handler_class=_SilentHandler)
+    server = Server(sock.getsockname(), _SilentHandler, bind_and_activate=False)
+    server.socket.close()
+    sock.setblocking(True)
+    server.socket = sock
+    server.server_address = sock.getsockname()
+    server.server_activate()
+    server.server_name, server.server_port = str(server.server_address[0]), server.server_address[1]
+    server.setup_environ()
+    server.set_app(app)
     thread = threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True)
     thread.start()
     return server, thread

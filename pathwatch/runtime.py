@@ -1,33 +1,55 @@
-"""Shared runtime helpers for the CLI: config loading with readable errors,
-bus options from config, logging, and running components until a signal."""
+"""Shared runtime helpers for the CLI: config loading with readable errors, bus options
+from config (or from the running `pathwatch up`), logging, and running a role until a
+signal with a bounded stop."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
 import sys
+import threading
+import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.logging import RichHandler
 
-from pathwatch.bus import BusOptions
+from pathwatch.bus import BusOptions, StopRequested
 from pathwatch.configfile import ConfigError, LoadedConfig, load_config
+from pathwatch.logs import LogFormat, log_handler
+from pathwatch.statedir import NoRunningUp, read_endpoint, state_dir
 from schemas.config import NatsConfig
 
-err_console = Console(stderr=True)
+#: Errors for the operator; never wrapped (under systemd stderr is no terminal).
+err_console = Console(stderr=True, soft_wrap=True)
+log = logging.getLogger("pathwatch")
+
+LogFormatOption = Annotated[
+    LogFormat,
+    typer.Option(
+        "--log-format",
+        envvar="PATHWATCH_LOG_FORMAT",
+        help="Log lines as text (dated, never wrapped off a terminal) or json (ts, level,"
+        " logger, message, exception).",
+    ),
+]
+
+#: Every process ends within this many seconds of SIGTERM / SIGINT (the README's promise).
+STOP_DEADLINE_S = 2.0
+#: A role still draining this long after the signal is cancelled (its clean-up runs then).
+CANCEL_AFTER_S = 1.2
 
 
-def setup_logging(verbose: bool = False) -> None:
+def setup_logging(verbose: bool = False, log_format: LogFormat = "text") -> None:
+    """Log to stderr in `log_format` (pathwatch.logs), INFO or DEBUG with `verbose`."""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
-        format="%(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        handlers=[RichHandler(console=err_console, show_path=False, rich_tracebacks=True)],
+        handlers=[log_handler(log_format)],
         force=True,
     )
     logging.getLogger("nats").setLevel(logging.WARNING)
@@ -48,22 +70,33 @@ def load_or_exit(path: Path | None) -> LoadedConfig:
             err_console.print(f"  {problem}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     for warning in loaded.warnings:
-        err_console.print(str(warning), markup=False, highlight=False, soft_wrap=True)
+        if logging.getLogger().handlers:  # a role: its warnings are log lines (text or json)
+            log.warning("%s", warning)
+        else:
+            err_console.print(str(warning), markup=False, highlight=False, soft_wrap=True)
     return loaded
 
 
 def bus_options(nats: NatsConfig, name: str, url: str | None = None) -> BusOptions:
-    """BusOptions for a component named `name`; `url` overrides `nats.url`.
+    """BusOptions for a component named `name`: the server is `url` (--nats), else
+    PATHWATCH_NATS_URL, else `nats.url`; when that is `embedded`, the server of the
+    `pathwatch up` running on the config's state directory (its `up.json`; NoRunningUp
+    when there is none).
 
-    PATHWATCH_NATS_URL, PATHWATCH_NATS_USER, PATHWATCH_NATS_PASSWORD,
-    PATHWATCH_NATS_TOKEN and PATHWATCH_NATS_CREDENTIALS override the config, so
-    systemd credentials or Kubernetes Secrets need not be written into it.
+    PATHWATCH_NATS_USER, PATHWATCH_NATS_PASSWORD, PATHWATCH_NATS_TOKEN and
+    PATHWATCH_NATS_CREDENTIALS override the config, so systemd credentials or
+    Kubernetes Secrets need not be written into it.
     """
     env = os.environ
+    server = url or env.get("PATHWATCH_NATS_URL") or nats.url
+    credentials = env.get("PATHWATCH_NATS_CREDENTIALS") or nats.credentials
+    if server == "embedded":
+        endpoint = read_endpoint(state_dir(nats))
+        server, credentials = endpoint.nats_url, credentials or endpoint.nats_credentials
     return BusOptions.from_url(
-        url or env.get("PATHWATCH_NATS_URL") or nats.url,
+        server,
         name=name,
-        credentials=env.get("PATHWATCH_NATS_CREDENTIALS") or nats.credentials,
+        credentials=credentials,
         user=env.get("PATHWATCH_NATS_USER") or nats.user,
         password=env.get("PATHWATCH_NATS_PASSWORD") or nats.password,
         token=env.get("PATHWATCH_NATS_TOKEN") or nats.token,
@@ -74,17 +107,111 @@ def bus_options(nats: NatsConfig, name: str, url: str | None = None) -> BusOptio
     )
 
 
-def run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """Run `main(stop)` until it returns; SIGINT / SIGTERM set `stop`."""
+def bus_options_or_exit(nats: NatsConfig, name: str, url: str | None = None) -> BusOptions:
+    """`bus_options`, or say why there is no server to connect to and exit 2."""
+    try:
+        return bus_options(nats, name, url)
+    except NoRunningUp as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
 
-    async def runner() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+
+def run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run `main(stop)` until it returns, and end the process within STOP_DEADLINE_S of
+    SIGINT / SIGTERM with status 0.
+
+    The signal sets `stop`; what is still running CANCEL_AFTER_S later (or at a second
+    signal) is cancelled. StopRequested (a stop while still connecting) ends quietly.
+    SIGHUP is logged and ignored unless `main` installs its own handler (the agent
+    reloads its config on it).
+    """
+    try:
+        asyncio.run(_supervise(main))
+    except KeyboardInterrupt:  # before the loop's handlers were in place
+        _exit_despite_stray_threads(130)
+        sys.exit(130)
+    except BaseException as exc:
+        _exit_despite_stray_threads(_exit_status(exc), exc)
+        raise
+    _exit_despite_stray_threads(0)
+
+
+async def _supervise(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    async def run_main() -> None:
         await main(stop)
 
+    work = asyncio.create_task(run_main(), name="main")
+
+    def on_stop_signal(signum: int) -> None:
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            log.warning("%s again: stopping now", name)
+            work.cancel()
+            return
+        log.info("%s: stopping", name)
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_stop_signal, signum)
+    loop.add_signal_handler(
+        signal.SIGHUP, log.warning, "SIGHUP: ignored (this process does not reload its config)"
+    )
+    watchdog = asyncio.create_task(_cancel_when_late(work, stop))
     try:
-        asyncio.run(runner())
-    except KeyboardInterrupt:
-        sys.exit(130)
+        await work
+    except StopRequested:
+        log.info("stopped before NATS was reached")
+    except asyncio.CancelledError:
+        if not stop.is_set():
+            raise
+    finally:
+        watchdog.cancel()
+
+
+async def _cancel_when_late(work: asyncio.Task[None], stop: asyncio.Event) -> None:
+    """Once `stop` is set, give `work` CANCEL_AFTER_S to finish, then cancel it (again
+    every 0.2 s while its clean-up still waits on something)."""
+    await stop.wait()
+    await asyncio.wait({work}, timeout=CANCEL_AFTER_S)
+    if not work.done():
+        log.warning("still stopping %.1f s after the signal: cancelling the rest", CANCEL_AFTER_S)
+    while not work.done():
+        work.cancel()
+        await asyncio.wait({work}, timeout=0.2)
+
+
+def _exit_status(exc: BaseException) -> int:
+    if isinstance(exc, SystemExit):
+        return exc.code if isinstance(exc.code, int) else 1
+    if isinstance(exc, typer.Exit):
+        return exc.exit_code
+    return 1
+
+
+def _exit_despite_stray_threads(
+    status: int, error: BaseException | None = None, wait_s: float = 0.5
+) -> None:
+    """Make the interpreter's exit quick and sure.
+
+    Its final garbage collections would scan every object of every loaded module (0.3 to
+    1 s on a loaded machine, most of the 2 s promise): freezing the heap takes it out of
+    their way. And Python waits for every non-daemon thread at exit; one left running
+    (an unclosed aiosqlite connection's worker, say) would keep a stopped process alive
+    forever: name it and end the process anyway.
+    """
+    gc.freeze()
+    stray = [t for t in threading.enumerate() if not t.daemon and t is not threading.main_thread()]
+    for thread in stray:
+        thread.join(wait_s / len(stray))
+    stray = [t for t in stray if t.is_alive()]
+    if stray:
+        log.error("threads still running at exit, ending anyway: %s", [t.name for t in stray])
+        if error is not None and not isinstance(error, SystemExit | typer.Exit):
+            traceback.print_exception(error)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)

@@ -1,15 +1,21 @@
 """`pathwatch up`: every part in one process, each on its own NATS connection.
 
-Starts an embedded nats-server unless `nats.url` names servers, sets up the
-JetStream streams and buckets, then runs the agent (every route), the
-aggregator, the enforcer, the REST API and (when the config has `notifiers:`)
-the notifier as asyncio tasks until `stop` is set or one of them fails.
+Starts an embedded nats-server unless `nats.url` names servers (then it first takes
+the state directory's lock, refusing to start beside another `up` on the same store,
+and writes `up.json` so other commands find the server), sets up the JetStream streams
+and buckets, then runs the agent (every route), the aggregator, the enforcer, the
+REST API and (when the config has `notifiers:`) the notifier as asyncio tasks until
+`stop` is set or one of them fails. Stopping is
+bounded: parts get PART_GRACE_S, then are cancelled; connections and the server are
+closed within the 2 s every process promises.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -21,19 +27,34 @@ from enforcer.notifier.service import NotifierService, NotifierSetupError
 from enforcer.service import run_enforcer
 from pathwatch.bus import Bus
 from pathwatch.configfile import LoadedConfig
-from pathwatch.embedded import EmbeddedNats
+from pathwatch.embedded import EmbeddedNats, NatsServerMissing
 from pathwatch.grafana.annotations import run_configured_annotator
+from pathwatch.listen import ListenError
 from pathwatch.runtime import bus_options
+from pathwatch.statedir import (
+    StateDirLock,
+    UpEndpoint,
+    remove_endpoint,
+    state_dir,
+    write_endpoint,
+)
 from schemas.config import PathwatchConfig
 
 log = logging.getLogger("pathwatch.up")
 
 #: How long parts get to finish after stop before they are cancelled.
-STOP_GRACE_S = 1.5
+PART_GRACE_S = 0.9
+#: How long the NATS connections get to drain and close, all at once.
+BUS_CLOSE_S = 0.25
+#: How long the embedded nats-server gets to exit after SIGTERM before SIGKILL.
+SERVER_STOP_S = 0.5
+
+Part = tuple[str, Coroutine[Any, Any, object]]
 
 
 class ComponentFailed(RuntimeError):
-    """A part of the all-in-one process ended with an error."""
+    """A part of the all-in-one process could not start or ended; the message says
+    which and why."""
 
 
 def _prepare_store(path: str) -> Path:
@@ -41,6 +62,55 @@ def _prepare_store(path: str) -> Path:
     store = Path(path)
     store.parent.mkdir(parents=True, exist_ok=True)
     return store.resolve()
+
+
+async def run_all(loaded: LoadedConfig, stop: asyncio.Event, node: str | None = None) -> None:
+    """Run everything until `stop` is set; raise ComponentFailed if a part cannot start
+    or ends, and StateDirBusy if another `up` holds the state directory."""
+    config = loaded.config
+    async with contextlib.AsyncExitStack() as stack:
+        url = _start_nats(config, stack)
+        log.info("store: SQLite %s", _prepare_store(config.store.path))
+        log.info(
+            "API: http://%s  metrics: http://%s/metrics", config.api.listen, config.metrics.listen
+        )
+        log.info("config: %s (%d routes)", loaded.source, len(config.routes()))
+        buses: list[Bus] = []
+        stack.push_async_callback(_close_all, buses)
+
+        async def connect(role: str) -> Bus:
+            bus = await Bus.connect(bus_options(config.nats, f"pathwatch-{role}", url), stop)
+            buses.append(bus)
+            return bus
+
+        await (await connect("setup")).ensure()
+        parts = await _parts(loaded, connect, stop, node)
+        await _run_parts(parts, stop)
+
+
+def _start_nats(config: PathwatchConfig, stack: contextlib.AsyncExitStack) -> str:
+    """The URL of NATS: `nats.url`, or an embedded nats-server started here (with the
+    state directory locked and `up.json` written, both undone by `stack`)."""
+    if config.nats.url != "embedded":
+        log.info("NATS: %s", config.nats.url)
+        return config.nats.url
+    directory = state_dir(config.nats)
+    stack.enter_context(StateDirLock(directory))
+    embedded = EmbeddedNats(store_dir=config.nats.store_dir)
+    try:
+        embedded.start()  # from this thread: the server dies with it (PDEATHSIG)
+    except (NatsServerMissing, RuntimeError, OSError) as exc:
+        raise ComponentFailed(f"embedded nats-server: {exc}") from None
+    stack.callback(_stop_server, embedded)
+    log.info("NATS: embedded nats-server on %s (store %s)", embedded.url, embedded.store_dir)
+    write_endpoint(directory, UpEndpoint(pid=os.getpid(), nats_url=embedded.url))
+    stack.callback(remove_endpoint, directory)
+    return embedded.url
+
+
+def _stop_server(embedded: EmbeddedNats) -> None:
+    embedded.stop(timeout=SERVER_STOP_S)
+    log.info("embedded nats-server stopped")
 
 
 async def _notifiers(
@@ -57,106 +127,110 @@ async def _notifiers(
     return service
 
 
-async def run_all(loaded: LoadedConfig, stop: asyncio.Event, node: str | None = None) -> None:
-    """Run everything until `stop` is set; raise ComponentFailed if a part dies."""
+async def _parts(
+    loaded: LoadedConfig,
+    connect: Callable[[str], Awaitable[Bus]],
+    stop: asyncio.Event,
+    node: str | None,
+) -> list[Part]:
+    """Each part's coroutine on its own connection (not started yet)."""
     config = loaded.config
-    embedded: EmbeddedNats | None = None
-    buses: list[Bus] = []
-    tasks: dict[asyncio.Task[object], str] = {}
+    notifiers = await _notifiers(config, connect)
+    parts: list[Part] = [
+        ("api", run_api(config, await connect("api"), stop=stop)),
+        (
+            "enforcer",
+            run_enforcer(
+                config,
+                await connect("enforcer"),
+                stop=stop,
+                instance="local",
+                store_path=config.store.path,
+            ),
+        ),
+        (
+            "aggregator",
+            run_aggregator(
+                config,
+                await connect("aggregator"),
+                stop=stop,
+                store_path=config.store.path,
+                metrics_listen=config.metrics.listen,
+                metrics_collectors=[notifiers.collector()] if notifiers else [],
+            ),
+        ),
+        (
+            "agent",
+            run_agent(
+                config,
+                await connect("agent"),
+                stop=stop,
+                agent_name="local",
+                node=node,
+                config_hash=loaded.digest,
+            ),
+        ),
+    ]
+    if notifiers is not None:
+        parts.append(("notifier", notifiers.run(stop)))
+    if config.grafana.annotate_alarms and config.grafana.url:
+        annotator = run_configured_annotator(config, await connect("annotator"), stop=stop)
+        parts.append(("grafana-annotations", annotator))
+    return parts
+
+
+async def _run_parts(parts: list[Part], stop: asyncio.Event) -> None:
+    """Run the parts until `stop` or until one ends; then stop them all (bounded)."""
+    tasks = {asyncio.create_task(coroutine, name=name): name for name, coroutine in parts}
+    stopping = asyncio.create_task(stop.wait())
     try:
-        if config.nats.url == "embedded":
-            embedded = EmbeddedNats(store_dir=config.nats.store_dir)
-            embedded.start()  # from this thread: the server dies with it (PDEATHSIG)
-            url = embedded.url
-            log.info("NATS: embedded nats-server on %s (store %s)", url, embedded.store_dir)
-        else:
-            url = config.nats.url
-            log.info("NATS: %s", url)
-        log.info("store: SQLite %s", _prepare_store(config.store.path))
-        log.info(
-            "API: http://%s  metrics: http://%s/metrics", config.api.listen, config.metrics.listen
-        )
-        log.info("config: %s (%d routes)", loaded.source, len(config.routes()))
-
-        async def connect(role: str) -> Bus:
-            bus = await Bus.connect(bus_options(config.nats, f"pathwatch-{role}", url))
-            buses.append(bus)
-            return bus
-
-        setup_bus = await connect("setup")
-        await setup_bus.ensure()
-        notifiers = await _notifiers(config, connect)
-
-        parts: list[tuple[str, Coroutine[Any, Any, object]]] = [
-            ("api", run_api(config, await connect("api"), stop=stop)),
-            (
-                "enforcer",
-                run_enforcer(
-                    config,
-                    await connect("enforcer"),
-                    stop=stop,
-                    instance="local",
-                    store_path=config.store.path,
-                ),
-            ),
-            (
-                "aggregator",
-                run_aggregator(
-                    config,
-                    await connect("aggregator"),
-                    stop=stop,
-                    store_path=config.store.path,
-                    metrics_listen=config.metrics.listen,
-                    metrics_collectors=[notifiers.collector()] if notifiers else [],
-                ),
-            ),
-            (
-                "agent",
-                run_agent(
-                    config,
-                    await connect("agent"),
-                    stop=stop,
-                    agent_name="local",
-                    node=node,
-                    config_hash=loaded.digest,
-                ),
-            ),
-        ]
-        if notifiers is not None:
-            parts.append(("notifier", notifiers.run(stop)))
-        if config.grafana.annotate_alarms and config.grafana.url:
-            parts.append(
-                (
-                    "grafana-annotations",
-                    run_configured_annotator(config, await connect("annotator"), stop=stop),
-                )
-            )
-        for name, coroutine in parts:
-            tasks[asyncio.create_task(coroutine, name=name)] = name
-        stop_waiter = asyncio.create_task(stop.wait())
-        await asyncio.wait([*tasks, stop_waiter], return_when=asyncio.FIRST_COMPLETED)
-        stop_waiter.cancel()
-        ended = [task for task in tasks if task.done()]
-        stop.set()
-        for task in ended:
-            error = task.exception()
-            if error is not None:
-                raise ComponentFailed(f"{tasks[task]} failed: {error!r}") from error
-        if ended:
-            raise ComponentFailed(f"{tasks[ended[0]]} stopped unexpectedly")
+        await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
     finally:
+        stopping.cancel()
+        requested = stop.is_set()
+        failed = [t for t in tasks if t.done() and not (requested and _ended_cleanly(t))]
         stop.set()
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_S)
-            for task in pending:
-                log.warning("%s did not stop within %.1f s; cancelling", tasks[task], STOP_GRACE_S)
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-        for bus in buses:
-            try:
-                await asyncio.wait_for(bus.close(), timeout=1.0)
-            except Exception:
-                log.debug("closing a bus failed", exc_info=True)
-        if embedded is not None:
-            await asyncio.to_thread(embedded.stop)
-            log.info("embedded nats-server stopped")
+        await _stop_parts(tasks)
+    if failed:
+        raise _failure(tasks[failed[0]], failed[0])
+    for task, name in tasks.items():
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            log.error("%s failed while stopping", name, exc_info=task.exception())
+
+
+def _ended_cleanly(task: asyncio.Task[object]) -> bool:
+    return not task.cancelled() and task.exception() is None
+
+
+async def _stop_parts(tasks: dict[asyncio.Task[object], str]) -> None:
+    """Give the parts PART_GRACE_S to finish after stop, then cancel the rest."""
+    _, pending = await asyncio.wait(tasks, timeout=PART_GRACE_S)
+    for task in pending:
+        log.warning("%s did not stop within %.1f s; cancelling", tasks[task], PART_GRACE_S)
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending, timeout=0.2)
+
+
+def _failure(name: str, task: asyncio.Task[object]) -> ComponentFailed:
+    """ComponentFailed naming the part that ended on its own and why."""
+    if task.cancelled():
+        return ComponentFailed(f"{name} was cancelled")
+    error = task.exception()
+    if error is None:
+        return ComponentFailed(f"{name} stopped unexpectedly")
+    if isinstance(error, ListenError):
+        return ComponentFailed(f"{name}: {error}")
+    log.error("%s failed", name, exc_info=error)
+    return ComponentFailed(f"{name} failed: {error!r}")
+
+
+async def _close_all(buses: list[Bus]) -> None:
+    """Close every connection at once, within BUS_CLOSE_S."""
+    if not buses:
+        return
+    closing = [asyncio.create_task(bus.close()) for bus in buses]
+    _, pending = await asyncio.wait(closing, timeout=BUS_CLOSE_S)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*closing, return_exceptions=True)

@@ -145,4 +145,4 @@ def test_a_bad_metrics_listen_address_is_refused(tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode == 2
-    assert "--metrics-listen" in result.stderr and "host:port" in result.stderr
+    assert "--metrics-listen" in result.stderr and "HOST:PORT" in result.stderr

@@ -123,4 +123,4 @@ def healer_registry(healer: Healer) -> CollectorRegistry:
 
 def serve_metrics(healer: Healer, listen: str) -> MetricsHttpServer:
     """`/metrics` of `healer` on `listen` (`host:port`) until `.stop()`."""
-    return MetricsHttpServer(healer_registry(healer)).start(listen)
+    return MetricsHttpServer(healer_registry(healer)).start(listen, "--metrics-listen")

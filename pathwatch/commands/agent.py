@@ -22,7 +22,8 @@ from pathwatch.app import app, examples
 from pathwatch.bus import Bus
 from pathwatch.configfile import ConfigError, load_config
 from pathwatch.runtime import (
-    bus_options,
+    LogFormatOption,
+    bus_options_or_exit,
     err_console,
     load_or_exit,
     run_until_signal,
@@ -51,21 +52,16 @@ def agent_command(
         str | None, typer.Option("--nats", help="NATS server URL(s), overriding nats.url.")
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    log_format: LogFormatOption = "text",
 ) -> None:
     """Probe this node's routes (ICMP, TCP, TLS, UDP, HTTP, link) and publish measurements."""
-    setup_logging(verbose)
+    setup_logging(verbose, log_format)
     loaded = load_or_exit(config)
     agent_name = name or node or socket.gethostname()
-    url = nats or loaded.config.nats.url
-    if url == "embedded":
-        err_console.print(
-            "[bold red]error:[/] the agent connects to a NATS server: give --nats URL or set"
-            " nats.url (`embedded` is only for `pathwatch up`)"
-        )
-        raise typer.Exit(2)
+    options = bus_options_or_exit(loaded.config.nats, f"agent-{agent_name}", nats)
 
     async def main(stop: asyncio.Event) -> None:
-        bus = await Bus.connect(bus_options(loaded.config.nats, f"agent-{agent_name}", url))
+        bus = await Bus.connect(options, stop)
         try:
             try:
                 agent = Agent(

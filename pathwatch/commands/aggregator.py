@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -14,13 +15,17 @@ from aggregator.service import run_aggregator
 from pathwatch.app import app, bench_app, examples
 from pathwatch.bench.ingest import report, run_bench
 from pathwatch.bus import Bus
+from pathwatch.listen import ListenError
 from pathwatch.runtime import (
-    bus_options,
+    LogFormatOption,
+    bus_options_or_exit,
     err_console,
     load_or_exit,
     run_until_signal,
     setup_logging,
 )
+
+log = logging.getLogger("pathwatch")
 
 
 @app.command(
@@ -44,26 +49,21 @@ def aggregator_command(
         str | None, typer.Option(help="Prometheus listen address (default metrics.listen).")
     ] = None,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
+    log_format: LogFormatOption = "text",
 ) -> None:
     """Fold measurements into windows for one partition; publish stats, history and metrics."""
-    setup_logging(verbose)
+    setup_logging(verbose, log_format)
     loaded = load_or_exit(config)
     cfg = loaded.config
     if partitions < 1 or not 0 <= partition < partitions:
         err_console.print(f"[bold red]error:[/] --partition must be in 0..{partitions - 1}")
         raise typer.Exit(2)
-    url = nats or cfg.nats.url
-    if url == "embedded":
-        err_console.print(
-            "[bold red]error:[/] the aggregator needs a NATS server: set nats.url or --nats"
-            " (use `pathwatch up` for everything in one process)"
-        )
-        raise typer.Exit(2)
+    options = bus_options_or_exit(cfg.nats, f"aggregator-{partition}", nats)
     store_path = cfg.store.path if store is None else store
     metrics_listen = cfg.metrics.listen if metrics is None else metrics
 
     async def main(stop: asyncio.Event) -> None:
-        bus = await Bus.connect(bus_options(cfg.nats, f"aggregator-{partition}", url))
+        bus = await Bus.connect(options, stop)
         try:
             await bus.try_ensure()
             await run_aggregator(
@@ -75,6 +75,9 @@ def aggregator_command(
                 store_path=store_path or None,
                 metrics_listen=metrics_listen or None,
             )
+        except ListenError as exc:
+            log.error("%s", exc)
+            raise typer.Exit(1) from None
         finally:
             await bus.close()
 

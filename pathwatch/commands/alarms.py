@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json as jsonlib
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -14,7 +15,14 @@ from pathwatch.app import app, examples
 from pathwatch.bus import Bus
 from pathwatch.commands.show import alarm_table
 from pathwatch.commands.show import console as show_console
-from pathwatch.runtime import bus_options, err_console, load_or_exit, run_until_signal
+from pathwatch.runtime import (
+    LogFormatOption,
+    bus_options_or_exit,
+    err_console,
+    load_or_exit,
+    run_until_signal,
+    setup_logging,
+)
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message
 from schemas.wire import Alarm
@@ -44,6 +52,7 @@ def alarms_command(
     json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     api: ApiOption = DEFAULT_API,
     token: TokenOption = None,
+    log_format: LogFormatOption = "text",
 ) -> None:
     """List active alarms, or follow raises and clears live (`--follow`)."""
     if not follow:
@@ -54,19 +63,14 @@ def alarms_command(
         else:
             show_console.print(alarm_table(alarms) if alarms else "no active alarms")
         return
-    loaded = load_or_exit(config) if config else None
-    url = nats or (loaded.config.nats.url if loaded else None)
-    if not url or url == "embedded":
-        err_console.print("[bold red]error:[/] --follow needs --nats URL (or -c with nats.url)")
-        raise typer.Exit(2)
-    nats_config = loaded.config.nats if loaded else None
+    setup_logging(log_format=log_format)
+    loaded = load_or_exit(config)
+    options = bus_options_or_exit(loaded.config.nats, "alarms-follow", nats)
 
     async def main(stop: asyncio.Event) -> None:
         from nats.js.api import DeliverPolicy
 
-        from schemas.config import NatsConfig
-
-        bus = await Bus.connect(bus_options(nats_config or NatsConfig(), "alarms-follow", url))
+        bus = await Bus.connect(options, stop)
 
         async def on_alarm(msg: object) -> None:
             data: bytes = getattr(msg, "data", b"")
@@ -88,12 +92,14 @@ def alarms_command(
                 )
 
         try:
+            await bus.try_ensure()  # a fresh server has no alarm stream until a role makes it
             subscription = await bus.js.subscribe(
                 subjects.ALARM_ALL,
                 ordered_consumer=True,
                 deliver_policy=DeliverPolicy.ALL if since_start else DeliverPolicy.NEW,
                 cb=on_alarm,
             )
+            logging.getLogger("pathwatch.alarms").info("following %s", subjects.ALARM_ALL)
             await stop.wait()
             await subscription.unsubscribe()
         finally:

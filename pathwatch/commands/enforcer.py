@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from pathlib import Path
 from typing import Annotated
@@ -12,7 +13,8 @@ import typer
 from pathwatch.app import app, bench_app, examples
 from pathwatch.bus import Bus
 from pathwatch.runtime import (
-    bus_options,
+    LogFormatOption,
+    bus_options_or_exit,
     err_console,
     load_or_exit,
     run_until_signal,
@@ -20,19 +22,11 @@ from pathwatch.runtime import (
 )
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Config file (YAML or TOML).")]
+log = logging.getLogger("pathwatch")
+
 NatsOption = Annotated[
     str | None, typer.Option("--nats", help="NATS server URL(s), overriding nats.url.")
 ]
-
-
-def _url_or_exit(url: str, role: str) -> str:
-    if url == "embedded":
-        err_console.print(
-            f"[bold red]error:[/] the {role} connects to a NATS server: give --nats URL or set"
-            " nats.url (`embedded` is only for `pathwatch up`)"
-        )
-        raise typer.Exit(2)
-    return url
 
 
 @app.command(
@@ -53,6 +47,7 @@ def enforcer_command(
         Path | None, typer.Option("--store", help="SQLite file (default: store.path).")
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    log_format: LogFormatOption = "text",
 ) -> None:
     """Judge windows, run the path state machine, raise alarms and command routers / healers.
 
@@ -61,13 +56,13 @@ def enforcer_command(
     """
     from enforcer.service import run_enforcer
 
-    setup_logging(verbose)
+    setup_logging(verbose, log_format)
     loaded = load_or_exit(config)
-    url = _url_or_exit(nats or loaded.config.nats.url, "enforcer")
     name = instance or socket.gethostname()
+    options = bus_options_or_exit(loaded.config.nats, f"enforcer-{name}", nats)
 
     async def main(stop: asyncio.Event) -> None:
-        bus = await Bus.connect(bus_options(loaded.config.nats, f"enforcer-{name}", url))
+        bus = await Bus.connect(options, stop)
         try:
             await bus.ensure()
             await run_enforcer(
@@ -97,24 +92,33 @@ def api_command(
         str | None, typer.Option("--listen", help="HOST:PORT, overriding api.listen.")
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    log_format: LogFormatOption = "text",
 ) -> None:
     """Serve the REST API (service paths, load balancer, alarms, probe state, OpenAPI)."""
     from enforcer.api import run_api
+    from pathwatch.listen import ListenError, parse_listen
 
-    setup_logging(verbose)
+    setup_logging(verbose, log_format)
     loaded = load_or_exit(config)
-    url = _url_or_exit(nats or loaded.config.nats.url, "API")
     if listen:
-        host = listen.rpartition(":")[0].strip("[]")
+        try:
+            host, _ = parse_listen(listen)
+        except ValueError as exc:
+            err_console.print(f"[bold red]error:[/] --listen: {exc}")
+            raise typer.Exit(2) from None
         if host not in ("127.0.0.1", "::1", "localhost") and not loaded.config.api.token:
             err_console.print("[bold red]error:[/] a token (api.token) is required off loopback")
             raise typer.Exit(2)
+    options = bus_options_or_exit(loaded.config.nats, "api", nats)
 
     async def main(stop: asyncio.Event) -> None:
-        bus = await Bus.connect(bus_options(loaded.config.nats, "api", url))
+        bus = await Bus.connect(options, stop)
         try:
             await bus.ensure()
             await run_api(loaded.config, bus, stop=stop, listen=listen)
+        except ListenError as exc:
+            log.error("%s", exc)
+            raise typer.Exit(1) from None
         finally:
             await bus.close()
 

@@ -17,7 +17,8 @@ from pathwatch.grafana.annotations import run_annotator
 from pathwatch.grafana.dashboards import Thresholds, build_dashboards, write_dashboards
 from pathwatch.grafana.provision import DEFAULT_PROMETHEUS_URL, connect, provision
 from pathwatch.runtime import (
-    bus_options,
+    LogFormatOption,
+    bus_options_or_exit,
     err_console,
     load_or_exit,
     run_until_signal,
@@ -122,26 +123,25 @@ def annotate_command(
         str | None, typer.Option(help="NATS server URL(s), overrides nats.url.")
     ] = None,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
+    log_format: LogFormatOption = "text",
 ) -> None:
     """Follow the alarms and post each raised / cleared one as a Grafana annotation.
 
     Needs grafana.url (and grafana.token) in the config.
     Example: [bold]pathwatch grafana annotate -c pathwatch.yaml[/]
     """
-    setup_logging(verbose)
+    setup_logging(verbose, log_format)
     cfg = load_or_exit(config).config
     if not cfg.grafana.url:
         err_console.print("[bold red]error:[/] set grafana.url (and grafana.token) in the config")
         raise typer.Exit(2)
-    url = nats or cfg.nats.url
-    if url == "embedded":
-        err_console.print("[bold red]error:[/] needs a NATS server: set nats.url or --nats")
-        raise typer.Exit(2)
+    options = bus_options_or_exit(cfg.nats, "grafana-annotator", nats)
     api = connect(cfg.grafana.url, cfg.grafana.token)
 
     async def main(stop: asyncio.Event) -> None:
-        bus = await Bus.connect(bus_options(cfg.nats, "grafana-annotator", url))
+        bus = await Bus.connect(options, stop)
         try:
+            await bus.try_ensure()  # a fresh server has no alarm stream until a role makes it
             await run_annotator(bus, api, stop=stop)
         finally:
             await bus.close()

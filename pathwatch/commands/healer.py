@@ -12,7 +12,8 @@ import typer
 
 from pathwatch.app import app
 from pathwatch.runtime import (
-    bus_options,
+    LogFormatOption,
+    bus_options_or_exit,
     err_console,
     load_or_exit,
     run_until_signal,
@@ -52,6 +53,7 @@ def healer(
         bool, typer.Option("--json", help="Write each event as one JSON object per line.")
     ] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
+    log_format: LogFormatOption = "text",
 ) -> None:
     """Keep a client on a working route: liveness checks, reselect, re-request.
 
@@ -61,18 +63,10 @@ def healer(
     from agents.healer.healer import Healer, HealerError
     from agents.healer.settings import SettingsError
     from pathwatch.bus import Bus
-    from pathwatch.metrics_http import ListenError, parse_listen
+    from pathwatch.listen import parse_listen
 
-    setup_logging(verbose)
+    setup_logging(verbose, log_format)
     loaded = load_or_exit(config)
-    url = nats or loaded.config.nats.url
-    if url == "embedded":
-        err_console.print(
-            "[bold red]error:[/] the healer must share NATS with the enforcer:"
-            " set nats.url in the config or pass --nats"
-        )
-        raise typer.Exit(2)
-
     services = loaded.config.services
     if service not in services or route not in services[service].service_routes:
         err_console.print(
@@ -80,16 +74,17 @@ def healer(
             highlight=False,
         )
         raise typer.Exit(2)
+    options = bus_options_or_exit(loaded.config.nats, f"healer-{service}", nats)
 
     if metrics_listen is not None:
         try:
             parse_listen(metrics_listen)
-        except ListenError as exc:
-            err_console.print(f"[bold red]error:[/] --metrics-listen {exc}", highlight=False)
+        except ValueError as exc:
+            err_console.print(f"[bold red]error:[/] --metrics-listen: {exc}", highlight=False)
             raise typer.Exit(2) from None
 
     async def main(stop: asyncio.Event) -> None:
-        bus = await Bus.connect(bus_options(loaded.config.nats, f"healer-{service}", url))
+        bus = await Bus.connect(options, stop)
         try:
             try:
                 healing = Healer(
@@ -120,13 +115,14 @@ def healer(
 def start_metrics(healing: Healer, listen: str | None) -> MetricsHttpServer | None:
     """`/metrics` of the healer on `listen` (None: not served); exit 2 if it cannot bind."""
     from agents.healer.metrics import serve_metrics
+    from pathwatch.listen import ListenError
 
     if listen is None:
         return None
     try:
         return serve_metrics(healing, listen)
-    except OSError as exc:
-        err_console.print(f"[bold red]error:[/] --metrics-listen {listen}: {exc}", highlight=False)
+    except ListenError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
         raise typer.Exit(2) from None
 
 

@@ -10,7 +10,8 @@ import typer
 
 from pathwatch.app import app, examples
 from pathwatch.runtime import (
-    bus_options,
+    LogFormatOption,
+    bus_options_or_exit,
     err_console,
     load_or_exit,
     run_until_signal,
@@ -52,6 +53,7 @@ def notifier_command(
         typer.Option("--dead-letters", help="List the dead letters (of --only) and exit."),
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    log_format: LogFormatOption = "text",
 ) -> None:
     """Push raised and cleared alarms to Alertmanager and webhooks, at least once.
 
@@ -60,18 +62,21 @@ def notifier_command(
     """
     from enforcer.notifier.service import NotifierService, NotifierSetupError
     from pathwatch.bus import Bus
+    from pathwatch.listen import parse_listen
 
-    setup_logging(verbose)
+    setup_logging(verbose, log_format)
     loaded = load_or_exit(config)
-    url = nats or loaded.config.nats.url
-    if url == "embedded":
-        _fail("the notifier connects to a NATS server: give --nats URL or set nats.url")
     if not loaded.config.notifiers:
         _fail(f"{loaded.source} has no notifiers (the `notifiers:` section, docs/notifier.md)")
-    options = bus_options(loaded.config.nats, "notifier", url)
+    if metrics_listen:
+        try:
+            parse_listen(metrics_listen)
+        except ValueError as exc:
+            _fail(f"--metrics-listen: {exc}")
+    options = bus_options_or_exit(loaded.config.nats, "notifier", nats)
 
     async def main(stop: asyncio.Event) -> None:
-        bus = await Bus.connect(options)
+        bus = await Bus.connect(options, stop)
         try:
             if dead_letters:
                 await _print_dead_letters(bus, only)
@@ -103,16 +108,17 @@ def _serve_metrics(service: NotifierService, listen: str) -> MetricsHttpServer |
     """`/metrics` of the notifiers on `listen` ('' for none); exit 2 if it cannot bind."""
     from prometheus_client import CollectorRegistry
 
-    from pathwatch.metrics_http import ListenError, MetricsHttpServer
+    from pathwatch.listen import ListenError
+    from pathwatch.metrics_http import MetricsHttpServer
 
     if not listen:
         return None
     registry = CollectorRegistry(auto_describe=False)
     registry.register(service.collector())
     try:
-        return MetricsHttpServer(registry).start(listen)
-    except (ListenError, OSError) as exc:
-        _fail(f"--metrics-listen {listen}: {exc}")
+        return MetricsHttpServer(registry).start(listen, "--metrics-listen")
+    except ListenError as exc:
+        _fail(str(exc))
 
 
 async def _print_dead_letters(bus: Bus, only: list[str] | None) -> None:

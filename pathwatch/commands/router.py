@@ -1,16 +1,16 @@
 """`pathwatch router`: run the route actuator of one node (see docs/router.md)."""
 
 import asyncio
-import contextlib
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from pathwatch.app import app
-from pathwatch.bus import Bus, BusOptions
+from pathwatch.bus import Bus
 from pathwatch.runtime import (
-    bus_options,
+    LogFormatOption,
+    bus_options_or_exit,
     err_console,
     load_or_exit,
     run_until_signal,
@@ -35,6 +35,7 @@ def router(
         str | None, typer.Option("--netns", help="Work inside this (existing) network namespace.")
     ] = None,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
+    log_format: LogFormatOption = "text",
 ) -> None:
     """Keep this node's kernel routes in line with path state (needs CAP_NET_ADMIN).
 
@@ -43,15 +44,8 @@ def router(
     from agents.router import RouterError, run_router
     from agents.routing.capability import NetAdminMissing, require_net_admin
 
-    setup_logging(verbose)
+    setup_logging(verbose, log_format)
     loaded = load_or_exit(config)
-    url = nats or loaded.config.nats.url
-    if url == "embedded":
-        err_console.print(
-            "[bold red]error:[/] the router must share NATS with the enforcer:"
-            " set nats.url in the config or pass --nats"
-        )
-        raise typer.Exit(2)
     if not is_subject_safe(node):
         err_console.print(f"[bold red]error:[/] node {node!r}: letters, digits, '-' and '_' only")
         raise typer.Exit(2)
@@ -61,13 +55,10 @@ def router(
         except NetAdminMissing as exc:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
             raise typer.Exit(1) from None
+    options = bus_options_or_exit(loaded.config.nats, f"router-{node}", nats)
 
     async def main(stop: asyncio.Event) -> None:
-        bus = await _connect_unless_stopped(
-            bus_options(loaded.config.nats, f"router-{node}", url), stop
-        )
-        if bus is None:
-            return
+        bus = await Bus.connect(options, stop)
         try:
             await bus.try_ensure()
             await run_router(loaded.config, bus, stop=stop, node=node, dry_run=dry_run, netns=netns)
@@ -78,17 +69,3 @@ def router(
             await bus.close()
 
     run_until_signal(main)
-
-
-async def _connect_unless_stopped(options: BusOptions, stop: asyncio.Event) -> Bus | None:
-    """Connect to NATS (retrying), or None when `stop` is set first (SIGTERM while waiting)."""
-    connecting = asyncio.create_task(Bus.connect(options))
-    stopping = asyncio.create_task(stop.wait())
-    await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    stopping.cancel()
-    if connecting.done():
-        return connecting.result()
-    connecting.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await connecting
-    return None

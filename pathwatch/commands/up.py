@@ -1,13 +1,14 @@
 """`pathwatch up`: run everything in one process (embedded NATS by default)."""
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from pathwatch.app import app
-from pathwatch.runtime import err_console, load_or_exit, run_until_signal, setup_logging
+from pathwatch.runtime import LogFormatOption, load_or_exit, run_until_signal, setup_logging
 
 
 @app.command()
@@ -22,21 +23,23 @@ def up(
         str | None, typer.Option(help="Probe only routes whose next hop is on this node.")
     ] = None,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
+    log_format: LogFormatOption = "text",
 ) -> None:
     """Run agent, aggregator, enforcer and API in one process.
 
     Example: [bold]pathwatch up[/] then, in another shell, [bold]pathwatch show service-path[/].
     """
+    from pathwatch.statedir import StateDirBusy
     from pathwatch.up import ComponentFailed, run_all
 
-    setup_logging(verbose)
+    setup_logging(verbose, log_format)
     loaded = load_or_exit(config)
 
     async def main(stop: asyncio.Event) -> None:
         try:
             await run_all(loaded, stop, node=node)
-        except ComponentFailed as exc:
-            err_console.print(f"[bold red]error:[/] {exc}")
+        except (ComponentFailed, StateDirBusy) as exc:
+            logging.getLogger("pathwatch.up").error("%s", exc)
             raise typer.Exit(1) from None
 
     run_until_signal(main)
