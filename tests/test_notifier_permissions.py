@@ -21,7 +21,15 @@ from pathwatch.embedded import EmbeddedNats
 from schemas import subjects
 from tests.conftest import wait_for
 from tests.test_deploy_cluster import PASSWORD_VARS, password
-from tests.test_notifier_webhook import config_of, publish, running, transition, unique, webhook
+from tests.test_notifier_webhook import (
+    config_of,
+    metric,
+    publish,
+    running,
+    transition,
+    unique,
+    webhook,
+)
 from tests.webhook_sink import WebhookSink
 
 DEPLOY_NATS = Path(__file__).resolve().parent.parent / "deploy" / "nats"
@@ -59,10 +67,13 @@ async def test_the_notifier_user_can_do_its_work_and_no_more(secured: str) -> No
         service, hook, am = unique("svc"), unique("hook"), unique("am")
         am_config = {"kind": "alertmanager", "url": am_sink.url, "services": [service]}
         config = config_of({hook: webhook(webhook_sink.url, service), am: am_config})
-        async with running(NotifierService(config, bus)):
+        notifiers = NotifierService(config, bus)
+        async with running(notifiers):
             for n in range(2):
                 await publish(admin, transition(service, n, "raised"))
             await wait_for(lambda: len(webhook_sink.taken()) == 1, 10, what="r0 delivered")
+            dead = "pathwatch_notifier_dead_letters_total"
+            await wait_for(lambda: metric(notifiers, dead, notifier=hook) == 1, 10, what="r1 dead")
             await wait_for(lambda: len(am_sink.taken()) == 2, 10, what="both to alertmanager")
             await status.next_msg(timeout=10)
         (letter,) = await read_dead_letters(bus, hook)
