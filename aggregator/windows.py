@@ -46,6 +46,8 @@ class RouteSpec:
     #: MAX_UNLISTED_LANES fine lanes with any other
     listed_probes: frozenset[str] = frozenset({""})
     listed_destinations: frozenset[str] = frozenset({""})
+    #: probes whose agent confirms failures itself (schemas.fastdetect)
+    agent_confirmed: frozenset[str] = frozenset()
 
 
 def default_lateness(window_s: float) -> float:
@@ -108,7 +110,11 @@ class RouteWindows:
     def __init__(self, spec: RouteSpec, deadlines: list[Deadline], endings: list[Deadline]) -> None:
         self.spec = spec
         self.windows: dict[int, Window] = {}
-        self.runs = FailureRuns(spec.consecutive_failures) if spec.consecutive_failures else None
+        self.runs = (
+            FailureRuns(spec.consecutive_failures, spec.agent_confirmed)
+            if spec.consecutive_failures
+            else None
+        )
         self.late = 0
         self.duplicates = 0
         self._cached: Window | None = None
