@@ -8,7 +8,7 @@ publishes one `MeasurementBatch` on `pw.meas.<service>.<route>`. Sequence
 numbers increase per agent (they start at the start time in ms, so they keep
 increasing across restarts). Link and neighbour changes of the next hops go
 out at once as `FastEvidence` on `pw.fast.<service>.<route>`. A heartbeat
-with the counters goes on `pw.agent.hb.<agent>` every `heartbeat_interval` s.
+with the counters goes on `pw.agent.hb.<node>.<agent>` every `heartbeat_interval` s.
 When the config's `passive` section is enabled, a `PassiveSource` also
 learns from the sessions conntrack sees and publishes them (source
 `passive`) on the same subjects, one batch per route per passive round.
@@ -211,7 +211,10 @@ class Agent:
         if not self.bus.nc.is_connected:
             return
         try:
-            await self.bus.nc.publish(subjects.heartbeat(self.agent_name), encode(self.heartbeat()))
+            heartbeat = self.heartbeat()
+            await self.bus.nc.publish(
+                subjects.heartbeat(heartbeat.node, heartbeat.agent), encode(heartbeat)
+            )
             self.counters["heartbeats"] += 1
         except Exception as exc:
             log.warning("heartbeat failed: %s", exc)

@@ -351,6 +351,7 @@ async def watch_alarms(bus: Bus, state: MetricsState, stop: asyncio.Event) -> No
 
     subscription = await bus.js.subscribe(
         subjects.ALARM_ALL,
+        stream=subjects.STREAM_ALARMS,
         cb=on_alarm,
         ordered_consumer=True,
         deliver_policy=DeliverPolicy.ALL,

@@ -157,8 +157,13 @@ async def run_enforcer(
 
     async def on_heartbeat(msg: Msg) -> None:
         heartbeat = decoded(msg, AgentHeartbeat, "heartbeat")
-        if heartbeat is not None:
-            sink.submit(engine.on_heartbeat(heartbeat))
+        if heartbeat is None:
+            return
+        if not subjects.heartbeat_matches(msg.subject, heartbeat.node, heartbeat.agent):
+            # the subject is what the server's permissions bind to the agent's user
+            engine.dropped["heartbeat:subject"] += 1
+            return
+        sink.submit(engine.on_heartbeat(heartbeat))
 
     async def on_select(msg: Msg) -> None:
         if not lease.held or not msg.reply:

@@ -347,7 +347,8 @@ class LbSelectReply(Message, frozen=True, kw_only=True):
 
 
 class AgentHeartbeat(Message, frozen=True, kw_only=True):
-    """Liveness and counters of an agent; subject `pw.agent.hb.<agent>`."""
+    """Liveness and counters of an agent; subject `pw.agent.hb.<node>.<agent>` (node
+    `_all` for an agent of every node)."""
 
     agent: Name
     node: str

@@ -24,6 +24,7 @@ from pathwatch.runtime import (
     run_until_signal,
     setup_logging,
 )
+from schemas import subjects
 
 log = logging.getLogger("pathwatch")
 
@@ -65,7 +66,9 @@ def aggregator_command(
     async def main(stop: asyncio.Event) -> None:
         bus = await Bus.connect(options, stop)
         try:
-            await bus.try_ensure()
+            await bus.try_ensure(
+                streams=[subjects.STREAM_ALARMS], buckets=[subjects.KV_PATHS, subjects.KV_LEASES]
+            )
             await run_aggregator(
                 cfg,
                 bus,
