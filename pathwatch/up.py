@@ -139,6 +139,7 @@ async def _parts(
                 stop=stop,
                 store_path=config.store.path,
                 metrics_listen=config.metrics.listen,
+                replica="local",
             ),
         ),
         (
