@@ -20,6 +20,7 @@ from nats.js.kv import KeyValue
 
 from enforcer.engine import Engine, probe_key_target
 from enforcer.lease import Lease
+from enforcer.reconcile import reconcile_store
 from enforcer.sink import OutputSink
 from enforcer.store import EnforcerStore
 from enforcer.window_choice import WindowChoice
@@ -110,6 +111,7 @@ async def run_enforcer(
     store = await EnforcerStore.open(store_path) if store_path else None
     restored = await restore_from_kv(engine, bus, paths)
     if store is not None:
+        await reconcile_store(store, bus, engine.dropped)  # a kill may have left a gap
         for alarm in await store.active_alarms():
             if alarm.cause == "agent-lost":
                 engine.restore_agent_alarm(alarm)
