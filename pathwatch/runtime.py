@@ -22,7 +22,7 @@ from rich.console import Console
 from pathwatch.bus import BusOptions, StopRequested
 from pathwatch.configfile import ConfigError, LoadedConfig, load_config
 from pathwatch.logs import LogFormat, log_handler
-from pathwatch.statedir import NoRunningUp, read_endpoint, state_dir
+from pathwatch.statedir import NoRunningUp, read_auth, read_endpoint, state_dir
 from schemas.config import NatsConfig
 
 #: Errors for the operator; never wrapped (under systemd stderr is no terminal).
@@ -80,8 +80,9 @@ def load_or_exit(path: Path | None) -> LoadedConfig:
 def bus_options(nats: NatsConfig, name: str, url: str | None = None) -> BusOptions:
     """BusOptions for a component named `name`: the server is `url` (--nats), else
     PATHWATCH_NATS_URL, else `nats.url`; when that is `embedded`, the server of the
-    `pathwatch up` running on the config's state directory (its `up.json`; NoRunningUp
-    when there is none).
+    `pathwatch up` running on the config's state directory, with its credentials (its
+    `up.json` and the file it names; NoRunningUp when there is none or they cannot be
+    read).
 
     PATHWATCH_NATS_USER, PATHWATCH_NATS_PASSWORD, PATHWATCH_NATS_TOKEN and
     PATHWATCH_NATS_CREDENTIALS override the config, so systemd credentials or
@@ -89,16 +90,20 @@ def bus_options(nats: NatsConfig, name: str, url: str | None = None) -> BusOptio
     """
     env = os.environ
     server = url or env.get("PATHWATCH_NATS_URL") or nats.url
-    credentials = env.get("PATHWATCH_NATS_CREDENTIALS") or nats.credentials
+    user = env.get("PATHWATCH_NATS_USER") or nats.user
+    password = env.get("PATHWATCH_NATS_PASSWORD") or nats.password
     if server == "embedded":
         endpoint = read_endpoint(state_dir(nats))
-        server, credentials = endpoint.nats_url, credentials or endpoint.nats_credentials
+        server = endpoint.nats_url
+        auth = read_auth(endpoint)
+        if auth is not None:
+            user, password = auth.user, auth.password
     return BusOptions.from_url(
         server,
         name=name,
-        credentials=credentials,
-        user=env.get("PATHWATCH_NATS_USER") or nats.user,
-        password=env.get("PATHWATCH_NATS_PASSWORD") or nats.password,
+        credentials=env.get("PATHWATCH_NATS_CREDENTIALS") or nats.credentials,
+        user=user,
+        password=password,
         token=env.get("PATHWATCH_NATS_TOKEN") or nats.token,
         tls_ca=nats.tls_ca,
         tls_cert=nats.tls_cert,
