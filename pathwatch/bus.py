@@ -58,6 +58,8 @@ SNAPSHOT_ENTRY_TIMEOUT = 5.0
 #: How long `Bus.close` lets subscriptions and publishers drain: short, as every role
 #: must stop within 2 s of a signal (the rest is flushed at close).
 DRAIN_TIMEOUT_S = 1.0
+#: How long the clean-up of a client whose first connection failed may take.
+CLOSE_UNCONNECTED_S = 0.2
 #: Seconds between connect attempts while NATS cannot be reached.
 RECONNECT_WAIT_S = 0.5
 #: At most one "still cannot reach NATS" line per this many seconds.
@@ -140,6 +142,33 @@ class BusOptions:
 
 class StopRequested(Exception):
     """Stop was requested while still connecting to NATS: the caller ends quietly."""
+
+
+class NatsRefused(Exception):
+    """The first connection failed in a way retrying cannot mend (the server's TLS
+    certificate is not trusted, or the server refused ours): the message names the
+    servers and the problem, and the role exits with it."""
+
+
+def tls_refusal(options: BusOptions, exc: ssl.SSLError) -> NatsRefused | None:
+    """NatsRefused for a TLS failure about certificates, None for any other (a server
+    that is restarting may break off a handshake: that is worth retrying)."""
+    servers = ", ".join(_without_credentials(url) for url in options.servers)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        trusted = f"tls-ca {options.tls_ca}" if options.tls_ca else "the system's CAs"
+        problem = (
+            f"its certificate is not trusted ({exc.verify_message}; checked against {trusted})"
+        )
+    elif any(word in (exc.reason or "").upper() for word in ("CERTIFICATE", "UNKNOWN_CA")):
+        problem = f"it refused this client's certificate ({exc.reason})"
+    else:
+        return None
+    return NatsRefused(f"TLS to NATS server {servers}: {problem}")
+
+
+def _without_credentials(url: str) -> str:
+    parts = urlsplit(url if "://" in url else f"nats://{url}")
+    return f"{parts.scheme}://{host_port(parts.hostname or '', parts.port or 4222)}"
 
 
 class _RepeatedFailures:
@@ -242,6 +271,10 @@ class Bus:
         failures = _RepeatedFailures(options.name)
 
         async def error_cb(exc: Exception) -> None:
+            if "bus" not in holder and isinstance(exc, ssl.SSLError):
+                refused = tls_refusal(options, exc)
+                if refused is not None:
+                    raise refused  # out of the first connect: retrying cannot help
             if isinstance(exc, OSError | TimeoutError):
                 failures.report(exc)  # connect attempts: once, then a summary now and then
             else:
@@ -265,20 +298,28 @@ class Bus:
         async def closed_cb() -> None:
             log.debug("nats %s: closed", options.name)
 
-        nc = await nats.connect(
-            servers=options.servers,
-            name=options.name,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=RECONNECT_WAIT_S,
-            connect_timeout=options.connect_timeout,
-            allow_reconnect=True,
-            error_cb=error_cb,
-            disconnected_cb=disconnected_cb,
-            reconnected_cb=reconnected_cb,
-            closed_cb=closed_cb,
-            inbox_prefix=inbox_prefix(options),
+        settings: dict[str, Any] = {
+            "servers": options.servers,
+            "name": options.name,
+            "max_reconnect_attempts": -1,
+            "reconnect_time_wait": RECONNECT_WAIT_S,
+            "connect_timeout": options.connect_timeout,
+            "allow_reconnect": True,
+            "error_cb": error_cb,
+            "disconnected_cb": disconnected_cb,
+            "reconnected_cb": reconnected_cb,
+            "closed_cb": closed_cb,
+            "inbox_prefix": inbox_prefix(options),
             **_auth_and_tls(options),
-        )
+        }
+        nc = Client()
+        try:
+            await nc.connect(**settings)
+        except BaseException:
+            # a client that never connected holds a socket (its close can wait forever)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(nc.close(), CLOSE_UNCONNECTED_S)
+            raise
         failures.clear()
         log.info("nats %s: connected to %s", options.name, _server_of(nc))
         bus = cls(nc, options)

@@ -19,7 +19,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from pathwatch.bus import BusOptions, StopRequested
+from pathwatch.bus import BusOptions, NatsRefused, StopRequested
 from pathwatch.configfile import ConfigError, LoadedConfig, load_config
 from pathwatch.logs import LogFormat, log_handler
 from pathwatch.statedir import NoRunningUp, read_auth, read_endpoint, state_dir
@@ -126,7 +126,8 @@ def run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     SIGINT / SIGTERM with status 0.
 
     The signal sets `stop`; what is still running CANCEL_AFTER_S later (or at a second
-    signal) is cancelled. StopRequested (a stop while still connecting) ends quietly.
+    signal) is cancelled. StopRequested (a stop while still connecting) ends quietly;
+    NatsRefused (NATS can never be used as configured) is logged and exits 1.
     SIGHUP is logged and ignored unless `main` installs its own handler (the agent
     reloads its config on it).
     """
@@ -169,6 +170,9 @@ async def _supervise(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
         await work
     except StopRequested:
         log.info("stopped before NATS was reached")
+    except NatsRefused as exc:  # a configuration problem: say it, without a traceback
+        log.error("%s", exc)
+        raise typer.Exit(1) from None
     except asyncio.CancelledError:
         if not stop.is_set():
             raise

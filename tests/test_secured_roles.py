@@ -1,5 +1,6 @@
 """Every role under its own least-privilege user of deploy/nats/cluster/accounts.conf,
-against a real nats-server with that file (one node: the accounts are the same), each
+against a real nats-server with that file (one node: the accounts are the same) that
+takes mutual TLS only (a CA made in the test; every client shows a certificate), each
 doing its whole job, with no permission violation in the server's log.
 
 The agent of node site-a-edge probes loopback: route web.good answers, web.bad is a TCP
@@ -18,6 +19,8 @@ import asyncio
 import contextlib
 import json
 import signal
+import ssl
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -36,18 +39,50 @@ from tests.conftest import wait_for
 from tests.netns import namespaces, requires_root
 from tests.processes import START_S, Process, pathwatch
 from tests.secured_nats import role_env, secured_server, violations
+from tests.tls_certs import Pem, issue, make_ca, requires_openssl, server_tls_block
 
 pytestmark = requires_root  # the healer's routes live in a namespace of the test
 
 
-def write_config(directory: Path, url: str, api_port: int, metrics_port: int) -> Path:
+@dataclass(frozen=True)
+class Tls:
+    """The test's CA and the client certificate every role shows."""
+
+    ca: Pem
+    client: Pem
+
+    def config(self) -> str:
+        return (
+            f'tls-ca: "{self.ca.cert}", tls-cert: "{self.client.cert}",'
+            f' tls-key: "{self.client.key}"'
+        )
+
+    def context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=self.ca.cert)
+        context.load_cert_chain(self.client.cert, self.client.key)
+        return context
+
+
+def options(url: str, user: str, tls: Tls) -> BusOptions:
+    env = role_env(user)
+    return BusOptions.from_url(
+        url,
+        user=env["PATHWATCH_NATS_USER"],
+        password=env["PATHWATCH_NATS_PASSWORD"],
+        tls_ca=str(tls.ca.cert),
+        tls_cert=str(tls.client.cert),
+        tls_key=str(tls.client.key),
+    )
+
+
+def write_config(directory: Path, url: str, tls: Tls, api_port: int, metrics_port: int) -> Path:
     closed = free_port()  # nobody listens there: connections are refused
     path = directory / "pathwatch.yaml"
     detection = (
         "detection-window: 2, hold-down: 60, consecutive-failures: 2, reachability-profile: default"
     )
     path.write_text(
-        f'nats: {{url: "{url}"}}\n'
+        f'nats: {{url: "{url}", {tls.config()}}}\n'
         f"api: {{listen: 127.0.0.1:{api_port}}}\n"
         f"metrics: {{listen: 127.0.0.1:{metrics_port}}}\n"
         f"store: {{path: {directory / 'enforcer.db'}}}\n"
@@ -111,12 +146,16 @@ async def stop_all(processes: list[Process]) -> dict[str, int]:
     return statuses
 
 
-async def test_every_role_works_under_its_own_user(
+@requires_openssl
+async def test_every_role_works_under_its_own_user_over_mutual_tls(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    server = secured_server(tmp_path, monkeypatch.setenv)
+    ca = make_ca(tmp_path / "tls", "test-ca")
+    tls = Tls(ca, issue(ca, "client"))
+    server = secured_server(tmp_path, monkeypatch.setenv, server_tls_block(issue(ca, "server"), ca))
+    url = server.url.replace("nats://", "tls://")
     api_port, metrics_port, metrics_port_1 = free_port(), free_port(), free_port()
-    config = str(write_config(tmp_path, server.url, api_port, metrics_port))
+    config = str(write_config(tmp_path, url, tls, api_port, metrics_port))
     api = f"http://127.0.0.1:{api_port}"
     processes: list[Process] = []
 
@@ -149,7 +188,7 @@ async def test_every_role_works_under_its_own_user(
                 PYTHONPATH=plugin_path(tmp_path),
             )  # fmt: skip
 
-            await router_acked_its_command(server.url)
+            await router_acked_its_command(url, tls)
             await healer.wait_log('"heal-command"', '"reselect"')
             await follow.wait_log('"route":"bad"')
             await set_and_show_probe_state(api)
@@ -164,7 +203,7 @@ async def test_every_role_works_under_its_own_user(
             assert 'pathwatch_window_end_timestamp_seconds{route="bad",service="web"}' in windows
             statuses = await stop_all(processes)
         in_the_run = violations(server)
-        refused = await forbidden_is_refused(server.url)
+        refused = await forbidden_is_refused(url, tls)
         refusals = violations(server)[len(in_the_run) :]
     finally:
         for process in processes:
@@ -179,7 +218,7 @@ async def test_every_role_works_under_its_own_user(
     assert len(refusals) == len(refused), refusals
 
 
-async def forbidden_is_refused(url: str) -> list[bool]:
+async def forbidden_is_refused(url: str, tls: Tls) -> list[bool]:
     """What the users must not do, tried once each: an agent reading another role's
     replies or heartbeating for another node, the API deleting a router's consumer.
     True for each the server refused."""
@@ -191,7 +230,7 @@ async def forbidden_is_refused(url: str) -> list[bool]:
     env = role_env("agent-site-a-edge")
     agent = await nats.connect(
         url, user=env["PATHWATCH_NATS_USER"], password=env["PATHWATCH_NATS_PASSWORD"],
-        error_cb=error_cb,
+        error_cb=error_cb, tls=tls.context(),
     )  # fmt: skip
     try:
         await agent.subscribe("_INBOX_router-site-a-edge.>")
@@ -200,8 +239,8 @@ async def forbidden_is_refused(url: str) -> list[bool]:
         await wait_for(lambda: len(errors) == 2, timeout=5, what="the agent's two refusals")
     finally:
         await agent.close()
-    api = await Bus.connect(BusOptions.from_url(url, **auth_of("api")))
-    admin = await Bus.connect(BusOptions.from_url(url, **auth_of("admin")))
+    api = await Bus.connect(options(url, "api", tls))
+    admin = await Bus.connect(options(url, "admin", tls))
     consumer = command_consumer_name("site-a-edge")
     try:
         with contextlib.suppress(nats.errors.TimeoutError):
@@ -217,11 +256,11 @@ async def forbidden_is_refused(url: str) -> list[bool]:
     ]
 
 
-async def router_acked_its_command(url: str) -> None:
+async def router_acked_its_command(url: str, tls: Tls) -> None:
     """The router pulled and acknowledged web.bad's withdraw from its durable consumer
     (as an operator sees it with the admin user). It may then take KV's newer state
     over the command, so its log need not name the command."""
-    admin = await Bus.connect(BusOptions.from_url(url, **auth_of("admin")))
+    admin = await Bus.connect(options(url, "admin", tls))
     try:
 
         async def acked() -> bool:
@@ -236,11 +275,6 @@ async def router_acked_its_command(url: str) -> None:
         await wait_for(acked, timeout=START_S, what="the router's ack of its route command")
     finally:
         await admin.close()
-
-
-def auth_of(user: str) -> dict[str, str]:
-    env = role_env(user)
-    return {"user": env["PATHWATCH_NATS_USER"], "password": env["PATHWATCH_NATS_PASSWORD"]}
 
 
 async def set_and_show_probe_state(api: str) -> None:
