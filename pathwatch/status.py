@@ -16,6 +16,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import nats.errors
@@ -57,11 +58,19 @@ def _bounded(counts: Counter[str]) -> dict[str, int]:
 
 
 async def publish_status(
-    bus: Bus, counters: RoleCounters, stop: asyncio.Event, interval: float = STATUS_INTERVAL_S
+    bus: Bus,
+    counters: RoleCounters,
+    stop: asyncio.Event,
+    interval: float = STATUS_INTERVAL_S,
+    refresh: Callable[[], None] | None = None,
 ) -> None:
-    """Publish `counters` every `interval` seconds until `stop`, then once more."""
+    """Publish `counters` every `interval` seconds until `stop`, then once more;
+    `refresh()`, when given, brings them up to date before each publication (for a role
+    that keeps its counts elsewhere)."""
     subject = subjects.status(counters.role, instance_name(counters.instance))
     while True:
+        if refresh is not None:
+            refresh()
         if bus.nc.is_connected:
             try:
                 await bus.nc.publish(subject, encode(counters.status(time.time())))

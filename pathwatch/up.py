@@ -4,8 +4,9 @@ Starts an embedded nats-server unless `nats.url` names servers (then it first ta
 the state directory's lock, refusing to start beside another `up` on the same store,
 runs the server with the credentials kept there, and writes `up.json` so other
 commands find the server and its credentials), sets up the JetStream streams
-and buckets, then runs the agent (every route), the aggregator, the enforcer and the
-REST API as asyncio tasks until `stop` is set or one of them fails. Stopping is
+and buckets, then runs the agent (every route), the aggregator, the enforcer, the
+REST API and (when the config has `notifiers:`) the notifier as asyncio tasks until
+`stop` is set or one of them fails. Stopping is
 bounded: parts get PART_GRACE_S, then are cancelled; connections and the server are
 closed within the 2 s every process promises.
 """
@@ -24,6 +25,7 @@ from typing import Any
 from agents.agent import run_agent
 from aggregator.service import run_aggregator
 from enforcer.api import run_api
+from enforcer.notifier.service import NotifierService, NotifierSetupError
 from enforcer.service import run_enforcer
 from pathwatch.bus import Bus
 from pathwatch.configfile import LoadedConfig
@@ -131,6 +133,20 @@ def _stop_server(embedded: EmbeddedNats) -> None:
     log.info("embedded nats-server stopped")
 
 
+async def _notifiers(
+    config: PathwatchConfig, connect: Callable[[str], Awaitable[Bus]]
+) -> NotifierService | None:
+    """The notifiers of the config (none: None), their counters on the shared /metrics."""
+    if not config.notifiers:
+        return None
+    try:
+        service = NotifierService(config, await connect("notifier"), instance="local")
+    except NotifierSetupError as exc:
+        raise ComponentFailed(f"notifier: {exc}") from None
+    log.info("notifiers: %s", ", ".join(sorted(config.notifiers)))
+    return service
+
+
 async def _parts(
     loaded: LoadedConfig,
     connect: Callable[[str], Awaitable[Bus]],
@@ -139,6 +155,7 @@ async def _parts(
 ) -> list[Part]:
     """Each part's coroutine on its own connection (not started yet)."""
     config = loaded.config
+    notifiers = await _notifiers(config, connect)
     parts: list[Part] = [
         ("api", run_api(config, await connect("api"), stop=stop)),
         (
@@ -160,6 +177,7 @@ async def _parts(
                 store_path=config.store.path,
                 metrics_listen=config.metrics.listen,
                 replica="local",
+                metrics_collectors=[notifiers.collector()] if notifiers else [],
             ),
         ),
         (
@@ -174,6 +192,8 @@ async def _parts(
             ),
         ),
     ]
+    if notifiers is not None:
+        parts.append(("notifier", notifiers.run(stop)))
     if config.grafana.annotate_alarms and config.grafana.url:
         annotator = run_configured_annotator(config, await connect("annotator"), stop=stop)
         parts.append(("grafana-annotations", annotator))

@@ -20,6 +20,7 @@ from schemas import subjects
 from schemas.wire import (
     AgentHeartbeat,
     Alarm,
+    DeadLetter,
     EnforcerLease,
     FastEvidence,
     HealCommand,
@@ -89,6 +90,7 @@ def valid_messages(service: str, route: str, node: str, now: float) -> dict[str,
             probe="hostile", state="up", service=service, route=route, set_at=now
         ),
         "lease": EnforcerLease(holder="hostile", expires=now - 1000),
+        "dead-letter": DeadLetter(notifier="hostile", kind="webhook", reason="rejected"),
     }
 
 
@@ -104,6 +106,7 @@ _PREFIXES: dict[str, tuple[str, str, str]] = {
     "LB_SELECT_PREFIX": ("lb-select", "request", "lb-select"),
     "HEARTBEAT_PREFIX": ("heartbeat", "core", "heartbeat"),
     "STATUS_PREFIX": ("status", "core", "status"),
+    "DEADLETTER_PREFIX": ("dead-letter", "stream", "dead-letter"),
 }
 _BUCKETS: dict[str, tuple[str, str]] = {
     "KV_PATHS": ("kv-path", "path-state"),
@@ -124,6 +127,7 @@ def _subject(prefix_name: str, service: str, route: str, node: str, agent: str) 
         "LB_SELECT_PREFIX": lambda: subjects.lb_select(service),
         "HEARTBEAT_PREFIX": lambda: subjects.heartbeat(node, agent),
         "STATUS_PREFIX": lambda: subjects.status("hostile", "x"),
+        "DEADLETTER_PREFIX": lambda: subjects.deadletter("hostile"),
     }
     return builders[prefix_name]()
 

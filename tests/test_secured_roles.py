@@ -8,9 +8,9 @@ port nobody listens on, so it goes down. Then the aggregators (both partitions o
 partitions.conf) publish windows and show the enforcer's lease in /metrics, the enforcer
 raises an alarm and commands router and healer, the router (--dry-run) takes its
 command, the healer (in a namespace of the test) gets its heal command and reselects
-through the enforcer's load balancer, `alarms --follow` (admin) sees the alarm, and an
-operator sets a plugin probe's state through the API (user api) and reads it back with
-`show service-path`.
+through the enforcer's load balancer, `alarms --follow` (admin) sees the alarm, the
+notifier posts it to a webhook of the test, and an operator sets a plugin probe's state
+through the API (user api) and reads it back with `show service-path`.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from tests.netns import namespaces, requires_root
 from tests.processes import START_S, Process, pathwatch
 from tests.secured_nats import role_env, secured_server, violations
 from tests.tls_certs import Pem, issue, make_ca, requires_openssl, server_tls_block
+from tests.webhook_sink import WebhookSink
 
 pytestmark = requires_root  # the healer's routes live in a namespace of the test
 
@@ -75,7 +76,9 @@ def options(url: str, user: str, tls: Tls) -> BusOptions:
     )
 
 
-def write_config(directory: Path, url: str, tls: Tls, api_port: int, metrics_port: int) -> Path:
+def write_config(
+    directory: Path, url: str, tls: Tls, api_port: int, metrics_port: int, hook: str
+) -> Path:
     closed = free_port()  # nobody listens there: connections are refused
     path = directory / "pathwatch.yaml"
     detection = (
@@ -86,6 +89,7 @@ def write_config(directory: Path, url: str, tls: Tls, api_port: int, metrics_por
         f"api: {{listen: 127.0.0.1:{api_port}}}\n"
         f"metrics: {{listen: 127.0.0.1:{metrics_port}}}\n"
         f"store: {{path: {directory / 'enforcer.db'}}}\n"
+        f"notifiers: {{hook: {{kind: webhook, url: {hook}, secret: test-secret}}}}\n"
         "reachability-profiles:\n"
         "  default:\n"
         "    tcp:\n"
@@ -155,7 +159,8 @@ async def test_every_role_works_under_its_own_user_over_mutual_tls(
     server = secured_server(tmp_path, monkeypatch.setenv, server_tls_block(issue(ca, "server"), ca))
     url = server.url.replace("nats://", "tls://")
     api_port, metrics_port, metrics_port_1 = free_port(), free_port(), free_port()
-    config = str(write_config(tmp_path, url, tls, api_port, metrics_port))
+    hook = WebhookSink().start()
+    config = str(write_config(tmp_path, url, tls, api_port, metrics_port, hook.url))
     api = f"http://127.0.0.1:{api_port}"
     processes: list[Process] = []
 
@@ -183,6 +188,7 @@ async def test_every_role_works_under_its_own_user_over_mutual_tls(
                 "--netns", client_ns, "--json", NSM_LIVENESS_CHECK_ENABLED="false",
             )  # fmt: skip
             follow = start("alarms", "admin", "alarms", "--follow", "--json")
+            start("notifier", "notifier", "notifier")
             start(
                 "agent", "agent-site-a-edge", "agent", "--node", "site-a-edge",
                 PYTHONPATH=plugin_path(tmp_path),
@@ -191,6 +197,11 @@ async def test_every_role_works_under_its_own_user_over_mutual_tls(
             await router_acked_its_command(url, tls)
             await healer.wait_log('"heal-command"', '"reselect"')
             await follow.wait_log('"route":"bad"')
+            await wait_for(
+                lambda: any(r.json().get("route") == "bad" for r in hook.taken()),
+                START_S,
+                what="the notifier's webhook delivery of the alarm",
+            )
             await set_and_show_probe_state(api)
             for listen in (f"127.0.0.1:{metrics_port}", f"127.0.0.1:{metrics_port_1}"):
                 metrics = await scrape(listen)  # windows, paths, lease, alarms: all read
@@ -209,6 +220,7 @@ async def test_every_role_works_under_its_own_user_over_mutual_tls(
         for process in processes:
             process.kill()
         server.stop()
+        hook.stop()
     logs = {process.name: process.log() for process in processes}
     assert statuses == dict.fromkeys(statuses, 0), logs
     assert in_the_run == [], "\n".join(in_the_run)

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -49,6 +50,7 @@ from agents.probe.icmp_engine import IcmpEngine
 from agents.probe.liveness import Connection, IcmpLivenessCheck, LivenessCheck
 from pathwatch.aio import wait_any
 from pathwatch.bus import Bus
+from pathwatch.status import RoleCounters, publish_status
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message
 from schemas.config import PathwatchConfig
@@ -145,6 +147,8 @@ class Healer:
             clock, Backoff(settings.backoff_base, settings.backoff_max, settings.backoff_jitter)
         )
         self.stats = HealerStats()
+        #: drops as a role status (pathwatch.status), refreshed before each publication
+        self.role = RoleCounters("healer", f"{service}-{socket.gethostname()}")
         self.log = EventLog(service, clock, sink)
         self.monitor = PathMonitor(bus, service, on_change=self._wake, clock=clock)
         self.attribution = Attribution(route, self._connection_for(route))
@@ -184,6 +188,14 @@ class Healer:
         """Liveness results about a previous connection: dropped, or abandoned in flight."""
         abandoned = self.liveness_loop.abandoned if self.liveness_loop is not None else 0
         return self.stats.stale_results + abandoned
+
+    def refresh_role_status(self) -> None:
+        """Copy the drops into `role` as `<input>:<reason>` (`heal-command-json` becomes
+        `heal-command:json`), for the role status the aggregator's /metrics shows."""
+        self.role.dropped.clear()
+        for key, count in self.malformed().items():
+            source, _, reason = key.rpartition("-")
+            self.role.dropped[f"{source}:{reason}"] += count
 
     def malformed(self) -> dict[str, int]:
         """Dropped messages by reason: heal commands here, KV values in the monitor (each
@@ -380,6 +392,12 @@ class Healer:
                     f"{subjects.CMD_HEAL_PREFIX}.{self.service}.*", cb=self._on_heal_command
                 )
             tasks.append(asyncio.create_task(self.monitor.run(stop), name="healer-monitor"))
+            tasks.append(
+                asyncio.create_task(
+                    publish_status(self.bus, self.role, stop, refresh=self.refresh_role_status),
+                    name="healer-status",
+                )
+            )
             if self.settings.enabled and check is not None:
                 self.liveness_loop = LivenessLoop(
                     check, self.settings, self.attribution.stamp, self.liveness_result, netns_loop
