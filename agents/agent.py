@@ -11,7 +11,7 @@ out at once as `FastEvidence` on `pw.fast.<service>.<route>`. Targets of
 probes in confirm mode (`agents.probe.watch`) notice a missed reply after
 their reply timeout, re-probe at once and publish `consecutive-failures`
 evidence on the same subject as soon as the run is confirmed. A heartbeat
-with the counters goes on `pw.agent.hb.<agent>` every `heartbeat_interval` s.
+with the counters goes on `pw.agent.hb.<node>.<agent>` every `heartbeat_interval` s.
 When the config's `passive` section is enabled, a `PassiveSource` also
 learns from the sessions conntrack sees and publishes them (source
 `passive`) on the same subjects, one batch per route per passive round.
@@ -291,7 +291,10 @@ class Agent:
         if not self.bus.nc.is_connected:
             return
         try:
-            await self.bus.nc.publish(subjects.heartbeat(self.agent_name), encode(self.heartbeat()))
+            heartbeat = self.heartbeat()
+            await self.bus.nc.publish(
+                subjects.heartbeat(heartbeat.node, heartbeat.agent), encode(heartbeat)
+            )
             self.counters["heartbeats"] += 1
         except Exception as exc:
             log.warning("heartbeat failed: %s", exc)

@@ -107,7 +107,7 @@ class Aggregator:
         self.filter = PartitionFilter(partition, partitions)
         self.max_future = config.aggregator.max_future_skew
         self.dedupe = Deduplicator()
-        self.skew = SkewMonitor(config.aggregator.skew_alarm)
+        self.skew = SkewMonitor(config.aggregator.skew_alarm, config.aggregator.skew_alarm_after)
         self.counters = IngestCounters()
         self.fast_out: list[FastEvidence] = []
         self.alarm_out: list[Alarm] = []

@@ -207,13 +207,20 @@ class PathwatchCollector(Collector):
             "1 when kept in service as best effort",
             labels=PATH_LABELS,
         )
+        window_from = GaugeMetricFamily(
+            "pathwatch_path_window_replica",
+            "1 for the aggregator replica whose window of the route was judged last",
+            labels=(*PATH_LABELS, "replica"),
+        )
         for path in list(self.state.paths.values()):
             labels = [path.service, path.route]
             up.add_metric(labels, 1.0 if path.state in ("up", "probation") else 0.0)
             in_service.add_metric(labels, float(path.in_service))
             meets_sla.add_metric(labels, float(path.meets_sla))
             best_effort.add_metric(labels, float(path.best_effort))
-        yield from (up, in_service, meets_sla, best_effort)
+            if path.window_replica:
+                window_from.add_metric([*labels, path.window_replica], 1.0)
+        yield from (up, in_service, meets_sla, best_effort, window_from)
 
     def _alarms(self) -> Iterator[Metric]:
         active = GaugeMetricFamily(
@@ -360,6 +367,7 @@ async def watch_alarms(bus: Bus, state: MetricsState, stop: asyncio.Event) -> No
 
     subscription = await bus.js.subscribe(
         subjects.ALARM_ALL,
+        stream=subjects.STREAM_ALARMS,
         cb=on_alarm,
         ordered_consumer=True,
         deliver_policy=DeliverPolicy.ALL,

@@ -3,8 +3,9 @@
 With the server-side mapping, nats-server rewrites `pw.meas.<service>.<route>`
 to `pw.meas.<K>.<service>.<route>` where K = partition(N, service, route):
 FNV-1a 32-bit of the two tokens concatenated, modulo N. The aggregator of
-partition K subscribes to `pw.meas.K.*.*` in the queue group
-`pathwatch-aggregator-K` (replicas of one partition share its load).
+partition K subscribes to `pw.meas.K.*.*`, in no queue group: every replica of a
+partition receives all of its measurements and makes every window, and the
+enforcer judges one window per (route, window start) (`enforcer.window_choice`).
 
 Without the mapping (the embedded server of `pathwatch up`) it also
 subscribes `pw.meas.*.*` and keeps only the routes whose hash falls in its
@@ -31,10 +32,6 @@ def fnv1a_32(data: bytes) -> int:
 def partition_of(service: str, route: str, partitions: int) -> int:
     """The partition nats-server assigns to `pw.meas.<service>.<route>`."""
     return fnv1a_32((service + route).encode()) % partitions
-
-
-def queue_group(partition: int) -> str:
-    return f"pathwatch-aggregator-{partition}"
 
 
 def subscriptions(partition: int, partitions: int) -> list[str]:

@@ -1,13 +1,15 @@
 """`run_aggregator`: the aggregator on NATS (docs/internals.md, "Component entry points").
 
-Subscribes to its partition's share of `pw.meas.*` (queue group per
-partition), feeds every message to `Aggregator`, publishes consecutive-failure
-evidence on `pw.fast.<service>.<route>` at once, clock-skew alarms on
-`pw.alarm._system.<agent>` through JetStream, and every closed window on
+Subscribes to its partition's share of `pw.meas.*` (no queue group: each
+replica of a partition gets all of it), feeds every message to `Aggregator`,
+publishes consecutive-failure evidence on `pw.fast.<service>.<route>` at once,
+clock-skew alarms on `pw.alarm._system.<agent>` through JetStream, and every
+closed window on
 `pw.stats.<service>.<route>`; closed windows also go to the SQLite history
 and the Prometheus exporter when those are configured. Windows that have
 ended are ripened during their lateness grace, so the close at the deadline
-has little left to do.
+has little left to do. Every window names its replica and since when that replica
+has received without a gap (`Coverage`), so the enforcer can take a complete one.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
+import msgspec
 from nats.aio.msg import Msg
 from prometheus_client.registry import Collector
 
 from aggregator.core import SYSTEM_SERVICE, Aggregator
+from aggregator.coverage import Coverage
 from aggregator.history import HistoryStore
 from aggregator.metrics import (
     MetricsServer,
@@ -30,7 +34,7 @@ from aggregator.metrics import (
     watch_lease,
     watch_paths,
 )
-from aggregator.partition import queue_group, subscriptions
+from aggregator.partition import subscriptions
 from aggregator.role_metrics import watch_status
 from pathwatch.bus import Bus
 from pathwatch.heap import settle_heap
@@ -65,8 +69,9 @@ async def run_aggregator(
     on_window: Callable[[WindowStats], None] | None = None,
     ready: asyncio.Event | None = None,
     core: Aggregator | None = None,
+    replica: str = "",
 ) -> None:
-    """Run one aggregator partition until `stop` is set.
+    """Run one aggregator partition (as replica `replica`) until `stop` is set.
 
     `clock`, `on_window` (called with each closed window), `ready` (set once
     the subscriptions are in place on the server) and `core` (a prepared
@@ -79,7 +84,8 @@ async def run_aggregator(
     alarms: asyncio.Queue[bytes] = asyncio.Queue()
     alarm_subjects: dict[bytes, str] = {}
 
-    role = RoleCounters("aggregator", f"partition-{partition}")
+    role = RoleCounters("aggregator", "-".join(filter(None, [f"partition-{partition}", replica])))
+    coverage = Coverage(clock)
 
     async def on_measurements(msg: Msg) -> None:
         try:
@@ -151,7 +157,6 @@ async def run_aggregator(
     subscriptions_made = [
         await nc.subscribe(
             subject,
-            queue=queue_group(partition),
             cb=on_measurements,
             pending_msgs_limit=1_000_000,
             pending_bytes_limit=1 << 30,
@@ -159,6 +164,7 @@ async def run_aggregator(
         for subject in subscriptions(partition, partitions)
     ]
     await nc.flush()
+    coverage.start(bus)
     subscribed.set()
     log.info(
         "aggregator partition %d/%d: %d routes, subjects %s",
@@ -185,7 +191,9 @@ async def run_aggregator(
 
     async def publish_windows(closed: list[WindowStats]) -> None:
         limit = nc.max_payload - PAYLOAD_HEADROOM_BYTES
-        for stats in closed:
+        stamp = {"replica": replica, "receiving_since": coverage.since(nc.is_connected)}
+        for closed_stats in closed:
+            stats = msgspec.structs.replace(closed_stats, **stamp)
             # fits the server's max payload: per-destination lanes trimmed if need be
             data, trimmed = fit(stats, limit)
             if trimmed:
@@ -209,6 +217,7 @@ async def run_aggregator(
             await publish_closed(clock())
             await ripen_ended()
     finally:
+        coverage.stop(bus)
         for subscription in subscriptions_made:
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()

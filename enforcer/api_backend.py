@@ -68,7 +68,10 @@ class ApiBackend:
             )
         )
         self._subscription = await self.bus.js.subscribe(
-            subjects.ALARM_ALL, ordered_consumer=True, cb=self._on_alarm
+            subjects.ALARM_ALL,
+            stream=subjects.STREAM_ALARMS,
+            ordered_consumer=True,
+            cb=self._on_alarm,
         )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(loaded.wait(), ready_timeout)

@@ -1,7 +1,9 @@
 """`run_enforcer`: the engine wired to NATS (inputs, KV, lease, outputs).
 
 Every instance judges every input (hot standby), so a standby's state is the
-active's state; only the lease holder writes KV, publishes and commands.
+active's state; only the lease holder writes KV, publishes and commands. Of the
+copies of a window that the aggregator replicas publish, one is judged
+(`enforcer.window_choice`).
 """
 
 import asyncio
@@ -18,8 +20,10 @@ from nats.js.kv import KeyValue
 
 from enforcer.engine import Engine, probe_key_target
 from enforcer.lease import Lease
+from enforcer.reconcile import reconcile_store
 from enforcer.sink import OutputSink
 from enforcer.store import EnforcerStore
+from enforcer.window_choice import WindowChoice
 from pathwatch.bus import Bus
 from pathwatch.heap import settle_heap
 from pathwatch.status import RoleCounters, publish_status
@@ -107,13 +111,17 @@ async def run_enforcer(
     store = await EnforcerStore.open(store_path) if store_path else None
     restored = await restore_from_kv(engine, bus, paths)
     if store is not None:
+        await reconcile_store(store, bus, engine.dropped)  # a kill may have left a gap
         for alarm in await store.active_alarms():
             if alarm.cause == "agent-lost":
                 engine.restore_agent_alarm(alarm)
     settle_heap()  # the engine's tables live as long as the process
     lease = Lease(leases, instance, config.enforcer.lease_ttl, clock)
     counters = RoleCounters("enforcer", instance, dropped=engine.dropped)
-    sink = OutputSink(bus, paths, probes, store, lease, dropped=engine.dropped)
+    windows = WindowChoice(
+        [(t.spec.service, t.spec.route) for t in engine.trackers.values()], engine.dropped
+    )
+    sink = OutputSink(bus, paths, probes, store, lease, dropped=engine.dropped, stamp=windows.stamp)
 
     def guarded(label: str, handler: Handler) -> Handler:
         """`handler`, with anything it raises counted as `<label>:error` and logged."""
@@ -135,6 +143,15 @@ async def run_enforcer(
             log.debug("dropped %s on %s: %s", label, msg.subject, exc)
             return None
 
+    def judge_window(service: str, route: str, payload: bytes) -> None:
+        try:
+            outputs = engine.on_window_payload(service, route, payload)
+        except DecodeError as exc:
+            engine.dropped[f"stats:{exc.reason}"] += 1
+            log.debug("dropped stats of %s.%s: %s", service, route, exc)
+            return
+        sink.submit(outputs)
+
     async def on_stats(msg: Msg) -> None:
         tokens = msg.subject.split(".")
         if len(tokens) != 4:
@@ -142,23 +159,27 @@ async def run_enforcer(
             if window is not None:
                 sink.submit(engine.on_window(window))
             return
-        try:
-            outputs = engine.on_window_payload(tokens[2], tokens[3], msg.data)
-        except DecodeError as exc:
-            engine.dropped[f"stats:{exc.reason}"] += 1
-            log.debug("dropped stats on %s: %s", msg.subject, exc)
-            return
-        sink.submit(outputs)
+        for payload in windows.offer(tokens[2], tokens[3], msg.data):
+            judge_window(tokens[2], tokens[3], payload)
 
     async def on_fast(msg: Msg) -> None:
         evidence = decoded(msg, FastEvidence, "fast")
-        if evidence is not None:
-            sink.submit(engine.on_fast(evidence))
+        if evidence is None:
+            return
+        if msg.subject != f"{subjects.FAST_PREFIX}.{evidence.service}.{evidence.route}":
+            engine.dropped["fast:subject"] += 1
+            return
+        sink.submit(engine.on_fast(evidence))
 
     async def on_heartbeat(msg: Msg) -> None:
         heartbeat = decoded(msg, AgentHeartbeat, "heartbeat")
-        if heartbeat is not None:
-            sink.submit(engine.on_heartbeat(heartbeat))
+        if heartbeat is None:
+            return
+        if not subjects.heartbeat_matches(msg.subject, heartbeat.node, heartbeat.agent):
+            # the subject is what the server's permissions bind to the agent's user
+            engine.dropped["heartbeat:subject"] += 1
+            return
+        sink.submit(engine.on_heartbeat(heartbeat))
 
     async def on_select(msg: Msg) -> None:
         if not lease.held or not msg.reply:
@@ -225,6 +246,8 @@ async def run_enforcer(
                     sink.takeover(engine.path_states())
                 elif was_held and not held:
                     log.warning("enforcer %s: lost the lease, standby", instance)
+            for service, route, payload in windows.due():  # partial: no complete copy came
+                judge_window(service, route, payload)
             sink.submit(engine.tick(refresh_budget=REFRESH_BUDGET_SECONDS))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=TICK_SECONDS)

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 
 import msgspec
 from nats.js.kv import KeyValue
@@ -42,6 +43,7 @@ class OutputSink:
         store: EnforcerStore | None,
         lease: Lease,
         dropped: Counter[str] | None = None,
+        stamp: Callable[[PathState], PathState] | None = None,
     ) -> None:
         self.bus = bus
         self.paths = paths
@@ -54,6 +56,9 @@ class OutputSink:
         self.failures = 0
         #: outputs trimmed to fit or not written, by `output:<reason>`
         self.dropped: Counter[str] = Counter() if dropped is None else dropped
+        #: adds what the engine does not know to a PathState before it is written
+        #: (the replica whose window was judged: `WindowChoice.stamp`)
+        self.stamp = stamp or (lambda state: state)
 
     def _fit(self, message: msgspec.Struct, kind: str) -> bytes | None:
         """The JSON of `message`, trimmed to fit the server's max payload (counted)."""
@@ -103,7 +108,8 @@ class OutputSink:
 
         A route listed twice keeps only its last state, so concurrent puts of one
         key can never land out of order."""
-        latest = {subjects.path_key(state.service, state.route): state for state in states}
+        stamp = self.stamp
+        latest = {subjects.path_key(state.service, state.route): stamp(state) for state in states}
         items = list(latest.items())
         for start in range(0, len(items), PUT_CONCURRENCY):
             await asyncio.gather(

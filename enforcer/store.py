@@ -3,7 +3,9 @@
 The aggregator writes its history into the same file, so every table here is
 prefixed `enforcer_`. A (alarm id, status) pair is recorded once: `record_alarm`
 tells whether it is new, which is how a restarted enforcer avoids publishing
-an alarm twice.
+an alarm twice. What the streams hold and this store lacks (a crash between a
+publish and its record) is added at start by `record_published`
+(`enforcer.reconcile`).
 """
 
 from pathlib import Path
@@ -93,6 +95,27 @@ class EnforcerStore:
 
     async def record_alarm(self, alarm: Alarm) -> bool:
         """Store a raise or a clear; False when it was already recorded."""
+        added = await self._insert_alarm(alarm)
+        await self.db.commit()
+        return added
+
+    async def record_event(self, event: PathEvent) -> bool:
+        added = await self._insert_event(event)
+        await self.db.commit()
+        return added
+
+    async def record_published(self, alarms: list[Alarm], events: list[PathEvent]) -> int:
+        """Record, in one transaction, the alarms and transitions not recorded yet;
+        returns how many were missing."""
+        added = 0
+        for alarm in alarms:
+            added += await self._insert_alarm(alarm)
+        for event in events:
+            added += await self._insert_event(event)
+        await self.db.commit()
+        return added
+
+    async def _insert_alarm(self, alarm: Alarm) -> bool:
         at = alarm.cleared_at if alarm.status == "cleared" and alarm.cleared_at else alarm.raised_at
         cursor = await self.db.execute(
             "INSERT OR IGNORE INTO enforcer_alarms (id, status, service, route, cause, at, body)"
@@ -107,10 +130,9 @@ class EnforcerStore:
                 msgspec.json.encode(alarm).decode(),
             ),
         )
-        await self.db.commit()
         return cursor.rowcount > 0
 
-    async def record_event(self, event: PathEvent) -> bool:
+    async def _insert_event(self, event: PathEvent) -> bool:
         cursor = await self.db.execute(
             "INSERT OR IGNORE INTO enforcer_transitions (id, service, route, kind, ts, body)"
             " VALUES (?, ?, ?, ?, ?, ?)",
@@ -123,8 +145,12 @@ class EnforcerStore:
                 msgspec.json.encode(event).decode(),
             ),
         )
-        await self.db.commit()
         return cursor.rowcount > 0
+
+    async def recorded_alarms(self) -> set[tuple[str, str]]:
+        """Every recorded (alarm id, status)."""
+        async with self.db.execute("SELECT id, status FROM enforcer_alarms") as cursor:
+            return {(row[0], row[1]) for row in await cursor.fetchall()}
 
     async def active_alarms(self) -> list[Alarm]:
         """Raised alarms without a clear, oldest first."""

@@ -2,8 +2,12 @@
 
 `Bus.connect` reconnects forever, logs each state change and gives up at once when
 stop is requested while still connecting (StopRequested); `Bus.ensure`
-creates or updates the streams and KV buckets of the wire contract (safe to
-call from every process at every start); `Bus.close` drains.
+creates or updates the streams and KV buckets of the wire contract (the
+enforcer and `pathwatch up`, at every start); `Bus.try_ensure` only looks up
+what a role uses and creates what is missing, never updating anything, so a
+role under its least-privilege user asks for nothing it may not do; `Bus.close`
+drains. Every connection takes its replies on its own inbox prefix,
+`_INBOX_<user>` (`inbox_prefix`), so a user may be allowed to subscribe only there.
 """
 
 from __future__ import annotations
@@ -14,9 +18,10 @@ import logging
 import ssl
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import nats
 import nats.aio.client
@@ -35,7 +40,7 @@ from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 from pathwatch.listen import host_port
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message
-from schemas.names import is_subject_safe
+from schemas.names import is_subject_safe, subject_token
 from schemas.wire import PathState
 
 log = logging.getLogger("pathwatch.bus")
@@ -53,6 +58,8 @@ SNAPSHOT_ENTRY_TIMEOUT = 5.0
 #: How long `Bus.close` lets subscriptions and publishers drain: short, as every role
 #: must stop within 2 s of a signal (the rest is flushed at close).
 DRAIN_TIMEOUT_S = 1.0
+#: How long the clean-up of a client whose first connection failed may take.
+CLOSE_UNCONNECTED_S = 0.2
 #: Seconds between connect attempts while NATS cannot be reached.
 RECONNECT_WAIT_S = 0.5
 #: At most one "still cannot reach NATS" line per this many seconds.
@@ -79,6 +86,38 @@ STREAMS: tuple[StreamSpec, ...] = (
 
 
 @dataclass(frozen=True)
+class KvSpec:
+    """History and time-to-live of one KV bucket of the contract."""
+
+    bucket: str
+    history: int
+    ttl_s: float = 0.0
+
+
+BUCKETS: tuple[KvSpec, ...] = (
+    KvSpec(subjects.KV_PATHS, history=5),
+    KvSpec(subjects.KV_PROBES, history=1),
+    KvSpec(subjects.KV_LEASES, history=1),
+)
+ALL_STREAMS = tuple(spec.name for spec in STREAMS)
+ALL_BUCKETS = tuple(spec.bucket for spec in BUCKETS)
+
+
+def inbox_prefix(options: BusOptions) -> str:
+    """The inbox prefix of a connection: `options.inbox_prefix`, else `_INBOX_<user>` (its
+    replies, pull deliveries and watch deliveries arrive there, and accounts.conf lets
+    each user subscribe only there) with the user of the options or of the first server
+    URL (`nats://user:password@host`), else nats-py's `_INBOX`."""
+    if options.inbox_prefix:
+        return options.inbox_prefix
+    user = options.user or next(
+        (urlsplit(url if "://" in url else f"nats://{url}").username for url in options.servers),
+        None,
+    )
+    return f"_INBOX_{subject_token(user)}" if user else "_INBOX"
+
+
+@dataclass(frozen=True)
 class BusOptions:
     """How to reach NATS: a server list and optional credentials / TLS."""
 
@@ -93,6 +132,8 @@ class BusOptions:
     tls_key: str | None = None
     replicas: int = 1
     connect_timeout: float = 5.0
+    #: Replies arrive under this prefix (default: see `inbox_prefix`).
+    inbox_prefix: str | None = None
     on_reconnect: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     @staticmethod
@@ -102,6 +143,33 @@ class BusOptions:
 
 class StopRequested(Exception):
     """Stop was requested while still connecting to NATS: the caller ends quietly."""
+
+
+class NatsRefused(Exception):
+    """The first connection failed in a way retrying cannot mend (the server's TLS
+    certificate is not trusted, or the server refused ours): the message names the
+    servers and the problem, and the role exits with it."""
+
+
+def tls_refusal(options: BusOptions, exc: ssl.SSLError) -> NatsRefused | None:
+    """NatsRefused for a TLS failure about certificates, None for any other (a server
+    that is restarting may break off a handshake: that is worth retrying)."""
+    servers = ", ".join(_without_credentials(url) for url in options.servers)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        trusted = f"tls-ca {options.tls_ca}" if options.tls_ca else "the system's CAs"
+        problem = (
+            f"its certificate is not trusted ({exc.verify_message}; checked against {trusted})"
+        )
+    elif any(word in (exc.reason or "").upper() for word in ("CERTIFICATE", "UNKNOWN_CA")):
+        problem = f"it refused this client's certificate ({exc.reason})"
+    else:
+        return None
+    return NatsRefused(f"TLS to NATS server {servers}: {problem}")
+
+
+def _without_credentials(url: str) -> str:
+    parts = urlsplit(url if "://" in url else f"nats://{url}")
+    return f"{parts.scheme}://{host_port(parts.hostname or '', parts.port or 4222)}"
 
 
 class _RepeatedFailures:
@@ -204,6 +272,10 @@ class Bus:
         failures = _RepeatedFailures(options.name)
 
         async def error_cb(exc: Exception) -> None:
+            if "bus" not in holder and isinstance(exc, ssl.SSLError):
+                refused = tls_refusal(options, exc)
+                if refused is not None:
+                    raise refused  # out of the first connect: retrying cannot help
             if isinstance(exc, OSError | TimeoutError):
                 failures.report(exc)  # connect attempts: once, then a summary now and then
             else:
@@ -227,19 +299,28 @@ class Bus:
         async def closed_cb() -> None:
             log.debug("nats %s: closed", options.name)
 
-        nc = await nats.connect(
-            servers=options.servers,
-            name=options.name,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=RECONNECT_WAIT_S,
-            connect_timeout=options.connect_timeout,
-            allow_reconnect=True,
-            error_cb=error_cb,
-            disconnected_cb=disconnected_cb,
-            reconnected_cb=reconnected_cb,
-            closed_cb=closed_cb,
+        settings: dict[str, Any] = {
+            "servers": options.servers,
+            "name": options.name,
+            "max_reconnect_attempts": -1,
+            "reconnect_time_wait": RECONNECT_WAIT_S,
+            "connect_timeout": options.connect_timeout,
+            "allow_reconnect": True,
+            "error_cb": error_cb,
+            "disconnected_cb": disconnected_cb,
+            "reconnected_cb": reconnected_cb,
+            "closed_cb": closed_cb,
+            "inbox_prefix": inbox_prefix(options),
             **_auth_and_tls(options),
-        )
+        }
+        nc = Client()
+        try:
+            await nc.connect(**settings)
+        except BaseException:
+            # a client that never connected holds a socket (its close can wait forever)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(nc.close(), CLOSE_UNCONNECTED_S)
+            raise
         failures.clear()
         log.info("nats %s: connected to %s", options.name, _server_of(nc))
         bus = cls(nc, options)
@@ -248,59 +329,72 @@ class Bus:
 
     async def ensure(self) -> None:
         """Create or update the contract's streams and KV buckets (idempotent)."""
-        replicas = self.options.replicas
         for spec in STREAMS:
-            config = StreamConfig(
-                name=spec.name,
-                subjects=spec.subjects,
-                retention=RetentionPolicy.LIMITS,
-                storage=StorageType.FILE,
-                max_age=spec.max_age_s,
-                max_bytes=spec.max_bytes,
-                max_msgs=spec.max_msgs,
-                discard=DiscardPolicy.OLD,
-                num_replicas=replicas,
-                duplicate_window=120.0,
-            )
+            config = self._stream_config(spec)
             try:
                 await self.js.stream_info(spec.name)
             except NotFoundError:
                 await self.js.add_stream(config)
             else:
                 await self.js.update_stream(config)
-        await self._ensure_kv(subjects.KV_PATHS, history=5, ttl=0)
-        await self._ensure_kv(subjects.KV_PROBES, history=1, ttl=0)
-        await self._ensure_kv(subjects.KV_LEASES, history=1, ttl=0)
+        for kv_spec in BUCKETS:
+            await self._ensure_kv(kv_spec)
 
-    async def try_ensure(self) -> bool:
-        """`ensure` for roles that may lack the right to manage streams (aggregator,
-        router, API on a secured cluster): on a refusal or time-out, log and go on,
-        trusting the enforcer or an admin to have set JetStream up. True when done."""
+    async def try_ensure(
+        self, streams: Collection[str] = ALL_STREAMS, buckets: Collection[str] = ALL_BUCKETS
+    ) -> bool:
+        """For roles that do not own JetStream (aggregator, router, API, CLI): look up the
+        `streams` and `buckets` the role uses and create only those missing, never
+        updating one, so under its own user a role asks for nothing it may not do once
+        the enforcer (or an admin) has set JetStream up. A refusal or time-out is logged
+        and the role goes on. True when everything is in place."""
         try:
-            await self.ensure()
+            for spec in STREAMS:
+                if spec.name in streams:
+                    try:
+                        await self.js.stream_info(spec.name)
+                    except NotFoundError:
+                        await self.js.add_stream(self._stream_config(spec))
+            for kv_spec in BUCKETS:
+                if kv_spec.bucket in buckets:
+                    await self._ensure_kv(kv_spec)
         except (TimeoutError, nats.errors.Error) as exc:
             log.warning(
                 "could not set up JetStream streams and buckets (%s); assuming the enforcer"
-                " or an admin has (this role may lack the permission)",
+                " or an admin will (this role may lack the permission)",
                 exc.__class__.__name__,
             )
             return False
         return True
 
-    async def _ensure_kv(self, bucket: str, history: int, ttl: float) -> KeyValue:
+    def _stream_config(self, spec: StreamSpec) -> StreamConfig:
+        return StreamConfig(
+            name=spec.name,
+            subjects=spec.subjects,
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=spec.max_age_s,
+            max_bytes=spec.max_bytes,
+            max_msgs=spec.max_msgs,
+            discard=DiscardPolicy.OLD,
+            num_replicas=self.options.replicas,
+            duplicate_window=120.0,
+        )
+
+    async def _ensure_kv(self, spec: KvSpec) -> KeyValue:
         try:
-            kv = await self.js.key_value(bucket)
+            kv = await self.js.key_value(spec.bucket)
         except BucketNotFoundError:
             kv = await self.js.create_key_value(
                 KeyValueConfig(
-                    bucket=bucket,
-                    history=history,
-                    ttl=ttl or None,
+                    bucket=spec.bucket,
+                    history=spec.history,
+                    ttl=spec.ttl_s or None,
                     storage=StorageType.FILE,
                     replicas=self.options.replicas,
                 )
             )
-        self._kv[bucket] = kv
+        self._kv[spec.bucket] = kv
         return kv
 
     async def kv(self, bucket: str) -> KeyValue:

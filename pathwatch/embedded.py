@@ -121,7 +121,8 @@ class EmbeddedNats:
 
     def _wait_ready(self, timeout: float) -> None:
         """Ready when the server answers a PING with PONG on its client port (or, when it
-        requires credentials we were not given, refuses them: that too is an answer)."""
+        requires credentials we were not given, refuses them: that too is an answer; a
+        server that takes TLS only is ready once it offers it)."""
         deadline = time.monotonic() + timeout
         last_error = "no answer"
         while time.monotonic() < deadline:
@@ -135,6 +136,8 @@ class EmbeddedNats:
                 with socket.create_connection((self.host, self.port), timeout=0.5) as sock:
                     sock.settimeout(1.0)
                     info = sock.recv(4096)
+                    if info.startswith(b"INFO") and b'"tls_required":true' in info:
+                        return
                     if info.startswith(b"INFO"):
                         sock.sendall(b'CONNECT {"verbose":false}\r\nPING\r\n')
                         reply = sock.recv(4096)

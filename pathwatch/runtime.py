@@ -19,10 +19,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from pathwatch.bus import BusOptions, StopRequested
+from pathwatch.bus import BusOptions, NatsRefused, StopRequested
 from pathwatch.configfile import ConfigError, LoadedConfig, load_config
 from pathwatch.logs import LogFormat, log_handler
-from pathwatch.statedir import NoRunningUp, read_endpoint, state_dir
+from pathwatch.statedir import NoRunningUp, read_auth, read_endpoint, state_dir
 from schemas.config import NatsConfig
 
 #: Errors for the operator; never wrapped (under systemd stderr is no terminal).
@@ -80,8 +80,9 @@ def load_or_exit(path: Path | None) -> LoadedConfig:
 def bus_options(nats: NatsConfig, name: str, url: str | None = None) -> BusOptions:
     """BusOptions for a component named `name`: the server is `url` (--nats), else
     PATHWATCH_NATS_URL, else `nats.url`; when that is `embedded`, the server of the
-    `pathwatch up` running on the config's state directory (its `up.json`; NoRunningUp
-    when there is none).
+    `pathwatch up` running on the config's state directory, with its credentials (its
+    `up.json` and the file it names; NoRunningUp when there is none or they cannot be
+    read).
 
     PATHWATCH_NATS_USER, PATHWATCH_NATS_PASSWORD, PATHWATCH_NATS_TOKEN and
     PATHWATCH_NATS_CREDENTIALS override the config, so systemd credentials or
@@ -89,16 +90,20 @@ def bus_options(nats: NatsConfig, name: str, url: str | None = None) -> BusOptio
     """
     env = os.environ
     server = url or env.get("PATHWATCH_NATS_URL") or nats.url
-    credentials = env.get("PATHWATCH_NATS_CREDENTIALS") or nats.credentials
+    user = env.get("PATHWATCH_NATS_USER") or nats.user
+    password = env.get("PATHWATCH_NATS_PASSWORD") or nats.password
     if server == "embedded":
         endpoint = read_endpoint(state_dir(nats))
-        server, credentials = endpoint.nats_url, credentials or endpoint.nats_credentials
+        server = endpoint.nats_url
+        auth = read_auth(endpoint)
+        if auth is not None:
+            user, password = auth.user, auth.password
     return BusOptions.from_url(
         server,
         name=name,
-        credentials=credentials,
-        user=env.get("PATHWATCH_NATS_USER") or nats.user,
-        password=env.get("PATHWATCH_NATS_PASSWORD") or nats.password,
+        credentials=env.get("PATHWATCH_NATS_CREDENTIALS") or nats.credentials,
+        user=user,
+        password=password,
         token=env.get("PATHWATCH_NATS_TOKEN") or nats.token,
         tls_ca=nats.tls_ca,
         tls_cert=nats.tls_cert,
@@ -121,7 +126,8 @@ def run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     SIGINT / SIGTERM with status 0.
 
     The signal sets `stop`; what is still running CANCEL_AFTER_S later (or at a second
-    signal) is cancelled. StopRequested (a stop while still connecting) ends quietly.
+    signal) is cancelled. StopRequested (a stop while still connecting) ends quietly;
+    NatsRefused (NATS can never be used as configured) is logged and exits 1.
     SIGHUP is logged and ignored unless `main` installs its own handler (the agent
     reloads its config on it).
     """
@@ -164,6 +170,9 @@ async def _supervise(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
         await work
     except StopRequested:
         log.info("stopped before NATS was reached")
+    except NatsRefused as exc:  # a configuration problem: say it, without a traceback
+        log.error("%s", exc)
+        raise typer.Exit(1) from None
     except asyncio.CancelledError:
         if not stop.is_set():
             raise

@@ -4,16 +4,22 @@ by default, where the default config also keeps its SQLite store).
 * `up.lock` keeps one `pathwatch up` per directory: an flock that the kernel releases
   when the process ends, however it ends; it holds the owner's pid for the message.
 * `up.json` tells the other commands (`alarms --follow`, the roles) where the
-  embedded NATS server of the running `up` listens (and, once `up` runs its server with
-  credentials, which credentials file to use). It is removed on a clean exit; one left
-  behind by a process that is gone is recognised as stale.
+  embedded NATS server of the running `up` listens and which file holds its
+  credentials. It is removed on a clean exit; one left behind by a process that is
+  gone is recognised as stale.
+* `nats-auth.json` (mode 0600) holds the user and password of the embedded server,
+  made at the first start and kept; `nats-server.conf` (0600) gives them to the
+  server. Only the local user that runs `up` (and root) can read them, so no other
+  local user can reach the server's streams and buckets.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
+import secrets
 from pathlib import Path
 from types import TracebackType
 
@@ -23,6 +29,10 @@ from schemas.config import NatsConfig
 
 LOCK_NAME = "up.lock"
 ENDPOINT_NAME = "up.json"
+AUTH_NAME = "nats-auth.json"
+SERVER_CONFIG_NAME = "nats-server.conf"
+#: The user of the embedded server (every part of `up` and every local command).
+EMBEDDED_USER = "pathwatch"
 
 
 def state_dir(nats: NatsConfig) -> Path:
@@ -75,8 +85,62 @@ class UpEndpoint(msgspec.Struct, frozen=True, kw_only=True):
 
     pid: int
     nats_url: str
-    #: A NATS credentials file for clients, when `up` runs its server with credentials.
-    nats_credentials: str | None = None
+    #: The file with the user and password of the server (`NatsAuth`).
+    nats_auth: str | None = None
+
+
+class NatsAuth(msgspec.Struct, frozen=True, kw_only=True):
+    """The credentials of the embedded server (`nats-auth.json`)."""
+
+    user: str
+    password: str
+
+
+def embedded_auth(directory: Path) -> tuple[NatsAuth, Path]:
+    """The credentials of the embedded server in `directory` (made at the first start,
+    mode 0600), and the server config file that requires them (written anew, 0600)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / AUTH_NAME
+    if not path.exists():
+        auth = NatsAuth(user=EMBEDDED_USER, password=secrets.token_hex(24))
+        _write_private(path, msgspec.json.encode(auth) + b"\n")
+    os.chmod(path, 0o600)  # also tightens a copy made with a looser mode
+    auth = msgspec.json.decode(path.read_bytes(), type=NatsAuth)
+    config = directory / SERVER_CONFIG_NAME
+    user, password = json.dumps(auth.user), json.dumps(auth.password)
+    text = (
+        f"# written by pathwatch up at every start, from {AUTH_NAME}\n"
+        f"authorization {{ user: {user}, password: {password} }}\n"
+    )
+    _write_private(config, text.encode())
+    return auth, config
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write `path` atomically, readable by its owner only from the first byte on."""
+    partial = path.with_name(path.name + ".partial")
+    partial.unlink(missing_ok=True)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(partial, path)
+
+
+def read_auth(endpoint: UpEndpoint) -> NatsAuth | None:
+    """The credentials named by `endpoint`, None when its server has none; NoRunningUp
+    saying why when they cannot be read (another local user's `up`, say)."""
+    if endpoint.nats_auth is None:
+        return None
+    try:
+        return msgspec.json.decode(Path(endpoint.nats_auth).read_bytes(), type=NatsAuth)
+    except (OSError, msgspec.DecodeError) as exc:
+        raise NoRunningUp(
+            f"cannot read the credentials of the running pathwatch up ({exc}): run this as"
+            " the user that started it, or give --nats URL with credentials"
+        ) from None
 
 
 class NoRunningUp(RuntimeError):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -26,16 +25,13 @@ from pathwatch.bus import Bus
 from schemas import subjects
 from schemas.codec import encode
 from schemas.limits import MAX_STATUS_COUNTERS, STATUS_INTERVAL_S
+from schemas.names import subject_token
 from schemas.wire import RoleStatus
 
 log = logging.getLogger("pathwatch.status")
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
-
-
-def instance_name(text: str) -> str:
-    """`text` made subject-safe (other characters become `-`, at most 64)."""
-    return _UNSAFE.sub("-", text)[:64] or "default"
+#: A role instance's name as a subject token.
+instance_name = subject_token
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 Starts an embedded nats-server unless `nats.url` names servers (then it first takes
 the state directory's lock, refusing to start beside another `up` on the same store,
-and writes `up.json` so other commands find the server), sets up the JetStream streams
+runs the server with the credentials kept there, and writes `up.json` so other
+commands find the server and its credentials), sets up the JetStream streams
 and buckets, then runs the agent (every route), the aggregator, the enforcer, the
 REST API and (when the config has `notifiers:`) the notifier as asyncio tasks until
 `stop` is set or one of them fails. Stopping is
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 from collections.abc import Awaitable, Callable, Coroutine
@@ -32,8 +34,11 @@ from pathwatch.grafana.annotations import run_configured_annotator
 from pathwatch.listen import ListenError
 from pathwatch.runtime import bus_options
 from pathwatch.statedir import (
+    AUTH_NAME,
+    NatsAuth,
     StateDirLock,
     UpEndpoint,
+    embedded_auth,
     remove_endpoint,
     state_dir,
     write_endpoint,
@@ -69,7 +74,7 @@ async def run_all(loaded: LoadedConfig, stop: asyncio.Event, node: str | None = 
     or ends, and StateDirBusy if another `up` holds the state directory."""
     config = loaded.config
     async with contextlib.AsyncExitStack() as stack:
-        url = _start_nats(config, stack)
+        url, auth = _start_nats(config, stack)
         log.info("store: SQLite %s", _prepare_store(config.store.path))
         log.info(
             "API: http://%s  metrics: http://%s/metrics", config.api.listen, config.metrics.listen
@@ -79,7 +84,10 @@ async def run_all(loaded: LoadedConfig, stop: asyncio.Event, node: str | None = 
         stack.push_async_callback(_close_all, buses)
 
         async def connect(role: str) -> Bus:
-            bus = await Bus.connect(bus_options(config.nats, f"pathwatch-{role}", url), stop)
+            options = bus_options(config.nats, f"pathwatch-{role}", url)
+            if auth is not None:
+                options = dataclasses.replace(options, user=auth.user, password=auth.password)
+            bus = await Bus.connect(options, stop)
             buses.append(bus)
             return bus
 
@@ -88,24 +96,36 @@ async def run_all(loaded: LoadedConfig, stop: asyncio.Event, node: str | None = 
         await _run_parts(parts, stop)
 
 
-def _start_nats(config: PathwatchConfig, stack: contextlib.AsyncExitStack) -> str:
+def _start_nats(
+    config: PathwatchConfig, stack: contextlib.AsyncExitStack
+) -> tuple[str, NatsAuth | None]:
     """The URL of NATS: `nats.url`, or an embedded nats-server started here (with the
-    state directory locked and `up.json` written, both undone by `stack`)."""
+    state directory locked and `up.json` written, both undone by `stack`) and the
+    credentials it requires (kept in the state directory)."""
     if config.nats.url != "embedded":
         log.info("NATS: %s", config.nats.url)
-        return config.nats.url
+        return config.nats.url, None
     directory = state_dir(config.nats)
     stack.enter_context(StateDirLock(directory))
-    embedded = EmbeddedNats(store_dir=config.nats.store_dir)
+    auth, server_config = embedded_auth(directory)
+    embedded = EmbeddedNats(store_dir=config.nats.store_dir, config_file=server_config)
     try:
         embedded.start()  # from this thread: the server dies with it (PDEATHSIG)
     except (NatsServerMissing, RuntimeError, OSError) as exc:
         raise ComponentFailed(f"embedded nats-server: {exc}") from None
     stack.callback(_stop_server, embedded)
-    log.info("NATS: embedded nats-server on %s (store %s)", embedded.url, embedded.store_dir)
-    write_endpoint(directory, UpEndpoint(pid=os.getpid(), nats_url=embedded.url))
+    log.info(
+        "NATS: embedded nats-server on %s (store %s, credentials %s)",
+        embedded.url,
+        embedded.store_dir,
+        directory / AUTH_NAME,
+    )
+    endpoint = UpEndpoint(
+        pid=os.getpid(), nats_url=embedded.url, nats_auth=str((directory / AUTH_NAME).resolve())
+    )
+    write_endpoint(directory, endpoint)
     stack.callback(remove_endpoint, directory)
-    return embedded.url
+    return embedded.url, auth
 
 
 def _stop_server(embedded: EmbeddedNats) -> None:
@@ -156,6 +176,7 @@ async def _parts(
                 stop=stop,
                 store_path=config.store.path,
                 metrics_listen=config.metrics.listen,
+                replica="local",
                 metrics_collectors=[notifiers.collector()] if notifiers else [],
             ),
         ),

@@ -132,6 +132,17 @@ class AggregatorConfig(_Cfg, frozen=True, kw_only=True):
         float,
         seconds("An agent's clock further off than this raises a clock-skew alarm.", gt=0, le=3600),
     ] = 1.0
+    skew_alarm_after: Annotated[
+        float,
+        seconds(
+            "How long an agent's clock must stay off by more than `skew-alarm` before the"
+            " alarm is raised; the offset is judged on the batches that arrived in the last"
+            " this-many seconds, so batches that waited out a NATS outage (old `sent` times)"
+            " are never judged alone.",
+            ge=0,
+            le=3600,
+        ),
+    ] = 30.0
 
 
 class EnforcerConfig(_Cfg, frozen=True, kw_only=True):

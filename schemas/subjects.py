@@ -20,7 +20,7 @@ FAST_ALL = "pw.fast.*.*"
 EVENT_ALL = "pw.event.>"
 ALARM_ALL = "pw.alarm.>"
 CMD_ALL = "pw.cmd.>"
-HEARTBEAT_ALL = "pw.agent.hb.*"
+HEARTBEAT_ALL = "pw.agent.hb.*.*"
 STATUS_ALL = "pw.status.*.*"
 DEADLETTER_ALL = "pw.deadletter.*"
 
@@ -82,8 +82,20 @@ def lb_select(service: str) -> str:
     return f"{LB_SELECT_PREFIX}.{_token(service)}"
 
 
-def heartbeat(agent: str) -> str:
-    return f"{HEARTBEAT_PREFIX}.{_token(agent)}"
+#: The node token of the heartbeat of an agent that probes every node's routes (node "").
+ALL_NODES = "_all"
+
+
+def heartbeat(node: str, agent: str) -> str:
+    """`pw.agent.hb.<node>.<agent>`: the node in the subject lets the server bind a node's
+    NATS user to its own node's heartbeats (accounts.conf); receivers check the payload
+    against it (`heartbeat_matches`)."""
+    return f"{HEARTBEAT_PREFIX}.{_token(node or ALL_NODES)}.{_token(agent)}"
+
+
+def heartbeat_matches(subject: str, node: str, agent: str) -> bool:
+    """Whether a heartbeat naming `node` and `agent` came on their own subject."""
+    return subject == f"{HEARTBEAT_PREFIX}.{node or ALL_NODES}.{agent}"
 
 
 def status(role: str, instance: str) -> str:

@@ -49,6 +49,8 @@ Timestamp = Annotated[float, Meta(ge=0, le=4102444800)]
 Millis = Annotated[float, Meta(ge=0, le=3.6e6)]
 Percent = Annotated[float, Meta(ge=0, le=100)]
 Count = Annotated[int, Meta(ge=0)]
+#: An aggregator replica's name ("" when not said).
+ReplicaName = Annotated[str, Meta(max_length=64)]
 #: A lane label taken from input (measurement `destination`, `probe`).
 Label = Annotated[str, Meta(max_length=MAX_LABEL_CHARS)]
 
@@ -155,6 +157,12 @@ class WindowStats(Message, frozen=True, kw_only=True):
     agents: list[str] = []
     late: Count = 0
     duplicates: Count = 0
+    #: The aggregator replica that made the window (`pathwatch aggregator --replica`);
+    #: every replica of a partition makes one, the enforcer judges one (a complete one).
+    replica: ReplicaName = ""
+    #: Since when (the replica's clock) it has received every measurement of its
+    #: partition without a gap: after `window_start`, the window may lack some (partial).
+    receiving_since: Timestamp = 0.0
 
 
 FastKind = Literal[
@@ -273,6 +281,8 @@ class PathState(Message, frozen=True, kw_only=True):
     quality: float = 0.0
     lanes: list[LaneState] = []
     probes: list[ProbeStatus] = []
+    #: The aggregator replica whose window was judged last.
+    window_replica: ReplicaName = ""
 
 
 PathEventKind = Literal["path-down", "path-up", "probation", "best-effort", "stale", "fresh"]
@@ -372,7 +382,8 @@ class LbSelectReply(Message, frozen=True, kw_only=True):
 
 
 class AgentHeartbeat(Message, frozen=True, kw_only=True):
-    """Liveness and counters of an agent; subject `pw.agent.hb.<agent>`."""
+    """Liveness and counters of an agent; subject `pw.agent.hb.<node>.<agent>` (node
+    `_all` for an agent of every node)."""
 
     agent: Name
     node: str

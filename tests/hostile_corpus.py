@@ -125,7 +125,7 @@ def _subject(prefix_name: str, service: str, route: str, node: str, agent: str) 
         "CMD_ROUTE_PREFIX": lambda: subjects.cmd_route(node),
         "CMD_HEAL_PREFIX": lambda: subjects.cmd_heal(service, route),
         "LB_SELECT_PREFIX": lambda: subjects.lb_select(service),
-        "HEARTBEAT_PREFIX": lambda: subjects.heartbeat(agent),
+        "HEARTBEAT_PREFIX": lambda: subjects.heartbeat(node, agent),
         "STATUS_PREFIX": lambda: subjects.status("hostile", "x"),
         "DEADLETTER_PREFIX": lambda: subjects.deadletter("hostile"),
     }

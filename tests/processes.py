@@ -3,6 +3,7 @@ config and log file, wait for log lines (with deadlines), signal it and time its
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -72,7 +73,10 @@ class Process:
     ended_at: float | None = None
 
     @classmethod
-    def start(cls, name: str, args: list[str], directory: Path) -> Process:
+    def start(
+        cls, name: str, args: list[str], directory: Path, env: dict[str, str] | None = None
+    ) -> Process:
+        """Start `pathwatch *args` in `directory`, with `env` added to this environment."""
         directory.mkdir(parents=True, exist_ok=True)
         log_path = directory / f"{name}.log"
         with log_path.open("wb") as log:
@@ -83,6 +87,7 @@ class Process:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                env={**os.environ, **env} if env else None,
             )
         return cls(name, popen, log_path)
 

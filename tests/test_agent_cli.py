@@ -53,7 +53,7 @@ async def test_agent_command_reloads_on_sighup_and_drains_on_sigterm(
     async def on_meas(msg: object) -> None:
         batches.append(decode_message(msg.data, MeasurementBatch))  # type: ignore[attr-defined]
 
-    await bus.nc.subscribe("pw.agent.hb.cli-agent", cb=on_hb)
+    await bus.nc.subscribe("pw.agent.hb.*.cli-agent", cb=on_hb)
     await bus.nc.subscribe("pw.meas.web.r1", cb=on_meas)
     await bus.nc.flush()
     process = await asyncio.create_subprocess_exec(

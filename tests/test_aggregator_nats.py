@@ -16,6 +16,7 @@ from tests.conftest import wait_for
 
 CONFIG = parse_config(
     """
+aggregator: {skew-alarm-after: 0}  # one skewed batch raises at once
 services:
   itest:
     address: [127.0.0.1/32]

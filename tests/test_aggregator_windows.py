@@ -185,14 +185,18 @@ def test_future_timestamps_are_dropped() -> None:
     assert aggregator.book.open_windows() == 1
 
 
-def test_clock_skew_raises_once_and_clears() -> None:
-    aggregator = Aggregator(CONFIG)
+def test_clock_skew_raises_once_after_it_lasted_and_clears() -> None:
+    aggregator = Aggregator(CONFIG)  # skew-alarm 1 s, skew-alarm-after 30 s (default)
     for seq in range(3):
         aggregator.handle("pw.meas.web.r1", batch(seq, [ping(T0 + 1)], sent=T0 + 1 + 0.2), T0 + 1)
     assert aggregator.take_alarms() == []
-    # the agent's clock jumps 3 s ahead
-    for seq in range(3, 6):
-        aggregator.handle("pw.meas.web.r1", batch(seq, [ping(T0 + 2)], sent=T0 + 5), T0 + 2)
+    # the agent's clock jumps 3 s ahead: judged over 30 s of arrivals before the alarm
+    for second in range(2, 32):
+        now = T0 + second
+        aggregator.handle("pw.meas.web.r1", batch(second + 10, [ping(now)], sent=now + 3), now)
+        assert aggregator.take_alarms() == [], second
+    now = T0 + 32
+    aggregator.handle("pw.meas.web.r1", batch(99, [ping(now)], sent=now + 3), now)
     raised = aggregator.take_alarms()
     assert len(raised) == 1
     alarm = raised[0]
@@ -204,12 +208,41 @@ def test_clock_skew_raises_once_and_clears() -> None:
     )
     assert aggregator.skew.estimate("a1") == 3.0
     # back in step: once the skewed samples have left the estimate, the alarm clears
-    for seq in range(6, 40):
-        aggregator.handle("pw.meas.web.r1", batch(seq, [ping(T0 + 3)], sent=T0 + 3), T0 + 3)
+    for seq in range(100, 140):
+        aggregator.handle("pw.meas.web.r1", batch(seq, [ping(T0 + 33)], sent=T0 + 33), T0 + 33)
     cleared = aggregator.take_alarms()
     assert [(a.status, a.id, a.raised_at) for a in cleared] == [
         ("cleared", alarm.id, alarm.raised_at)
     ]
+
+
+def test_batches_that_waited_out_an_outage_raise_no_skew_alarm() -> None:
+    """An agent in step, one batch a second; NATS stops for 20 s, then for 120 s: the
+    batches made meanwhile arrive at once when it is back (old `sent` times), then
+    fresh ones follow. The burst alone reads up to 20 s / 120 s behind."""
+    aggregator = Aggregator(CONFIG)
+    seq = 0
+
+    def batch_at(made: float, arrives: float) -> None:
+        nonlocal seq
+        seq += 1
+        aggregator.handle("pw.meas.web.r1", batch(seq, [ping(made)], sent=made), arrives)
+
+    second = 0.0
+    for outage in (20, 120):
+        for _ in range(10):  # in step
+            second += 1
+            batch_at(T0 + second, T0 + second + 0.01)
+        back = second + outage
+        while second < back:  # made during the outage, delivered when it ends
+            second += 1
+            batch_at(T0 + second, T0 + back + 0.02)
+        assert aggregator.skew.estimate("a1") is not None
+    for _ in range(10):  # fresh again
+        second += 1
+        batch_at(T0 + second, T0 + second + 0.01)
+    assert aggregator.take_alarms() == []
+    assert abs(aggregator.skew.estimate("a1") or 0.0) < 0.1
 
 
 def test_consecutive_failures_fire_once_per_run() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pathwatch.bus import READ_BUFFER_BYTES, STREAMS, Bus, BusOptions
+from pathwatch.bus import READ_BUFFER_BYTES, STREAMS, Bus, BusOptions, inbox_prefix
 from pathwatch.embedded import EmbeddedNats, NatsServerMissing, find_nats_server
 from schemas import subjects
 from tests.conftest import wait_for
@@ -140,3 +140,15 @@ async def test_close_is_quick_and_clean_when_the_server_is_gone(tmp_path: Path) 
         await bus.close()  # twice is fine
     finally:
         server.stop()
+
+
+def test_each_connection_takes_its_replies_under_its_users_inbox_prefix() -> None:
+    """accounts.conf lets each user subscribe only `_INBOX_<user>.>`."""
+    assert inbox_prefix(BusOptions.from_url("nats://a:4222", user="router-site-a")) == (
+        "_INBOX_router-site-a"
+    )
+    assert inbox_prefix(BusOptions.from_url("nats://api:pw@a:4222,nats://b:4222")) == "_INBOX_api"
+    assert inbox_prefix(BusOptions.from_url("nats://a:4222", user="a.b c")) == "_INBOX_a-b-c"
+    assert inbox_prefix(BusOptions.from_url("nats://a:4222")) == "_INBOX"
+    explicit = BusOptions.from_url("nats://a:4222", user="x", inbox_prefix="_INBOX_custom")
+    assert inbox_prefix(explicit) == "_INBOX_custom"

@@ -89,7 +89,8 @@ def path_states(service: str) -> list[PathState]:
             lanes=[tcp_lane(mean_ms), tcp_lane(mean_ms, "api", "127.0.0.1")],
         )
         states.extend(engine.on_window(window).paths)
-    return states
+    # the enforcer names the aggregator replica whose window it judged (WindowChoice.stamp)
+    return [msgspec.structs.replace(state, window_replica="agg-b") for state in states]
 
 
 @dataclass
@@ -201,5 +202,7 @@ async def test_min_how_the_tcp_probe_is_judged_and_the_load_balancer_order(api: 
     assert aggregate.split()[6:7] == ["profile"] and "0.62" in aggregate  # min = mean / 2
     [probe_row] = [line for line in out.splitlines() if line.lstrip().startswith("api ")]
     assert "lanes tcp/high" in probe_row and " no " not in probe_row
+    [window_from] = [line for line in out.splitlines() if "Window-From" in line]
+    assert window_from.split() == ["Window-From", "agg-b"]
     # r2 has the better quality score (lower latency); both meet the SLA, so cost decides
     assert await _routes(api) == ["r1", "r2"]

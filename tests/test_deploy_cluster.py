@@ -445,6 +445,7 @@ async def check_router(bed: Bed, outcome: Outcome) -> None:
         user="router-site-a-edge",
         password=password("ROUTER_SITE_A_EDGE"),
         error_cb=error_cb,
+        inbox_prefix="_INBOX_router-site-a-edge",  # the only inbox its user may read
     )
     js = router.jetstream()
     try:

@@ -120,7 +120,9 @@ async def test_many_destinations_and_many_names_stay_bounded(
     # --- many names -------------------------------------------------------------
     for n in range(20_000):
         node = "local" if n % 2 else f"nowhere-{n}"
-        await bus.nc.publish(subjects.heartbeat(f"made-up-{n}"), _heartbeat(f"made-up-{n}", node))
+        await bus.nc.publish(
+            subjects.heartbeat(node, f"made-up-{n}"), _heartbeat(f"made-up-{n}", node)
+        )
     rss = [after_destinations_mb]
     for n in range(NAMES):
         await bus.nc.publish(subject, _batch(f"name-{n}", 1, ["127.0.0.1"]))

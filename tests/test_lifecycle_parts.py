@@ -24,6 +24,8 @@ from pathwatch.statedir import (
     StateDirBusy,
     StateDirLock,
     UpEndpoint,
+    embedded_auth,
+    read_auth,
     read_endpoint,
     remove_endpoint,
     write_endpoint,
@@ -152,6 +154,23 @@ def test_the_endpoint_is_read_back_and_a_stale_or_missing_one_explained(tmp_path
     remove_endpoint(tmp_path)
     remove_endpoint(tmp_path)  # twice is fine
     assert not (tmp_path / "up.json").exists()
+
+
+def test_the_embedded_credentials_are_made_once_kept_private_and_required(
+    tmp_path: Path,
+) -> None:
+    auth, server_config = embedded_auth(tmp_path)
+    again, _ = embedded_auth(tmp_path)
+    assert again == auth and len(auth.password) >= 32
+    for path in (tmp_path / "nats-auth.json", server_config):
+        assert path.stat().st_mode & 0o777 == 0o600
+    (tmp_path / "nats-auth.json").chmod(0o644)  # a copy made with a looser mode
+    assert embedded_auth(tmp_path)[0] == auth
+    assert (tmp_path / "nats-auth.json").stat().st_mode & 0o777 == 0o600
+    assert f'password: "{auth.password}"' in server_config.read_text()
+    endpoint = UpEndpoint(pid=os.getpid(), nats_url="nats://x:1", nats_auth=str(tmp_path / "no"))
+    with pytest.raises(NoRunningUp, match="cannot read the credentials"):
+        read_auth(endpoint)
 
 
 def _finished_pid() -> int:

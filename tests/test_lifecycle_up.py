@@ -1,5 +1,6 @@
-"""`pathwatch up` and its state directory, as a user meets them: other commands find its
-NATS server without a URL, a second `up` on the same directory is refused, SIGHUP is
+"""`pathwatch up` and its state directory, as a user meets them: its NATS server refuses
+a client without the credentials kept there (0600), other commands and roles find the
+server and the credentials without a URL, a second `up` on the same directory is refused, SIGHUP is
 logged and ignored, Ctrl-C ends it within 2 s; and a taken port is named, with the
 remedy, by `up`, the API and the aggregator, which then exit non-zero."""
 
@@ -16,12 +17,14 @@ from pathlib import Path
 
 import httpx
 import msgspec
+import nats
+import nats.errors
 import pytest
 import yaml
 
 from pathwatch.bus import Bus, BusOptions
 from pathwatch.runtime import STOP_DEADLINE_S
-from pathwatch.statedir import UpEndpoint
+from pathwatch.statedir import NatsAuth, UpEndpoint
 from schemas import subjects
 from schemas.codec import encode
 from schemas.wire import Alarm
@@ -42,6 +45,15 @@ def log_time(log: str, text: str) -> float:
     return datetime.fromisoformat(line.split()[0]).timestamp()
 
 
+def private_auth(endpoint: UpEndpoint, state: Path) -> NatsAuth:
+    """The credentials `up.json` names: in the state directory, readable by us only."""
+    assert endpoint.nats_auth is not None
+    path = Path(endpoint.nats_auth)
+    assert path.parent.resolve() == state.resolve()
+    assert path.stat().st_mode & 0o777 == 0o600
+    return msgspec.json.decode(path.read_bytes(), type=NatsAuth)
+
+
 def listen_addresses(config: Path) -> tuple[str, str]:
     data = yaml.safe_load(config.read_text())
     return data["api"]["listen"], data["metrics"]["listen"]
@@ -58,6 +70,10 @@ async def test_up_from_start_to_ctrl_c_serves_commands_through_its_state_directo
     state = tmp_path / ".pathwatch"
     endpoint = msgspec.json.decode((state / "up.json").read_bytes(), type=UpEndpoint)
     assert endpoint.pid == up.popen.pid
+    # the embedded server takes only the credentials made at the first start (0600)
+    auth = private_auth(endpoint, state)
+    with pytest.raises(nats.errors.Error, match="Authorization Violation"):
+        await nats.connect(endpoint.nats_url, allow_reconnect=False, connect_timeout=2)
 
     async with httpx.AsyncClient(timeout=5) as http:
         for address in (api, metrics):
@@ -68,14 +84,23 @@ async def test_up_from_start_to_ctrl_c_serves_commands_through_its_state_directo
     second = Process.start("second-up", ["up", "-c", str(config)], tmp_path / "second")
     # no URL and no config: the default config's state directory, .pathwatch/ here
     follow = Process.start("follow", ["alarms", "--follow", "--json"], tmp_path)
-    processes += [second, follow]
+    # a role started on its own finds the server and its credentials the same way
+    router = Process.start(
+        "router", ["router", "-c", str(config), "--node", "local", "--dry-run"], tmp_path
+    )
+    processes += [second, follow, router]
     assert await second.exit_status(START_S) == 1
     assert f"in use by another pathwatch up (pid {up.popen.pid}" in second.log()
     assert "nats-server on" not in second.log(), "the second up must not start a server"
 
     await follow.wait_log(f"connected to {endpoint.nats_url}", "following pw.alarm.>")
+    await router.wait_log(f"connected to {endpoint.nats_url}", "dry-run: would")
+    seconds, status = await router.stop(signal.SIGTERM)
+    assert status == 0 and seconds < STOP_DEADLINE_S, router.log()
     alarm = Alarm(id=f"lifecycle@{time.time()}", status="raised", service="loopback")
-    bus = await Bus.connect(BusOptions.from_url(endpoint.nats_url, name="test"))
+    bus = await Bus.connect(
+        BusOptions.from_url(endpoint.nats_url, name="test", user=auth.user, password=auth.password)
+    )
     try:
         await bus.js.publish(subjects.alarm("loopback", "lo-primary"), encode(alarm))
     finally:

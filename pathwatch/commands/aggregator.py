@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -24,6 +25,8 @@ from pathwatch.runtime import (
     run_until_signal,
     setup_logging,
 )
+from schemas import subjects
+from schemas.names import subject_token
 
 log = logging.getLogger("pathwatch")
 
@@ -33,12 +36,20 @@ log = logging.getLogger("pathwatch")
     epilog=examples(
         "pathwatch aggregator -c pathwatch.yaml",
         "pathwatch aggregator -c pathwatch.yaml --partition 1 --partitions 4",
+        "pathwatch aggregator -c pathwatch.yaml --partition 1 --partitions 4 --replica b",
     ),
 )
 def aggregator_command(
     config: Annotated[Path | None, typer.Option("-c", "--config", help="Config file.")] = None,
     partition: Annotated[int, typer.Option(help="This process's partition K (0..N-1).")] = 0,
     partitions: Annotated[int, typer.Option(help="Number of partitions N.")] = 1,
+    replica: Annotated[
+        str | None,
+        typer.Option(
+            help="This replica's name (default: the host name); run two or more per"
+            " partition and each gets all of its measurements.",
+        ),
+    ] = None,
     nats: Annotated[
         str | None, typer.Option(help="NATS server URL(s), overrides nats.url.")
     ] = None,
@@ -58,20 +69,24 @@ def aggregator_command(
     if partitions < 1 or not 0 <= partition < partitions:
         err_console.print(f"[bold red]error:[/] --partition must be in 0..{partitions - 1}")
         raise typer.Exit(2)
-    options = bus_options_or_exit(cfg.nats, f"aggregator-{partition}", nats)
+    replica_name = subject_token(replica or socket.gethostname())
+    options = bus_options_or_exit(cfg.nats, f"aggregator-{partition}-{replica_name}", nats)
     store_path = cfg.store.path if store is None else store
     metrics_listen = cfg.metrics.listen if metrics is None else metrics
 
     async def main(stop: asyncio.Event) -> None:
         bus = await Bus.connect(options, stop)
         try:
-            await bus.try_ensure()
+            await bus.try_ensure(
+                streams=[subjects.STREAM_ALARMS], buckets=[subjects.KV_PATHS, subjects.KV_LEASES]
+            )
             await run_aggregator(
                 cfg,
                 bus,
                 stop=stop,
                 partition=partition,
                 partitions=partitions,
+                replica=replica_name,
                 store_path=store_path or None,
                 metrics_listen=metrics_listen or None,
             )

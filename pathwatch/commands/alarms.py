@@ -92,9 +92,11 @@ def alarms_command(
                 )
 
         try:
-            await bus.try_ensure()  # a fresh server has no alarm stream until a role makes it
+            # a fresh server has no alarm stream until a role makes it
+            await bus.try_ensure(streams=[subjects.STREAM_ALARMS], buckets=[])
             subscription = await bus.js.subscribe(
                 subjects.ALARM_ALL,
+                stream=subjects.STREAM_ALARMS,
                 ordered_consumer=True,
                 deliver_policy=DeliverPolicy.ALL if since_start else DeliverPolicy.NEW,
                 cb=on_alarm,

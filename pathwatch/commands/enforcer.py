@@ -20,6 +20,7 @@ from pathwatch.runtime import (
     run_until_signal,
     setup_logging,
 )
+from schemas import subjects
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Config file (YAML or TOML).")]
 log = logging.getLogger("pathwatch")
@@ -114,7 +115,10 @@ def api_command(
     async def main(stop: asyncio.Event) -> None:
         bus = await Bus.connect(options, stop)
         try:
-            await bus.ensure()
+            # the API owns no stream: it only checks what it reads (its user may not update)
+            await bus.try_ensure(
+                streams=[subjects.STREAM_ALARMS], buckets=[subjects.KV_PATHS, subjects.KV_PROBES]
+            )
             await run_api(loaded.config, bus, stop=stop, listen=listen)
         except ListenError as exc:
             log.error("%s", exc)

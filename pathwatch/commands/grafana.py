@@ -24,6 +24,7 @@ from pathwatch.runtime import (
     run_until_signal,
     setup_logging,
 )
+from schemas import subjects
 
 grafana_app = typer.Typer(
     help="Grafana: provision the data source and dashboards, regenerate them, annotate alarms.",
@@ -141,7 +142,8 @@ def annotate_command(
     async def main(stop: asyncio.Event) -> None:
         bus = await Bus.connect(options, stop)
         try:
-            await bus.try_ensure()  # a fresh server has no alarm stream until a role makes it
+            # a fresh server has no alarm stream until a role makes it
+            await bus.try_ensure(streams=[subjects.STREAM_ALARMS], buckets=[])
             await run_annotator(bus, api, stop=stop)
         finally:
             await bus.close()

@@ -17,6 +17,7 @@ from pathwatch.runtime import (
     run_until_signal,
     setup_logging,
 )
+from schemas import subjects
 
 if TYPE_CHECKING:
     from enforcer.notifier.service import NotifierService
@@ -85,7 +86,10 @@ def notifier_command(
                 service = NotifierService(loaded.config, bus, only)
             except NotifierSetupError as exc:
                 _fail(*exc.problems)
-            await bus.try_ensure()
+            # only what it reads and writes: its user may look up nothing else
+            await bus.try_ensure(
+                streams=[subjects.STREAM_ALARMS, subjects.STREAM_DEAD_LETTERS], buckets=[]
+            )
             server = _serve_metrics(service, metrics_listen)
             try:
                 await service.run(stop)

@@ -16,6 +16,7 @@ from pathwatch.runtime import (
     run_until_signal,
     setup_logging,
 )
+from schemas import subjects
 from schemas.names import is_subject_safe
 
 
@@ -60,7 +61,7 @@ def router(
     async def main(stop: asyncio.Event) -> None:
         bus = await Bus.connect(options, stop)
         try:
-            await bus.try_ensure()
+            await bus.try_ensure(streams=[subjects.STREAM_COMMANDS], buckets=[subjects.KV_PATHS])
             await run_router(loaded.config, bus, stop=stop, node=node, dry_run=dry_run, netns=netns)
         except (RouterError, NetAdminMissing) as exc:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False)

@@ -253,6 +253,7 @@ def _summary(state: dict[str, Any]) -> Table:
         "Since", _ago(state.get("since")), "Hold-Down-Until", _ago(state.get("hold_down_until"))
     )
     summary.add_row("Quality", _num(state.get("quality")), "Reason", state.get("reason", "") or "-")
+    summary.add_row("Window-From", state.get("window_replica") or "-", "", "")
     return summary
 
 

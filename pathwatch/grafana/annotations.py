@@ -119,6 +119,7 @@ async def run_annotator(
 
     subscription = await bus.js.subscribe(
         subjects.ALARM_ALL,
+        stream=subjects.STREAM_ALARMS,
         cb=on_alarm,
         ordered_consumer=True,
         deliver_policy=DeliverPolicy.NEW,
