@@ -15,7 +15,9 @@ learns from the sessions conntrack sees and publishes them (source
 
 While NATS is unreachable, messages wait in a bounded `Outbox` (oldest
 dropped first, counted as `dropped`). `reload(config)` swaps the plan: rounds
-in flight finish and publish; new rounds follow the new config. When `stop`
+in flight finish and publish; new rounds follow the new config. Given a
+`LiveConfig` (`live`), the heartbeat reports the config revision it runs and
+the revisions it refused (`config:<reason>` counters). When `stop`
 is set the agent drains: no new rounds, the rounds in flight finish and are
 published, the outbox is flushed and a last heartbeat is sent.
 """
@@ -36,7 +38,9 @@ from agents.probe.icmp_engine import IcmpEngine, open_icmp_socket
 from agents.probe.icmp_sla import summarize
 from agents.probe.link import LinkWatcher
 from agents.probe.passive import PassiveSource, route_choices
+from pathwatch.aio import wait_any
 from pathwatch.bus import Bus
+from pathwatch.configsource import LiveConfig
 from schemas import subjects
 from schemas.codec import encode
 from schemas.config import PathwatchConfig
@@ -75,8 +79,10 @@ class Agent:
         node: str | None = None,
         config_hash: str = "",
         options: AgentOptions | None = None,
+        live: LiveConfig | None = None,
     ) -> None:
         self.bus = bus
+        self.live = live
         self.agent_name = agent_name
         self.node = node
         self.options = options or AgentOptions()
@@ -196,15 +202,20 @@ class Agent:
             counters.update(self.passive.counter_values())
         counters["dropped"] = self.outbox.dropped
         counters["outbox"] = len(self.outbox)
+        config_hash, revision = self.config_hash, 0
+        if self.live is not None:
+            counters.update(self.live.counted())
+            config_hash, revision = self.live.current.loaded.digest, self.live.current.kv_revision
         return AgentHeartbeat(
             agent=self.agent_name,
             node=self.node or "",
             version=AGENT_VERSION,
-            config_hash=self.config_hash,
+            config_hash=config_hash,
             ts=time.time(),
             interval_s=self.options.heartbeat_interval,
             routes=[plan.key for plan in self.plans],
             counters=counters,
+            config_revision=revision,
         )
 
     async def _send_heartbeat(self) -> None:
@@ -351,13 +362,14 @@ class Agent:
         self._restart_watcher()
         self._restart_passive()
         self._start_schedulers()
+        changed = self.live.changed if self.live is not None else asyncio.Event()
         try:
             while not stop.is_set():
+                changed.clear()
                 await self._send_heartbeat()
                 if self.outbox and self.bus.nc.is_connected:
                     await self.flush_outbox()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.options.heartbeat_interval)
+                await wait_any((stop, changed), self.options.heartbeat_interval)
         finally:
             await self._drain()
 
@@ -394,9 +406,19 @@ async def run_agent(
     node: str | None = None,
     config_hash: str = "",
     options: AgentOptions | None = None,
+    live: LiveConfig | None = None,
 ) -> None:
-    """Run an agent until `stop` is set (node None: probe every route)."""
+    """Run an agent until `stop` is set (node None: probe every route); with `live`, it
+    applies every new revision of it."""
     agent = Agent(
-        config, bus, agent_name=agent_name, node=node, config_hash=config_hash, options=options
+        config,
+        bus,
+        agent_name=agent_name,
+        node=node,
+        config_hash=config_hash,
+        options=options,
+        live=live,
     )
+    if live is not None:
+        live.on_change(agent.reload)
     await agent.run(stop)

@@ -83,6 +83,16 @@ class AddResult:
     failure_runs: list[FailureRun] = field(default_factory=list)
 
 
+@dataclass
+class Reconfigured:
+    """What `WindowBook.reconfigure` did: routes by (service, route), windows dropped."""
+
+    added: list[tuple[str, str]] = field(default_factory=list)
+    changed: list[tuple[str, str]] = field(default_factory=list)
+    removed: list[tuple[str, str]] = field(default_factory=list)
+    dropped_windows: int = 0
+
+
 #: creation order of windows: ties in close time close in the order windows opened
 _creation_order = itertools.count()
 
@@ -219,6 +229,22 @@ class RouteWindows:
             window.ripe_lanes = window_lanes(window.fine, self.spec.tracked)
         return True
 
+    def respec(self, spec: RouteSpec) -> None:
+        """Take a changed spec of the same window width and lateness, keeping the open
+        windows (failure runs start over when their threshold changed)."""
+        if spec.consecutive_failures != self.spec.consecutive_failures:
+            failures = spec.consecutive_failures
+            self.runs = FailureRuns(failures) if failures else None
+        self.spec = spec
+        self._listed_destinations = spec.listed_destinations | spec.tracked
+
+    def drop_windows(self) -> int:
+        """Forget the open windows (their deadlines find nothing); returns how many."""
+        dropped = len(self.windows)
+        self.windows.clear()
+        self._cached = None
+        return dropped
+
     def close(self, index: int) -> WindowStats | None:
         """Close window `index`; None when it had no measurements (or is already closed)."""
         window = self.windows.pop(index, None)
@@ -256,6 +282,36 @@ class WindowBook:
             (spec.service, spec.route): RouteWindows(spec, self._deadlines, self._endings)
             for spec in specs
         }
+
+    def reconfigure(self, specs: list[RouteSpec]) -> Reconfigured:
+        """Take a new set of routes: an unchanged route keeps its windows, and so does a
+        changed one whose window width and lateness stay (it takes the new spec); a new
+        one, or one with a new width or lateness, starts with new windows (the open ones
+        of the old width are dropped); a removed one stops (its open windows are
+        dropped, so no window of a route no longer configured is published)."""
+        old = self.routes
+        self.routes = {}
+        done = Reconfigured()
+        for spec in specs:
+            key = (spec.service, spec.route)
+            kept = old.pop(key, None)
+            if kept is not None and kept.spec == spec:
+                self.routes[key] = kept
+                continue
+            if kept is not None:
+                done.changed.append(key)
+                if (kept.spec.window_s, kept.spec.lateness_s) == (spec.window_s, spec.lateness_s):
+                    kept.respec(spec)
+                    self.routes[key] = kept
+                    continue
+                done.dropped_windows += kept.drop_windows()
+            else:
+                done.added.append(key)
+            self.routes[key] = RouteWindows(spec, self._deadlines, self._endings)
+        for key, gone in old.items():
+            done.removed.append(key)
+            done.dropped_windows += gone.drop_windows()
+        return done
 
     def route(self, service: str, route: str) -> RouteWindows | None:
         return self.routes.get((service, route))

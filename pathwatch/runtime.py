@@ -61,8 +61,14 @@ def load_or_exit(path: Path | None) -> LoadedConfig:
 
     Lines are never wrapped, so each stays one `file:line:column: ...` line.
     """
+    return checked_or_exit(lambda: load_config(path))
+
+
+def checked_or_exit(load: Callable[[], LoadedConfig]) -> LoadedConfig:
+    """`load()`, or print every problem of the config it raised ConfigError for and exit 2;
+    its warnings are printed (log lines in a role)."""
     try:
-        loaded = load_config(path)
+        loaded = load()
     except ConfigError as exc:
         count = f"{len(exc.problems)} error{'s' if len(exc.problems) != 1 else ''}"
         err_console.print(f"[bold red]error:[/] {exc.source}: invalid configuration ({count})")

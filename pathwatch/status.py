@@ -7,24 +7,33 @@ consumers in a `RoleCounters`, and `publish_status` sends them on
 it stops). The aggregator's metrics exporter shows them, so the drops of every
 role reach one `/metrics` in every deployment (all-in-one or one process per
 role) without a scrape port per role (docs/metrics.md, "Drops").
+
+A role that follows a config source (`RoleCounters.live`) also reports the config
+it runs (digest and KV revision), the revisions it refused (`config:<reason>`),
+its host and pathwatch version, and sends its status at once when that changes:
+`pathwatch show fleet` reads them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
+import socket
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
 
 import nats.errors
 
+from pathwatch.aio import wait_any
 from pathwatch.bus import Bus
+from pathwatch.configsource import LiveConfig
 from schemas import subjects
 from schemas.codec import encode
-from schemas.limits import MAX_STATUS_COUNTERS, STATUS_INTERVAL_S
+from schemas.limits import MAX_LABEL_CHARS, MAX_STATUS_COUNTERS, STATUS_INTERVAL_S
 from schemas.wire import RoleStatus
 
 log = logging.getLogger("pathwatch.status")
@@ -39,21 +48,39 @@ def instance_name(text: str) -> str:
 
 @dataclass
 class RoleCounters:
-    """What one role instance dropped (`<input>:<reason>`) and restarted (consumer name)."""
+    """What one role instance dropped (`<input>:<reason>`) and restarted (consumer name),
+    and the config it runs (`live`, when it follows a config source)."""
 
     role: str
     instance: str
     dropped: Counter[str] = field(default_factory=Counter)
     restarts: Counter[str] = field(default_factory=Counter)
+    live: LiveConfig | None = None
 
     def status(self, now: float) -> RoleStatus:
+        dropped = self.dropped
+        if self.live is not None and self.live.refused:
+            dropped = Counter(dropped)
+            dropped.update(self.live.counted())
         return RoleStatus(
             role=self.role,
             instance=instance_name(self.instance),
             ts=now,
-            dropped=_bounded(self.dropped),
+            dropped=_bounded(dropped),
             restarts=_bounded(self.restarts),
+            host=socket.gethostname()[:MAX_LABEL_CHARS],
+            version=pathwatch_version(),
+            config=self.live.current.mark if self.live is not None else None,
         )
+
+
+@cache
+def pathwatch_version() -> str:
+    """The installed pathwatch version ("" when it is not installed as a package)."""
+    try:
+        return version("pathwatch")[:MAX_LABEL_CHARS]
+    except PackageNotFoundError:
+        return ""
 
 
 def _bounded(counts: Counter[str]) -> dict[str, int]:
@@ -63,9 +90,12 @@ def _bounded(counts: Counter[str]) -> dict[str, int]:
 async def publish_status(
     bus: Bus, counters: RoleCounters, stop: asyncio.Event, interval: float = STATUS_INTERVAL_S
 ) -> None:
-    """Publish `counters` every `interval` seconds until `stop`, then once more."""
+    """Publish `counters` every `interval` seconds until `stop`, then once more; at once
+    when the config it runs changes."""
     subject = subjects.status(counters.role, instance_name(counters.instance))
+    changed = counters.live.changed if counters.live is not None else asyncio.Event()
     while True:
+        changed.clear()
         if bus.nc.is_connected:
             try:
                 await bus.nc.publish(subject, encode(counters.status(time.time())))
@@ -73,5 +103,4 @@ async def publish_status(
                 log.debug("status of %s not published: %s", subject, exc)
         if stop.is_set():
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval)
+        await wait_any((stop, changed), interval)

@@ -28,6 +28,8 @@ STREAM_COMMANDS = "PATHWATCH_COMMANDS"
 KV_PATHS = "pathwatch-paths"
 KV_PROBES = "pathwatch-probes"
 KV_LEASES = "pathwatch-leases"
+#: Revisions of the fleet's configs (`ConfigRecord`), one key per config name.
+KV_CONFIG = "pathwatch-config"
 #: Key of the active enforcer's `EnforcerLease` in KV_LEASES.
 LEASE_ENFORCER = "enforcer"
 
