@@ -39,6 +39,7 @@ from enforcer.api_backend import ApiBackend
 from enforcer.api_settings import CurrentSettings
 from enforcer.load_balancer import LoadBalancerRow, load_balancer_rows
 from enforcer.web import status_page
+from enforcer.web.auth import COOKIE, token_is_valid
 from pathwatch.bus import Bus
 from pathwatch.configsource import LiveConfig
 from pathwatch.configstore import DEFAULT_NAME
@@ -105,6 +106,12 @@ def create_app(
         header = connection.headers.get("authorization", "")
         scheme, _, presented = header.partition(" ")
         if scheme.lower() != "bearer" or not presented:
+            # A browser signed in to the status page may read the JSON its pages link to;
+            # a change needs the header, so no cross-site form can make one.
+            if connection.scope.get("method") == "GET" and token_is_valid(
+                connection.cookies.get(COOKIE, ""), token
+            ):
+                return
             raise NotAuthorizedException(
                 detail="a bearer token is required (Authorization: Bearer ...)"
             )

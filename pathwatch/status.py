@@ -22,6 +22,7 @@ import re
 import socket
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
@@ -88,14 +89,21 @@ def _bounded(counts: Counter[str]) -> dict[str, int]:
 
 
 async def publish_status(
-    bus: Bus, counters: RoleCounters, stop: asyncio.Event, interval: float = STATUS_INTERVAL_S
+    bus: Bus,
+    counters: RoleCounters,
+    stop: asyncio.Event,
+    interval: float = STATUS_INTERVAL_S,
+    refresh: Callable[[], None] | None = None,
 ) -> None:
-    """Publish `counters` every `interval` seconds until `stop`, then once more; at once
-    when the config it runs changes."""
+    """Publish `counters` every `interval` seconds until `stop`, then once more, and at
+    once when the config it runs changes; `refresh()`, when given, brings them up to
+    date before each publication (for a role that keeps its counts elsewhere)."""
     subject = subjects.status(counters.role, instance_name(counters.instance))
     changed = counters.live.changed if counters.live is not None else asyncio.Event()
     while True:
         changed.clear()
+        if refresh is not None:
+            refresh()
         if bus.nc.is_connected:
             try:
                 await bus.nc.publish(subject, encode(counters.status(time.time())))

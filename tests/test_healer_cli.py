@@ -20,14 +20,15 @@ from typing import Any
 
 import httpx
 import pytest
+from nats.aio.msg import Msg
 from prometheus_client.parser import text_string_to_metric_families
 
 from pathwatch.bus import Bus
 from pathwatch.embedded import EmbeddedNats, free_port
 from pathwatch.testbed import bed_host
 from schemas import subjects
-from schemas.codec import encode
-from schemas.wire import HealCommand
+from schemas.codec import decode_message, encode
+from schemas.wire import HealCommand, RoleStatus
 from tests.conftest import wait_for
 from tests.netns import in_ns, namespaces, requires_root, veth
 
@@ -93,6 +94,14 @@ async def test_json_events_and_metrics_show_a_heal(
         )
         assert process.stdout is not None
         lines = Lines(process.stdout)
+        statuses: list[RoleStatus] = []
+
+        async def on_status(msg: Msg) -> None:
+            statuses.append(decode_message(msg.data, RoleStatus))
+
+        status_subscription = await bus.nc.subscribe(
+            f"{subjects.STATUS_PREFIX}.healer.*", cb=on_status
+        )
         try:
             await wait_for(lambda: lines.seen("liveness-pass", "r1"), 20, what="r1 proven")
             await bus.nc.publish(subjects.cmd_heal(service, "r1"), b"{not json")
@@ -108,6 +117,13 @@ async def test_json_events_and_metrics_show_a_heal(
             stopped = time.monotonic()
             await asyncio.wait_for(process.wait(), 10)
             await lines.task
+            # the status it publishes once more as it stops carries the drop
+            await wait_for(
+                lambda: any(s.dropped.get("heal-command:json") == 1 for s in statuses),
+                5,
+                what="the healer's drops in its role status",
+            )
+            await status_subscription.unsubscribe()
     assert process.returncode == 0, log.read_text()[-2000:]
     assert time.monotonic() - stopped < 5
     kinds = [(e["event"], e["route"]) for e in lines.events]

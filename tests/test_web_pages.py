@@ -142,6 +142,11 @@ async def test_pages_follow_the_api_token_rule(bus: Bus, nats_url: str, tmp_path
         cookie = right.headers["set-cookie"].lower()
         assert "httponly" in cookie and "samesite=strict" in cookie
         assert (await client.get("/alarms")).status_code == 200  # the cookie
+        # the JSON a signed-in page links to opens in the browser; a change still needs
+        # the bearer header
+        assert (await client.get("/api/v1/alarms")).status_code == 200
+        put = await client.put("/api/v1/probe-state/p?service=x&route=y", json={})
+        assert put.status_code == 401
         bearer = {"authorization": f"Bearer {token}"}
         async with httpx.AsyncClient(base_url=base, headers=bearer) as with_header:
             assert (await with_header.get(f"/routes/{service}/r1")).status_code == 200

@@ -19,8 +19,9 @@ connection to `service` on a working route (DESIGN.md, "Healing"):
   evidence about the previous endpoint.
 
 What it does is in `events` (and, with `sink`, a JSON line per event; see
-`agents.healer.events`) and in `stats` (served by `agents.healer.metrics`). Given a
-`LiveConfig`, it follows every new config revision (`reconfigure`: the routes of
+`agents.healer.events`) and in `stats` (served by `agents.healer.metrics`); its drops
+and the config it runs go out as the `healer` role's status. Given a `LiveConfig`, it
+follows every new config revision (`reconfigure`: the routes of
 its service); one without its service or the route the client is on is refused.
 """
 
@@ -30,6 +31,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -52,6 +54,7 @@ from agents.probe.liveness import Connection, IcmpLivenessCheck, LivenessCheck
 from pathwatch.aio import wait_any
 from pathwatch.bus import Bus
 from pathwatch.configsource import LiveConfig
+from pathwatch.status import RoleCounters, publish_status
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message
 from schemas.config import PathwatchConfig
@@ -151,6 +154,8 @@ class Healer:
             clock, Backoff(settings.backoff_base, settings.backoff_max, settings.backoff_jitter)
         )
         self.stats = HealerStats()
+        #: drops as a role status (pathwatch.status), refreshed before each publication
+        self.role = RoleCounters("healer", f"{service}-{socket.gethostname()}", live=live)
         self.log = EventLog(service, clock, sink)
         self.monitor = PathMonitor(bus, service, on_change=self._wake, clock=clock)
         self.attribution = Attribution(route, self._connection_for(route))
@@ -160,7 +165,6 @@ class Healer:
         self.levels = dict.fromkeys(self.service_config.service_routes, 0)
         self._changed = asyncio.Event()
         self.liveness_loop: LivenessLoop | None = None
-        self.live = live
         if live is not None:
             live.on_change(self.reconfigure)
 
@@ -208,6 +212,14 @@ class Healer:
         """Liveness results about a previous connection: dropped, or abandoned in flight."""
         abandoned = self.liveness_loop.abandoned if self.liveness_loop is not None else 0
         return self.stats.stale_results + abandoned
+
+    def refresh_role_status(self) -> None:
+        """Copy the drops into `role` as `<input>:<reason>` (`heal-command-json` becomes
+        `heal-command:json`), for the role status the aggregator's /metrics shows."""
+        self.role.dropped.clear()
+        for key, count in self.malformed().items():
+            source, _, reason = key.rpartition("-")
+            self.role.dropped[f"{source}:{reason}"] += count
 
     def malformed(self) -> dict[str, int]:
         """Dropped messages by reason: heal commands here, KV values in the monitor (each
@@ -404,6 +416,12 @@ class Healer:
                     f"{subjects.CMD_HEAL_PREFIX}.{self.service}.*", cb=self._on_heal_command
                 )
             tasks.append(asyncio.create_task(self.monitor.run(stop), name="healer-monitor"))
+            tasks.append(
+                asyncio.create_task(
+                    publish_status(self.bus, self.role, stop, refresh=self.refresh_role_status),
+                    name="healer-status",
+                )
+            )
             if self.settings.enabled and check is not None:
                 self.liveness_loop = LivenessLoop(
                     check, self.settings, self.attribution.stamp, self.liveness_result, netns_loop
