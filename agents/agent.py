@@ -104,6 +104,8 @@ class Agent:
         self.passive: PassiveSource | None = None
         self._passive_stop = asyncio.Event()
         self._passive_task: asyncio.Task[None] | None = None
+        if live is not None:
+            live.on_change(self.reload)
 
     # --- configuration ----------------------------------------------------
 
@@ -419,6 +421,4 @@ async def run_agent(
         options=options,
         live=live,
     )
-    if live is not None:
-        live.on_change(agent.reload)
     await agent.run(stop)

@@ -54,6 +54,9 @@ from schemas.wire import Alarm, PathState, ProbeState
 
 log = logging.getLogger("pathwatch.api")
 
+#: Config keys the API reads only at start: where it listens, the history store.
+START_ONLY = ("api.listen", "store")
+
 
 class ProbeStateRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Set a plugin probe's state for one service route or for every route through an interface."""

@@ -1,7 +1,8 @@
 """`run_enforcer`: the engine wired to NATS (inputs, KV, lease, outputs).
 
 Every instance judges every input (hot standby), so a standby's state is the
-active's state; only the lease holder writes KV, publishes and commands.
+active's state; only the lease holder writes KV, publishes and commands. Given a
+`LiveConfig`, its status reports the config revision it runs.
 """
 
 import asyncio
@@ -21,6 +22,7 @@ from enforcer.lease import Lease
 from enforcer.sink import OutputSink
 from enforcer.store import EnforcerStore
 from pathwatch.bus import Bus
+from pathwatch.configsource import LiveConfig
 from pathwatch.heap import settle_heap
 from pathwatch.status import RoleCounters, publish_status
 from pathwatch.supervise import start_supervised
@@ -48,6 +50,8 @@ SHUTDOWN_FLUSH_SECONDS = 2.0
 #: Processor time a tick may spend rebuilding PathStates whose figures moved (a
 #: quarter of the tick: at most a quarter of a core; the rest waits for the next tick).
 REFRESH_BUDGET_SECONDS = TICK_SECONDS / 4
+#: Config keys the enforcer reads only at start: its history store, its lease.
+START_ONLY = ("store", "enforcer.lease_ttl")
 
 
 async def restore_from_kv(engine: Engine, bus: Bus, paths: KeyValue) -> int:
@@ -90,6 +94,10 @@ async def clear_disabled_probe_states(engine: Engine, bus: Bus, probes: KeyValue
                 await probes.delete(key)
 
 
+def _not_live(_: PathwatchConfig) -> None:
+    raise RuntimeError("the enforcer takes a new config at its next restart")
+
+
 async def run_enforcer(
     config: PathwatchConfig,
     bus: Bus,
@@ -98,8 +106,10 @@ async def run_enforcer(
     instance: str,
     store_path: str | Path | None = None,
     clock: Callable[[], float] = time.time,
+    live: LiveConfig | None = None,
 ) -> None:
-    """Judge, decide and (when holding the lease) publish until `stop` is set."""
+    """Judge, decide and (when holding the lease) publish until `stop` is set; with
+    `live`, it follows every new config revision."""
     engine = Engine(config, clock)
     paths = await bus.kv(subjects.KV_PATHS)
     probes = await bus.kv(subjects.KV_PROBES)
@@ -112,7 +122,9 @@ async def run_enforcer(
                 engine.restore_agent_alarm(alarm)
     settle_heap()  # the engine's tables live as long as the process
     lease = Lease(leases, instance, config.enforcer.lease_ttl, clock)
-    counters = RoleCounters("enforcer", instance, dropped=engine.dropped)
+    counters = RoleCounters("enforcer", instance, dropped=engine.dropped, live=live)
+    if live is not None:
+        live.on_change(_not_live)
     sink = OutputSink(bus, paths, probes, store, lease, dropped=engine.dropped)
 
     def guarded(label: str, handler: Handler) -> Handler:

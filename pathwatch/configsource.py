@@ -192,8 +192,8 @@ class ConfigSource:
             live.changed.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Follow the source until `stop` is set."""
-        raise NotImplementedError
+        """Follow the source until `stop` is set (this base one never changes)."""
+        await stop.wait()
 
     async def _woken(self, stop: asyncio.Event) -> bool:
         """Wait for a reload or for `stop`; True for a reload."""

@@ -76,7 +76,6 @@ def agent_command(
             except (IcmpUnavailable, UnknownProbeKind, ValueError) as exc:
                 err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
                 raise typer.Exit(2) from None
-            live.on_change(agent.reload)
             async with following(source, stop):
                 await agent.run(stop)
         finally:
