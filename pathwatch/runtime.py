@@ -128,8 +128,8 @@ def run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
 
     The signal sets `stop`; what is still running CANCEL_AFTER_S later (or at a second
     signal) is cancelled. StopRequested (a stop while still connecting) ends quietly.
-    SIGHUP is logged and ignored unless `main` installs its own handler (the agent
-    reloads its config on it).
+    SIGHUP is logged and ignored unless `main` installs its own handler (every role
+    and `up` read their config again: `ConfigSource.listen_for_hup`).
     """
     try:
         asyncio.run(_supervise(main))
