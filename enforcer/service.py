@@ -2,7 +2,8 @@
 
 Every instance judges every input (hot standby), so a standby's state is the
 active's state; only the lease holder writes KV, publishes and commands. Given a
-`LiveConfig`, its status reports the config revision it runs.
+`LiveConfig`, it follows every new config revision (`Engine.reconfigure`) and its
+status reports the revision it runs.
 """
 
 import asyncio
@@ -94,8 +95,17 @@ async def clear_disabled_probe_states(engine: Engine, bus: Bus, probes: KeyValue
                 await probes.delete(key)
 
 
-def _not_live(_: PathwatchConfig) -> None:
-    raise RuntimeError("the enforcer takes a new config at its next restart")
+def _reconfigure(engine: Engine, sink: OutputSink, config: PathwatchConfig, instance: str) -> None:
+    before = set(engine.trackers)
+    sink.submit(engine.reconfigure(config))
+    after = set(engine.trackers)
+    log.info(
+        "enforcer %s: %d routes (%d new, %d removed)",
+        instance,
+        len(after),
+        len(after - before),
+        len(before - after),
+    )
 
 
 async def run_enforcer(
@@ -123,9 +133,9 @@ async def run_enforcer(
     settle_heap()  # the engine's tables live as long as the process
     lease = Lease(leases, instance, config.enforcer.lease_ttl, clock)
     counters = RoleCounters("enforcer", instance, dropped=engine.dropped, live=live)
-    if live is not None:
-        live.on_change(_not_live)
     sink = OutputSink(bus, paths, probes, store, lease, dropped=engine.dropped)
+    if live is not None:
+        live.on_change(lambda new: _reconfigure(engine, sink, new, instance))
 
     def guarded(label: str, handler: Handler) -> Handler:
         """`handler`, with anything it raises counted as `<label>:error` and logged."""
