@@ -28,12 +28,12 @@ from pathwatch.bus import Bus
 from pathwatch.configsource import LiveConfig
 from pathwatch.configstore import ConfigStore, StoreError
 from pathwatch.fleet import FleetBook, FleetReport
-from pathwatch.status import RoleCounters, publish_status
+from pathwatch.status import RoleCounters, decode_status, publish_status
 from pathwatch.supervise import start_supervised
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message, encode
 from schemas.limits import MAX_ALARMS
-from schemas.wire import AgentHeartbeat, Alarm, ConfigMark, PathState, ProbeState, RoleStatus
+from schemas.wire import AgentHeartbeat, Alarm, ConfigMark, PathState, ProbeState
 
 #: Seconds the API waits for KV when it looks up the latest config revision.
 CONFIG_LOOKUP_S = 1.0
@@ -144,15 +144,9 @@ class ApiBackend:
         self._changed("alarm", alarm.id)
 
     async def _on_status(self, msg: Msg) -> None:
-        try:
-            status = decode_message(msg.data, RoleStatus)
-        except DecodeError as exc:
-            self.dropped[f"status:{exc.reason}"] += 1
-            return
-        if msg.subject != subjects.status(status.role, status.instance):
-            self.dropped["status:subject"] += 1
-            return
-        self.fleet_book.status(status, time.time())
+        status = decode_status(msg.subject, msg.data, self.dropped)
+        if status is not None:
+            self.fleet_book.status(status, time.time())
 
     async def _on_heartbeat(self, msg: Msg) -> None:
         try:

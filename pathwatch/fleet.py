@@ -12,11 +12,12 @@ another config than the reference, and `silent` when it has not been heard for
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
+from collections import Counter
 from typing import Literal
 
 import msgspec
 
+from pathwatch.status import LatestBook
 from schemas.limits import MAX_STATUS_SOURCES, STATUS_INTERVAL_S
 from schemas.wire import AgentHeartbeat, ConfigMark, RoleStatus
 
@@ -61,15 +62,10 @@ class FleetBook:
     """The latest report of each member, bounded."""
 
     def __init__(self, max_members: int = MAX_STATUS_SOURCES) -> None:
-        self.max_members = max_members
-        self.members: OrderedDict[tuple[str, str], FleetMember] = OrderedDict()
+        self.members: LatestBook[tuple[str, str], FleetMember] = LatestBook(max_members)
 
     def _seen(self, member: FleetMember) -> None:
-        key = (member.role, member.instance)
-        self.members.pop(key, None)
-        self.members[key] = member
-        if len(self.members) > self.max_members:
-            self.members.popitem(last=False)
+        self.members.seen((member.role, member.instance), member)
 
     def status(self, status: RoleStatus, now: float) -> None:
         mark = status.config or ConfigMark()

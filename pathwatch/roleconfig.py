@@ -114,4 +114,7 @@ async def following(source: ConfigSource, stop: asyncio.Event) -> AsyncIterator[
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await task
+            try:
+                await task
+            except Exception:
+                log.exception("following the config failed")

@@ -21,11 +21,12 @@ import logging
 import re
 import socket
 import time
-from collections import Counter
-from collections.abc import Callable
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
+from typing import Generic, TypeVar
 
 import nats.errors
 
@@ -33,11 +34,14 @@ from pathwatch.aio import wait_any
 from pathwatch.bus import Bus
 from pathwatch.configsource import LiveConfig
 from schemas import subjects
-from schemas.codec import encode
+from schemas.codec import DecodeError, decode_message, encode
 from schemas.limits import MAX_LABEL_CHARS, MAX_STATUS_COUNTERS, STATUS_INTERVAL_S
 from schemas.wire import RoleStatus
 
 log = logging.getLogger("pathwatch.status")
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -82,6 +86,35 @@ def pathwatch_version() -> str:
         return version("pathwatch")[:MAX_LABEL_CHARS]
     except PackageNotFoundError:
         return ""
+
+
+class LatestBook(OrderedDict[K, V], Generic[K, V]):
+    """The latest value of each key, at most `limit` keys: the one heard least recently
+    is forgotten first (the books of role statuses and of the fleet)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def seen(self, key: K, value: V) -> None:
+        self.pop(key, None)
+        self[key] = value
+        if len(self) > self.limit:
+            self.popitem(last=False)
+
+
+def decode_status(subject: str, data: bytes, dropped: Counter[str]) -> RoleStatus | None:
+    """The RoleStatus received on `subject`, or None with the drop counted
+    (`status:<reason>`; `status:subject` when it names another role or instance)."""
+    try:
+        status = decode_message(data, RoleStatus)
+    except DecodeError as exc:
+        dropped[f"status:{exc.reason}"] += 1
+        return None
+    if subject != subjects.status(status.role, status.instance):
+        dropped["status:subject"] += 1
+        return None
+    return status
 
 
 def _bounded(counts: Counter[str]) -> dict[str, int]:

@@ -386,6 +386,8 @@ class ConfigMark(Struct, frozen=True, kw_only=True, gc=False):
 
     digest: Digest = ""
     revision: Count = 0
+
+
 RoleCounters = Annotated[dict[CounterKey, Count], Meta(max_length=MAX_STATUS_COUNTERS)]
 
 

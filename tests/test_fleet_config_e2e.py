@@ -26,7 +26,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
@@ -87,16 +86,6 @@ def config_text(api: int, port: int, threshold: int, routes: tuple[str, ...]) ->
         service=SERVICE,
         routes="".join(ROUTE.format(route=route, node=NODE) for route in routes),
     )
-
-
-@pytest.fixture
-async def listener() -> AsyncIterator[Listener]:
-    service = Listener(free_port())
-    await service.open()
-    try:
-        yield service
-    finally:
-        await service.close()
 
 
 class Fleet:

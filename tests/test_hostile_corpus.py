@@ -20,7 +20,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -115,16 +115,6 @@ class Processes:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-
-
-@pytest.fixture
-async def listener() -> AsyncIterator[Listener]:
-    service = Listener(free_port())
-    await service.open()
-    try:
-        yield service
-    finally:
-        await service.close()
 
 
 @pytest.fixture

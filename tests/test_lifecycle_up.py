@@ -1,7 +1,8 @@
 """`pathwatch up` and its state directory, as a user meets them: other commands find its
 NATS server without a URL, a second `up` on the same directory is refused, SIGHUP reads
-the unchanged config again and changes nothing, Ctrl-C ends it within 2 s; and a taken port is named, with the
-remedy, by `up`, the API and the aggregator, which then exit non-zero."""
+the unchanged config again and changes nothing, Ctrl-C ends it within 2 s; and a taken
+port is named, with the remedy, by `up`, the API and the aggregator, which then exit
+non-zero."""
 
 from __future__ import annotations
 

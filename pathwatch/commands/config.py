@@ -21,6 +21,7 @@ from rich.table import Table
 
 from pathwatch.app import config_app, examples, schema_app
 from pathwatch.bus import Bus, BusOptions, StopRequested
+from pathwatch.commands.show import console as show_console
 from pathwatch.configfile import default_config_text, parse_config
 from pathwatch.configstore import (
     DEFAULT_NAME,
@@ -35,7 +36,7 @@ from pathwatch.runtime import bus_options_or_exit, checked_or_exit, err_console,
 from schemas.codec import DecodeError
 from schemas.export import export
 
-console = Console()
+console = Console(soft_wrap=True)
 
 #: Exit status when NATS cannot be reached (as for the API, docs/cli.md).
 EXIT_NO_NATS = 3
@@ -243,7 +244,7 @@ def config_history(
         for item in history:
             typer.echo(jsonlib.dumps(_history_row(item)))
         return
-    console.print(history_table(name, history))
+    show_console.print(history_table(name, history))
 
 
 def _history_row(item: StoredConfig | tuple[int, str]) -> dict[str, object]:
