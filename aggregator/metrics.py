@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import nats.errors
@@ -279,9 +279,18 @@ class MetricsServer(MetricsHttpServer):
     """`/metrics` of the aggregator's exporter (`PathwatchCollector`), with `/healthz` and
     `/readyz`, on the shared bounded server (`pathwatch.metrics_http`)."""
 
-    def __init__(self, state: MetricsState, readiness: Readiness | None = None) -> None:
+    def __init__(
+        self,
+        state: MetricsState,
+        readiness: Readiness | None = None,
+        others: Sequence[Collector] = (),
+    ) -> None:
+        """`others`: collectors of other parts of the process served alongside
+        (`pathwatch up` adds the notifier's)."""
         registry = CollectorRegistry(auto_describe=False)
         registry.register(PathwatchCollector(state))
+        for collector in others:
+            registry.register(collector)
         super().__init__(registry, readiness)
 
 

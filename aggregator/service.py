@@ -18,9 +18,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from nats.aio.msg import Msg
+from prometheus_client.registry import Collector
 
 from aggregator.core import SYSTEM_SERVICE, Aggregator
 from aggregator.history import HistoryStore
@@ -80,6 +81,7 @@ async def run_aggregator(
     partitions: int = 1,
     store_path: str | None = None,
     metrics_listen: str | None = None,
+    metrics_collectors: Sequence[Collector] = (),
     clock: Callable[[], float] = time.time,
     on_window: Callable[[WindowStats], None] | None = None,
     ready: asyncio.Event | None = None,
@@ -91,7 +93,8 @@ async def run_aggregator(
 
     `clock`, `on_window` (called with each closed window), `ready` (set once
     the subscriptions are in place on the server) and `core` (a prepared
-    Aggregator whose counters the caller watches) are for tests and benchmarks.
+    Aggregator whose counters the caller watches) are for tests and benchmarks;
+    `metrics_collectors` are served on the same `/metrics` (`pathwatch up`).
     """
     aggregator = core or Aggregator(config, partition=partition, partitions=partitions)
     settle_heap()  # config and tables live as long as the process
@@ -146,7 +149,9 @@ async def run_aggregator(
             .require("NATS connection", nats_connected(bus))
             .require("measurement subscriptions", subscribed.is_set)
         )
-        metrics_server = MetricsServer(metrics_state, readiness).start(metrics_listen)
+        metrics_server = MetricsServer(metrics_state, readiness, metrics_collectors).start(
+            metrics_listen
+        )
         log.info("metrics on http://%s/metrics", metrics_listen)
     store: HistoryStore | None = None
     if store_path:

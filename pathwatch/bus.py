@@ -74,6 +74,7 @@ STREAMS: tuple[StreamSpec, ...] = (
     StreamSpec(subjects.STREAM_EVENTS, [subjects.EVENT_ALL], 30 * DAY, 1 << 30),
     StreamSpec(subjects.STREAM_ALARMS, [subjects.ALARM_ALL], 90 * DAY, 1 << 30),
     StreamSpec(subjects.STREAM_COMMANDS, [subjects.CMD_ALL], 7 * DAY, 256 << 20),
+    StreamSpec(subjects.STREAM_DEAD_LETTERS, [subjects.DEADLETTER_ALL], 30 * DAY, 64 << 20),
 )
 
 

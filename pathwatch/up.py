@@ -3,8 +3,9 @@
 Starts an embedded nats-server unless `nats.url` names servers (then it first takes
 the state directory's lock, refusing to start beside another `up` on the same store,
 and writes `up.json` so other commands find the server), sets up the JetStream streams
-and buckets, then runs the agent (every route), the aggregator, the enforcer and the
-REST API as asyncio tasks until `stop` is set or one of them fails. Stopping is
+and buckets, then runs the agent (every route), the aggregator, the enforcer, the
+REST API and (when the config has `notifiers:`) the notifier as asyncio tasks until
+`stop` is set or one of them fails. Stopping is
 bounded: parts get PART_GRACE_S, then are cancelled; connections and the server are
 closed within the 2 s every process promises. Every part follows the config source
 (`pathwatch up` reads its file again on SIGHUP): each applies a new config, or
@@ -26,6 +27,7 @@ from aggregator.service import START_ONLY as AGGREGATOR_START_ONLY
 from aggregator.service import run_aggregator
 from enforcer.api import START_ONLY as API_START_ONLY
 from enforcer.api import run_api
+from enforcer.notifier.service import NotifierService, NotifierSetupError
 from enforcer.service import START_ONLY as ENFORCER_START_ONLY
 from enforcer.service import run_enforcer
 from pathwatch.bus import Bus
@@ -128,6 +130,20 @@ def _stop_server(embedded: EmbeddedNats) -> None:
     log.info("embedded nats-server stopped")
 
 
+async def _notifiers(
+    config: PathwatchConfig, connect: Callable[[str], Awaitable[Bus]]
+) -> NotifierService | None:
+    """The notifiers of the config (none: None), their counters on the shared /metrics."""
+    if not config.notifiers:
+        return None
+    try:
+        service = NotifierService(config, await connect("notifier"), instance="local")
+    except NotifierSetupError as exc:
+        raise ComponentFailed(f"notifier: {exc}") from None
+    log.info("notifiers: %s", ", ".join(sorted(config.notifiers)))
+    return service
+
+
 async def _parts(
     source: ConfigSource,
     connect: Callable[[str], Awaitable[Bus]],
@@ -135,8 +151,9 @@ async def _parts(
     node: str | None,
 ) -> list[Part]:
     """Each part's coroutine on its own connection (not started yet), each following
-    `source`."""
+    `source` (the notifiers and the Grafana annotator keep the first config)."""
     config = source.current.config
+    notifiers = await _notifiers(config, connect)
     parts: list[Part] = [
         (
             "api",
@@ -163,6 +180,7 @@ async def _parts(
                 stop=stop,
                 store_path=config.store.path,
                 metrics_listen=config.metrics.listen,
+                metrics_collectors=[notifiers.collector()] if notifiers else [],
                 live=source.live("aggregator", AGGREGATOR_START_ONLY),
             ),
         ),
@@ -178,6 +196,8 @@ async def _parts(
             ),
         ),
     ]
+    if notifiers is not None:
+        parts.append(("notifier", notifiers.run(stop)))
     if config.grafana.annotate_alarms and config.grafana.url:
         annotator = run_configured_annotator(config, await connect("annotator"), stop=stop)
         parts.append(("grafana-annotations", annotator))

@@ -263,6 +263,26 @@ def _section_advice(config: PathwatchConfig) -> list[Problem]:
     return found
 
 
+#: Alertmanager's default `resolve_timeout`: an alert not sent again within it resolves.
+ALERTMANAGER_RESOLVE_TIMEOUT_S = 300.0
+
+
+def _notifier_advice(config: PathwatchConfig) -> list[Problem]:
+    found: list[Problem] = []
+    for name, notifier in config.notifiers.items():
+        resend = notifier.resend_interval
+        if notifier.kind == "alertmanager" and resend and resend >= ALERTMANAGER_RESOLVE_TIMEOUT_S:
+            found.append(
+                _warn(
+                    ("notifiers", name, "resend-interval"),
+                    f"resend-interval {resend:g} s is not below Alertmanager's default"
+                    f" resolve_timeout ({ALERTMANAGER_RESOLVE_TIMEOUT_S:g} s): active alarms"
+                    " may resolve between re-sends",
+                )
+            )
+    return found
+
+
 def advise(config: PathwatchConfig) -> list[Problem]:
     """Every warning about `config`."""
     found: list[Problem] = []
@@ -275,4 +295,5 @@ def advise(config: PathwatchConfig) -> list[Problem]:
         + _unmeasured_advice(config)
         + _tte_advice(config)
         + _section_advice(config)
+        + _notifier_advice(config)
     )

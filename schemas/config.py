@@ -241,6 +241,72 @@ class GrafanaConfig(_Cfg, frozen=True, kw_only=True):
     ] = False
 
 
+#: Alertmanager re-send interval when `resend-interval` is not set.
+DEFAULT_RESEND_INTERVAL_S = 60.0
+
+
+class NotifierRetry(_Cfg, frozen=True, kw_only=True):
+    """How a failed delivery is retried (docs/notifier.md, "Delivery")."""
+
+    initial: Annotated[
+        float, seconds("Wait before the first retry; each later wait doubles.", gt=0, le=3600)
+    ] = 1.0
+    max: Annotated[float, seconds("Longest wait between two retries.", gt=0, le=3600)] = 30.0
+    give_up_after: Annotated[
+        float,
+        seconds(
+            "An alarm still failing this long after its first attempt is dead-lettered"
+            " (`expired`).",
+            gt=0,
+            le=30 * 86400,
+        ),
+    ] = 86400.0
+
+
+class NotifierConfig(_Cfg, frozen=True, kw_only=True):
+    """One notifier: a receiver of raised and cleared alarms, fed by its own durable
+    consumer of the alarm stream (docs/notifier.md)."""
+
+    kind: Annotated[
+        Literal["alertmanager", "webhook"],
+        key(
+            "`alertmanager`: alerts through Alertmanager's v2 API at `url`; `webhook`: a"
+            " JSON POST of each alarm to `url`, signed with HMAC-SHA256."
+        ),
+    ]
+    url: Annotated[
+        str,
+        key(
+            "http(s) URL: Alertmanager's base URL (`/api/v2/alerts` is added), or the"
+            " webhook's full URL."
+        ),
+    ]
+    timeout: Annotated[
+        float, seconds("Longest wait for the receiver's answer to one request.", gt=0, le=300)
+    ] = 5.0
+    services: Annotated[
+        list[str],
+        key("Only alarms of these services (`_system`: alarms about pathwatch); empty: all."),
+    ] = []
+    retry: Annotated[NotifierRetry, key("Retries of a failed delivery.")] = field(
+        default_factory=NotifierRetry
+    )
+    resend_interval: Annotated[
+        Annotated[float, Meta(gt=0, le=3600)] | None,
+        seconds(
+            "alertmanager: how often active alarms are sent again, to stay well inside"
+            " Alertmanager's `resolve_timeout` (5 minutes by default); null means 60 s."
+        ),
+    ] = None
+    secret: Annotated[
+        str | None,
+        key("webhook: the shared secret of the signature (or give `secret-file`)."),
+    ] = None
+    secret_file: Annotated[
+        str | None, key("webhook: a file holding the shared secret (read at start).")
+    ] = None
+
+
 class TrafficClassConfig(_Cfg, frozen=True, kw_only=True):
     """The DSCP marking of one traffic class."""
 
@@ -671,6 +737,10 @@ class PathwatchConfig(_Cfg, frozen=True, kw_only=True):
     passive: Annotated[PassiveConfig, key("Passive learning from conntrack.")] = field(
         default_factory=PassiveConfig
     )
+    notifiers: Annotated[
+        dict[str, NotifierConfig],
+        key("Where alarms are pushed, by notifier name ([A-Za-z0-9_-]+; docs/notifier.md)."),
+    ] = {}
 
     def dscp(self, traffic_class: TrafficClass) -> int:
         entry = self.traffic_classes.get(traffic_class)

@@ -12,6 +12,7 @@ CMD_HEAL_PREFIX = "pw.cmd.heal"
 LB_SELECT_PREFIX = "pw.lb.select"
 HEARTBEAT_PREFIX = "pw.agent.hb"
 STATUS_PREFIX = "pw.status"
+DEADLETTER_PREFIX = "pw.deadletter"
 
 MEAS_ALL = "pw.meas.*.*"
 STATS_ALL = "pw.stats.*.*"
@@ -21,10 +22,12 @@ ALARM_ALL = "pw.alarm.>"
 CMD_ALL = "pw.cmd.>"
 HEARTBEAT_ALL = "pw.agent.hb.*"
 STATUS_ALL = "pw.status.*.*"
+DEADLETTER_ALL = "pw.deadletter.*"
 
 STREAM_EVENTS = "PATHWATCH_EVENTS"
 STREAM_ALARMS = "PATHWATCH_ALARMS"
 STREAM_COMMANDS = "PATHWATCH_COMMANDS"
+STREAM_DEAD_LETTERS = "PATHWATCH_DEAD_LETTERS"
 KV_PATHS = "pathwatch-paths"
 KV_PROBES = "pathwatch-probes"
 KV_LEASES = "pathwatch-leases"
@@ -88,6 +91,11 @@ def heartbeat(agent: str) -> str:
 def status(role: str, instance: str) -> str:
     """Subject of a role instance's drop and restart counters (`RoleStatus`)."""
     return f"{STATUS_PREFIX}.{_token(role)}.{_token(instance)}"
+
+
+def deadletter(notifier: str) -> str:
+    """Subject of the alarm messages notifier `notifier` gave up on (`DeadLetter`)."""
+    return f"{DEADLETTER_PREFIX}.{_token(notifier)}"
 
 
 def path_key(service: str, route: str) -> str:

@@ -6,11 +6,19 @@ style of message. `check` returns these errors and the warnings of
 """
 
 import ipaddress
+from urllib.parse import urlsplit
 
 from schemas.advice import advise
-from schemas.config import PathwatchConfig, ProbeRef, ReachabilityDetection, Service
+from schemas.config import (
+    NotifierConfig,
+    PathwatchConfig,
+    ProbeRef,
+    ReachabilityDetection,
+    Service,
+)
 from schemas.names import is_subject_safe
 from schemas.problems import KeyPath, Problem
+from schemas.subjects import SYSTEM_SERVICE
 
 PROBE_KINDS = ("icmp", "tcp", "tls", "udp", "http")
 _LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
@@ -161,6 +169,39 @@ def _check_service(
         )
 
 
+def _check_notifier(
+    problems: list[Problem], config: PathwatchConfig, name: str, notifier: NotifierConfig
+) -> None:
+    keys: KeyPath = ("notifiers", name)
+    _check_name(problems, keys, name, "notifier", at_key=True)
+    url = urlsplit(notifier.url)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        problems.append(Problem((*keys, "url"), f"expected an http(s) URL, got {notifier.url!r}"))
+    for index, service in enumerate(notifier.services):
+        if service != SYSTEM_SERVICE and service not in config.services:
+            problems.append(
+                Problem(
+                    (*keys, "services", index),
+                    f"unknown service {service!r} (defined: {sorted(config.services) or 'none'},"
+                    f" and {SYSTEM_SERVICE} for alarms about pathwatch)",
+                )
+            )
+    if notifier.retry.max < notifier.retry.initial:
+        problems.append(Problem((*keys, "retry", "max"), "retry.max must be >= retry.initial"))
+    secrets = [k for k in ("secret", "secret-file") if getattr(notifier, k.replace("-", "_"))]
+    if notifier.kind == "webhook" and len(secrets) != 1:
+        problems.append(Problem(keys, "a webhook needs exactly one of secret, secret-file"))
+    if notifier.kind == "webhook" and notifier.secret is not None and not notifier.secret.strip():
+        problems.append(Problem((*keys, "secret"), "empty or only whitespace"))
+    if notifier.kind == "alertmanager":
+        for key in secrets:
+            problems.append(Problem((*keys, key), f"{key} is only for kind webhook"))
+    if notifier.kind == "webhook" and notifier.resend_interval is not None:
+        problems.append(
+            Problem((*keys, "resend-interval"), "resend-interval is only for kind alertmanager")
+        )
+
+
 def errors(config: PathwatchConfig) -> list[Problem]:
     """Every semantic error of `config`."""
     problems: list[Problem] = []
@@ -174,6 +215,8 @@ def errors(config: PathwatchConfig) -> list[Problem]:
                 _check_address(problems, keys, address, False)
     for name, service in config.services.items():
         _check_service(problems, config, name, service)
+    for name, notifier in config.notifiers.items():
+        _check_notifier(problems, config, name, notifier)
     return problems
 
 

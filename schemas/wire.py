@@ -443,6 +443,34 @@ class ConfigRecord(Message, frozen=True, kw_only=True):
     comment: Label = ""
 
 
+# --- notifications ---------------------------------------------------------
+
+DeadLetterReason = Literal["rejected", "expired", "malformed"]
+
+
+class DeadLetter(Message, frozen=True, kw_only=True):
+    """An alarm message a notifier gave up on (docs/notifier.md, "Dead letters").
+
+    Subject `pw.deadletter.<notifier>`, stream `PATHWATCH_DEAD_LETTERS`.
+    `reason`: `rejected` (the receiver answered 4xx), `expired` (still failing
+    after the notifier's `give-up-after`), `malformed` (not a valid Alarm).
+    `alarm` is the decoded alarm (None when malformed, then `raw` holds the
+    start of the payload); `detail` the receiver's answer or the decode error.
+    """
+
+    notifier: str
+    kind: str
+    reason: DeadLetterReason
+    detail: str = ""
+    attempts: Count = 0
+    stream_seq: Count = 0
+    subject: str = ""
+    alarm: Alarm | None = None
+    raw: str = ""
+    first_attempt: Timestamp = 0.0
+    dead_at: Timestamp = 0.0
+
+
 #: Message types exported by `pathwatch schema export`.
 MESSAGE_TYPES: tuple[type[Struct], ...] = (
     MeasurementBatch,
@@ -460,4 +488,5 @@ MESSAGE_TYPES: tuple[type[Struct], ...] = (
     RoleStatus,
     EnforcerLease,
     ConfigRecord,
+    DeadLetter,
 )

@@ -21,6 +21,7 @@ from schemas.wire import (
     AgentHeartbeat,
     Alarm,
     ConfigRecord,
+    DeadLetter,
     EnforcerLease,
     FastEvidence,
     HealCommand,
@@ -97,6 +98,7 @@ def valid_messages(service: str, route: str, node: str, now: float) -> dict[str,
             digest="d",
             pushed_at=now,
         ),
+        "dead-letter": DeadLetter(notifier="hostile", kind="webhook", reason="rejected"),
     }
 
 
@@ -112,6 +114,7 @@ _PREFIXES: dict[str, tuple[str, str, str]] = {
     "LB_SELECT_PREFIX": ("lb-select", "request", "lb-select"),
     "HEARTBEAT_PREFIX": ("heartbeat", "core", "heartbeat"),
     "STATUS_PREFIX": ("status", "core", "status"),
+    "DEADLETTER_PREFIX": ("dead-letter", "stream", "dead-letter"),
 }
 _BUCKETS: dict[str, tuple[str, str]] = {
     "KV_PATHS": ("kv-path", "path-state"),
@@ -133,6 +136,7 @@ def _subject(prefix_name: str, service: str, route: str, node: str, agent: str) 
         "LB_SELECT_PREFIX": lambda: subjects.lb_select(service),
         "HEARTBEAT_PREFIX": lambda: subjects.heartbeat(agent),
         "STATUS_PREFIX": lambda: subjects.status("hostile", "x"),
+        "DEADLETTER_PREFIX": lambda: subjects.deadletter("hostile"),
     }
     return builders[prefix_name]()
 

@@ -39,6 +39,7 @@ services:
         reachability-detection:
           reachability-profile: p
           probes: [{name: a, icmp-probe-profile: p}]
+notifiers: {n: {kind: alertmanager, url: 'http://127.0.0.1:9093'}}
 """
 PATHWATCH = [sys.executable, "-m", "pathwatch"]
 DURATION_KEYS = [key for key in config_keys() if key.duration]

@@ -62,6 +62,7 @@ PASSWORD_VARS = (
     "ADMIN",
     "AGENT",
     "ROUTER",
+    "NOTIFIER",
 )
 ROUNDS = 20
 KILL_AFTER_ROUND = 6

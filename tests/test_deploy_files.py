@@ -35,6 +35,7 @@ def test_the_files_exist() -> None:
         "pathwatch-enforcer.service",
         "pathwatch-router.service",
         "pathwatch-healer.service",
+        "pathwatch-notifier.service",
         "pathwatch-up.service",
     }
     assert MANIFESTS and (DEPLOY / "examples" / "two-site.yaml") in EXAMPLES
@@ -98,6 +99,7 @@ EXPECTED_CAPABILITIES = {
     "pathwatch-agent.service": {"CAP_NET_RAW", "CAP_NET_ADMIN"},
     "pathwatch-aggregator@.service": set(),
     "pathwatch-enforcer.service": set(),
+    "pathwatch-notifier.service": set(),
     "pathwatch-router.service": {"CAP_NET_ADMIN"},
     "pathwatch-nats@.service": set(),
 }
@@ -120,6 +122,7 @@ def test_systemd_units_run_the_role_commands() -> None:
     assert "--instance" in exec_of["pathwatch-enforcer.service"]
     assert " router -c " in exec_of["pathwatch-router.service"]
     assert " healer " in exec_of["pathwatch-healer.service"]
+    assert " notifier -c " in exec_of["pathwatch-notifier.service"]
     assert " up -c " in exec_of["pathwatch-up.service"]
 
 
@@ -161,8 +164,13 @@ def test_kubernetes_workloads_and_capabilities() -> None:
     assert aggregator["spec"]["replicas"] == partitions
     mapping = (DEPLOY / "nats" / "partitions.conf").read_text()
     assert f"partition({partitions}," in mapping
-    for document in (agent, router, enforcer, aggregator):
-        assert container_of(document)["args"][0] in {"agent", "router", "enforcer", "aggregator"}
+    notifier = workload(documents, "Deployment", "pathwatch-notifier")
+    assert notifier["spec"]["replicas"] == 1  # never two at once: a Recreate rollout
+    assert notifier["spec"]["strategy"] == {"type": "Recreate"}
+    assert "add" not in container_of(notifier)["securityContext"]["capabilities"]
+    roles = {"agent", "router", "enforcer", "aggregator", "notifier"}
+    for document in (agent, router, enforcer, aggregator, notifier):
+        assert container_of(document)["args"][0] in roles
         selector = document["spec"]["selector"]["matchLabels"]
         assert selector.items() <= document["spec"]["template"]["metadata"]["labels"].items()
 

@@ -25,6 +25,7 @@ from pathwatch.embedded import free_port
 from pathwatch.up import run_all
 from schemas import Alarm, PathEvent, PathState, subjects
 from tests.conftest import wait_for
+from tests.webhook_sink import WebhookSink
 
 WINDOW_S = 1.0
 HOLD_DOWN_S = 3.0
@@ -34,8 +35,10 @@ HOLD_DOWN_S = 3.0
 SERVICE = f"e2e-{uuid.uuid4().hex[:8]}"
 
 
-def e2e_config(nats_url: str, tmp_path: Path, service_port: int) -> str:
-    return f"""
+def e2e_config(nats_url: str, tmp_path: Path, service_port: int, webhook_url: str = "") -> str:
+    hook = f"{{kind: webhook, url: '{webhook_url}', secret: s, services: [{SERVICE}]}}"
+    notifiers = f"notifiers: {{hook: {hook}}}" if webhook_url else ""
+    return f"""{notifiers}
 nats: {{url: "{nats_url}"}}
 api: {{listen: "127.0.0.1:{free_port()}"}}
 metrics: {{listen: "127.0.0.1:{free_port()}"}}
@@ -117,7 +120,11 @@ async def stream_messages(bus: Bus, subject: str, kind: type[msgspec.Struct]) ->
 async def test_route_goes_down_and_heals_through_probation(
     bus: Bus, nats_url: str, tmp_path: Path, listener: Listener
 ) -> None:
-    loaded = parse_config(e2e_config(nats_url, tmp_path, listener.port), "e2e.yaml")
+    """Also: the notifier in `up` pushes the raise and the clear to a webhook, and its
+    counters are on the shared /metrics."""
+    sink = WebhookSink().start()
+    text = e2e_config(nats_url, tmp_path, listener.port, webhook_url=sink.url)
+    loaded = parse_config(text, "e2e.yaml")
     stop = asyncio.Event()
     runner = asyncio.create_task(run_all(loaded, stop))
     try:
@@ -152,9 +159,16 @@ async def test_route_goes_down_and_heals_through_probation(
         kinds = [e.kind for e in events if isinstance(e, PathEvent)]
         assert kinds.index("path-down") < kinds.index("probation") < len(kinds) - 1
         assert kinds[-1] == "path-up"
+
+        wanted = {f"{a.id}:{status}" for a in raised for status in ("raised", "cleared")}
+        await wait_for(lambda: wanted <= set(sink.deliveries()), 10, what="the webhook's alarms")
+        metrics = f"http://{loaded.config.metrics.listen}/metrics"
+        text = (await asyncio.to_thread(httpx.get, metrics, timeout=2)).text
+        assert 'pathwatch_notifier_sent_total{kind="webhook",notifier="hook"}' in text
     finally:
         stop.set()
         await asyncio.wait_for(runner, timeout=5)
+        sink.stop()
 
 
 def test_pathwatch_up_cli_serves_paths_and_stops_cleanly(tmp_path: Path) -> None:

@@ -49,6 +49,10 @@ ROLES: dict[str, tuple[list[str], tuple[str, ...]]] = {
     ),
     "alarms-follow": (["alarms", "--follow", "-c", "{config}"], ("connected to",)),
     "grafana-annotate": (["grafana", "annotate", "-c", "{config}"], ("connected to",)),
+    "notifier": (
+        ["notifier", "-c", "{config}", "--metrics-listen", ""],
+        ("notifier hook (webhook) started",),
+    ),
     "up": (["up", "-c", "{config}"], ("API on", "aggregator partition", "ready,")),
 }
 NAMES = list(ROLES)
@@ -64,6 +68,9 @@ def start_roles(directory: Path, nats_url: str, tag: str, udp_port: int) -> list
             config.write_text(
                 config.read_text() + "grafana: {url: 'http://127.0.0.1:1', token: test}\n"
             )
+        if name == "notifier":
+            hook = "{kind: webhook, url: 'http://127.0.0.1:1/hook', secret: s}"
+            config.write_text(config.read_text() + f"notifiers: {{hook: {hook}}}\n")
         log_format = "json" if name in JSON_LOGS else "text"
         command = [part.format(config=config) for part in args] + ["--log-format", log_format]
         processes.append(Process.start(f"{name}-{tag}", command, config.parent))
