@@ -8,6 +8,8 @@ them against a reference config: the latest revision in KV `pathwatch-config` wh
 there is one, else the config most members run. A member is `behind` when it runs
 another config than the reference, and `silent` when it has not been heard for
 `SILENT_INTERVALS` of its intervals (it may have stopped; what it runs is unknown).
+A member that does not say which config it runs (a role that does not follow a
+config source) is neither.
 """
 
 from __future__ import annotations
@@ -108,7 +110,9 @@ class FleetBook:
         reference, kind = _reference(latest, members)
         if reference is not None:
             members = [
-                msgspec.structs.replace(m, behind=not m.silent and m.digest != reference.digest)
+                msgspec.structs.replace(
+                    m, behind=bool(m.digest) and not m.silent and m.digest != reference.digest
+                )
                 for m in members
             ]
         members.sort(key=lambda m: (m.role, m.instance))
