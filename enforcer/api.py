@@ -350,7 +350,7 @@ async def run_api(
     when it cannot listen there. With `live`, it follows every new config revision."""
     sock = bind_listener(listen or config.api.listen, "api.listen")
     backend = ApiBackend(bus, live)
-    settings = CurrentSettings(config)
+    settings = CurrentSettings(config, host=sock.getsockname()[0])
     if live is not None:
         live.on_change(settings.swap)
     started = asyncio.Event()

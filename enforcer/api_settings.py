@@ -3,7 +3,8 @@
 `ApiSettings.of(config)` works them out once per config; `CurrentSettings` holds the
 ones in force and swaps them whole when a new config revision arrives (`swap`), so
 a request sees either the old settings or the new ones, never a mix. The status page
-follows through `listeners`. `api.listen` is read only at start.
+follows through `listeners`. `api.listen` is read only at start, so a revision
+without a token is refused while the API listens off loopback.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 from enforcer.route_spec import RouteSpec, route_specs
 from schemas.config import PathwatchConfig
+from schemas.validate import loopback_host
 
 RouteKey = tuple[str, str]
 
@@ -49,16 +51,22 @@ class ApiSettings:
 
 
 class CurrentSettings:
-    """The settings in force (`now`); `swap` takes a new config's."""
+    """The settings in force (`now`) of an API listening on `host`; `swap` takes a new
+    config's."""
 
-    def __init__(self, config: PathwatchConfig) -> None:
+    def __init__(self, config: PathwatchConfig, host: str = "127.0.0.1") -> None:
         self.now = ApiSettings.of(config)
+        self.host = host
         self.listeners: list[Callable[[ApiSettings], None]] = []
 
     def token(self) -> str | None:
         return self.now.token
 
     def swap(self, config: PathwatchConfig) -> None:
+        """Take `config`'s settings; ValueError (refusing it) when it has no token while
+        the API listens off loopback."""
+        if not config.api.token and not loopback_host(self.host):
+            raise ValueError(f"the API listens on {self.host}, off loopback: a token is required")
         self.now = ApiSettings.of(config)
         for listener in self.listeners:
             listener(self.now)

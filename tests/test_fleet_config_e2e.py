@@ -172,32 +172,36 @@ async def test_a_pushed_revision_takes_effect_everywhere_without_a_restart(
         "enforcer": ["enforcer", *kv, "--instance", f"e-{name}", "--store", str(tmp_path / "e.db")],
         "api": ["api", *kv],
     }
+    #: what each logs once it runs its first revision
+    started = f"starting from revision {first} "
     await bus.nc.subscribe(f"{subjects.STATS_PREFIX}.{SERVICE}.*", cb=fleet.on_window)
     fleet.processes = [Process.start(role, args, tmp_path) for role, args in roles.items()]
     try:
+        for process in fleet.processes:
+            await process.wait_log(started)
         await wait_for(lambda: fleet.in_service("r1", True, 0), 60, what="r1 in service")
 
         # a tighter threshold and a new route, pushed while everything runs
         pushed_at = time.time()
         second = await fleet.push(config_text(api, listener.port, 25, ("r1", "r2")))
-        await wait_for(lambda: fleet.running(second), 10, what=f"every role on {second}")
-        await wait_for(lambda: fleet.in_service("r1", False, pushed_at), 15, what="r1 judged down")
+        await wait_for(lambda: fleet.running(second), 30, what=f"every role on {second}")
+        await wait_for(lambda: fleet.in_service("r1", False, pushed_at), 30, what="r1 judged down")
         state = await fleet.state("r1")
         assert state is not None and "error" in state.reason, state
-        await wait_for(lambda: fleet.windows_of("r2") >= 1, 15, what="windows of the new r2")
-        await wait_for(lambda: fleet.state("r2"), 15, what="a state of the new r2")
+        await wait_for(lambda: fleet.windows_of("r2") >= 1, 30, what="windows of the new r2")
+        await wait_for(lambda: fleet.state("r2"), 30, what="a state of the new r2")
 
         # a rollback is a new revision with the first text: r1 back, r2 gone
         old = await store.at(name, first)
         rolled = await push_checked(
             store, old.load(), old.record.text, name=name, rollback_of=first
         )
-        await wait_for(lambda: fleet.running(rolled.revision), 10, what="the rollback")
+        await wait_for(lambda: fleet.running(rolled.revision), 30, what="the rollback")
         rolled_at = time.time()
-        await wait_for(lambda: fleet.in_service("r1", True, rolled_at), 20, what="r1 back")
-        await wait_for(lambda: fleet.windows_of("r1", rolled_at + 2) >= 1, 10, what="r1 windows")
+        await wait_for(lambda: fleet.in_service("r1", True, rolled_at), 30, what="r1 back")
+        await wait_for(lambda: fleet.windows_of("r1", rolled_at + 2) >= 1, 20, what="r1 windows")
         assert fleet.windows_of("r2", rolled_at) == 0, "r2 has windows after it was removed"
-        await wait_for(lambda: _fleet_current(fleet, rolled.revision), 15, what="show fleet")
+        await wait_for(lambda: _fleet_current(fleet, rolled.revision), 30, what="show fleet")
 
         # a bad revision straight into KV: refused by every role, the last good one kept
         bad = lenient.replace("acceptable-error-threshold: 75", "acceptable-error-threshold: 500")
@@ -209,12 +213,12 @@ async def test_a_pushed_revision_takes_effect_everywhere_without_a_restart(
         await store.kv.put(name, encode(record))
         await wait_for(
             lambda: all("config refused" in process.log() for process in fleet.processes),
-            10,
+            20,
             what="every role to refuse the bad revision",
         )
-        await wait_for(lambda: fleet.windows_of("r1", injected_at + 2) >= 1, 10, what="windows")
-        assert await fleet.in_service("r1", True, injected_at)
-        await wait_for(lambda: _fleet_behind(fleet), 15, what="show fleet: every role behind")
+        await wait_for(lambda: fleet.windows_of("r1", injected_at + 2) >= 1, 20, what="windows")
+        await wait_for(lambda: fleet.in_service("r1", True, injected_at), 10, what="r1 judged")
+        await wait_for(lambda: _fleet_behind(fleet), 30, what="show fleet: every role behind")
         check = fleet.show_fleet("--check")
         assert check.returncode == 1, check.stdout + check.stderr
         assert "behind" in check.stdout and "refused 1" in check.stdout, check.stdout

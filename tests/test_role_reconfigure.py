@@ -8,10 +8,12 @@ import asyncio
 import uuid
 
 import httpx
+import pytest
 
 from agents.healer.healer import Healer
 from agents.router import Router
 from enforcer.api import run_api
+from enforcer.api_settings import CurrentSettings
 from pathwatch.bus import Bus
 from pathwatch.configfile import parse_config
 from pathwatch.configsource import LiveConfig, Revision
@@ -90,3 +92,12 @@ async def _answers(http: httpx.AsyncClient, port: int) -> bool:
         return (await http.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_the_api_keeps_its_token_while_it_listens_off_loopback() -> None:
+    with_token = revision("web", {"r1": "n1"}, token="t")
+    settings = CurrentSettings(with_token.config, host="0.0.0.0")
+    with pytest.raises(ValueError, match="off loopback: a token is required"):
+        settings.swap(revision("web", {"r1": "n1"}).config)
+    assert settings.token() == "t"
+    CurrentSettings(with_token.config, host="::1").swap(revision("web", {"r1": "n1"}).config)

@@ -27,6 +27,7 @@ from pathwatch.runtime import (
     setup_logging,
 )
 from schemas.config import PathwatchConfig
+from schemas.validate import loopback_host
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Config file (YAML or TOML).")]
 log = logging.getLogger("pathwatch")
@@ -126,7 +127,7 @@ def api_command(
             raise typer.Exit(2) from None
 
     def token_off_loopback(config: PathwatchConfig) -> None:
-        if host not in (None, "127.0.0.1", "::1", "localhost") and not config.api.token:
+        if host is not None and not loopback_host(host) and not config.api.token:
             err_console.print("[bold red]error:[/] a token (api.token) is required off loopback")
             raise typer.Exit(2)
 
