@@ -112,8 +112,11 @@ async def test_slow_clients_are_cut_off_and_the_process_stays_healthy(
         assert answered_during >= 3
         assert most_open < FILE_LIMIT
 
+        # a generous deadline: on a loaded 2-core machine 600 clients notice slowly
         await wait_for(
-            lambda: len(cut) >= len(writers), HTTP_HEADER_TIMEOUT_S + 8, what="slow clients cut"
+            lambda: len(cut) >= len(writers),
+            HTTP_HEADER_TIMEOUT_S + 30,
+            what="every slow client cut off",
         )
         print(f"every slow client cut off within {max(cut):.1f} s")
         for writer in writers:
