@@ -38,8 +38,6 @@ log = logging.getLogger("pathwatch.config")
 #: Seconds between looks at KV while no good config is there yet, and before a
 #: broken watch is started again.
 RETRY_S = 1.0
-#: Keys every role reads only at start: the connection it already has.
-START_ONLY_KEYS = ("nats",)
 
 #: A role's way to take a new config: return when applied, raise to refuse it.
 Apply = Callable[[PathwatchConfig], Awaitable[None] | None]
@@ -91,7 +89,7 @@ class LiveConfig:
     def __init__(self, role: str, first: Revision, start_only: tuple[str, ...] = ()) -> None:
         self.role = role
         self.current = first
-        self.start_only = (*START_ONLY_KEYS, *start_only)
+        self.start_only = start_only
         self.refused: Counter[str] = Counter()
         self.changed = asyncio.Event()
         self._apply: Apply | None = None
@@ -153,6 +151,10 @@ class LiveConfig:
 class ConfigSource:
     """Successive checked revisions for the roles that follow it (`live`)."""
 
+    #: Keys every role following this source reads only at start: the connection it
+    #: has (a role following KV never uses the pushed `nats:`, only its bootstrap's).
+    start_only: tuple[str, ...] = ("nats",)
+
     def __init__(self, first: Revision) -> None:
         self.current = first
         self.lives: list[LiveConfig] = []
@@ -162,7 +164,7 @@ class ConfigSource:
 
     def live(self, role: str, start_only: tuple[str, ...] = ()) -> LiveConfig:
         """A follower for `role`, starting on the current revision."""
-        live = LiveConfig(role, self.current, start_only)
+        live = LiveConfig(role, self.current, (*self.start_only, *start_only))
         if self.invalid_before:
             live.refused["invalid"] = self.invalid_before
         self.lives.append(live)
@@ -223,6 +225,8 @@ class FileSource(ConfigSource):
 
 class KvSource(ConfigSource):
     """Config `name` in KV `pathwatch-config`, followed revision by revision."""
+
+    start_only = ()
 
     def __init__(self, bus: Bus, store: ConfigStore, name: str, first: Revision, seen: int):
         super().__init__(first)

@@ -15,7 +15,7 @@ import pytest
 
 from pathwatch.bus import Bus
 from pathwatch.configfile import parse_config
-from pathwatch.configsource import FileSource, KvSource, LiveConfig, Revision
+from pathwatch.configsource import ConfigSource, FileSource, KvSource, LiveConfig, Revision
 from pathwatch.configstore import ConfigStore, StoreError, push_checked, record_for
 from pathwatch.status import RoleCounters
 from schemas.codec import encode
@@ -199,3 +199,15 @@ async def test_the_same_text_only_moves_the_revision() -> None:
     live.on_change(calls.append)
     assert await live.offer(Revision(parse_config(text("30s"), "b.yaml"), 7))
     assert calls == [] and live.current.kv_revision == 7 and live.changed.is_set()
+
+
+async def test_a_change_of_a_start_only_key_is_applied_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    live = ConfigSource(Revision(parse_config(text("30s"), "a.yaml"))).live("api", ("api.listen",))
+    moved = "api: {listen: '127.0.0.1:9999'}\n" + text("30s")
+    assert await live.offer(Revision(parse_config(moved, "a.yaml")))
+    assert "api.listen changed; this role takes it at its next restart" in caplog.text
+    caplog.clear()
+    assert await live.offer(Revision(parse_config(moved.replace("30s", "40s"), "a.yaml")))
+    assert "next restart" not in caplog.text and holds(live.config) == 40
