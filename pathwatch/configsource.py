@@ -263,7 +263,7 @@ class KvSource(ConfigSource):
                 )
                 waiting_said = True
             await wait_any((stop,), RETRY_S)
-        raise StopRequested
+        raise StopRequested(f"a good revision of config {name!r} was found in KV")
 
     async def _reconnected(self) -> None:
         self._wake.set()  # the watch may not have survived: start it again

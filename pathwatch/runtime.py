@@ -168,8 +168,8 @@ async def _supervise(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     watchdog = asyncio.create_task(_cancel_when_late(work, stop))
     try:
         await work
-    except StopRequested:
-        log.info("stopped before NATS was reached")
+    except StopRequested as stopped:
+        log.info("stopped before %s", stopped.args[0] if stopped.args else "NATS was reached")
     except asyncio.CancelledError:
         if not stop.is_set():
             raise
