@@ -152,7 +152,12 @@ async def test_a_source_starts_from_the_newest_good_revision(
     await store.kv.put(name, b"garbage")
     source = await KvSource.open(bus, name, asyncio.Event())
     assert source.current.kv_revision == good
-    assert source.live("agent").refused["invalid"] == 1
+    live = source.live("agent")
+    assert live.refused["invalid"] == 1
+    async with following(source):  # the watch gives the bad latest again: not refused twice
+        newer = await push(store, name, "45s")
+        await wait_for(lambda: live.current.kv_revision == newer, 5, what="newer")
+    assert live.refused["invalid"] == 1
 
 
 async def test_a_role_that_cannot_apply_a_revision_keeps_its_own(
