@@ -7,7 +7,10 @@ target (probe address x traffic class, pinned to the route) concurrently and
 publishes one `MeasurementBatch` on `pw.meas.<service>.<route>`. Sequence
 numbers increase per agent (they start at the start time in ms, so they keep
 increasing across restarts). Link and neighbour changes of the next hops go
-out at once as `FastEvidence` on `pw.fast.<service>.<route>`. A heartbeat
+out at once as `FastEvidence` on `pw.fast.<service>.<route>`. Targets of
+probes in confirm mode (`agents.probe.watch`) notice a missed reply after
+their reply timeout, re-probe at once and publish `consecutive-failures`
+evidence on the same subject as soon as the run is confirmed. A heartbeat
 with the counters goes on `pw.agent.hb.<agent>` every `heartbeat_interval` s.
 When the config's `passive` section is enabled, a `PassiveSource` also
 learns from the sessions conntrack sees and publishes them (source
@@ -26,18 +29,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import cast
 
 from agents.outbox import Outbox
 from agents.plan import PlannedProbe, RoutePlan, build_plan, icmp_families, link_watches
+from agents.probe.confirm import Confirmed
 from agents.probe.icmp_engine import IcmpEngine, open_icmp_socket
 from agents.probe.icmp_sla import summarize
 from agents.probe.link import LinkWatcher
 from agents.probe.passive import PassiveSource, route_choices
+from agents.probe.registry import EXCHANGES
+from agents.probe.watch import TargetWatch
 from pathwatch.aio import wait_any
 from pathwatch.bus import Bus
 from pathwatch.configsource import LiveConfig
@@ -47,9 +55,11 @@ from schemas.config import PathwatchConfig
 from schemas.wire import (
     PROTOCOLS,
     AgentHeartbeat,
+    EvidenceHops,
     FastEvidence,
     Measurement,
     MeasurementBatch,
+    Protocol,
 )
 
 log = logging.getLogger("pathwatch.agent")
@@ -94,6 +104,7 @@ class Agent:
         self.config_hash = config_hash
         self.plans = build_plan(config, node, self.engine)
         self._check_icmp(self.plans)
+        self.watches = self._watches(self.plans)
         self._schedulers: list[asyncio.Task[None]] = []
         self._rounds: set[asyncio.Task[None]] = set()
         self._watcher_stop = asyncio.Event()
@@ -126,6 +137,10 @@ class Agent:
         self.config = config
         self.config_hash = config_hash
         self.plans = plans
+        for watches in self.watches.values():
+            for watch in watches:
+                watch.stop_reprobes()
+        self.watches = self._watches(plans)
         self.counters["reloads"] += 1
         if self._running:
             self._stop_schedulers()
@@ -197,6 +212,71 @@ class Agent:
         self.counters["fast_events"] += 1
         await self._send(subjects.fast(evidence.service, evidence.route), encode(evidence))
 
+    # --- confirm mode ---------------------------------------------------------
+
+    def _watches(self, plans: list[RoutePlan]) -> dict[tuple[str, str], list[TargetWatch]]:
+        """A TargetWatch per target of every probe in confirm mode, by (route, probe)."""
+        watches: dict[tuple[str, str], list[TargetWatch]] = {}
+        for plan in plans:
+            for probe in plan.probes:
+                if probe.confirm is None:
+                    continue
+                watches[(plan.key, probe.name)] = [
+                    TargetWatch(
+                        target,
+                        EXCHANGES[probe.kind],
+                        probe.profile,
+                        probe.confirm,
+                        functools.partial(self._publish_confirmed, plan, probe),
+                        counters=self.counters,
+                    )
+                    for target in probe.targets
+                ]
+        return watches
+
+    async def _publish_confirmed(
+        self,
+        plan: RoutePlan,
+        probe: PlannedProbe,
+        watch: TargetWatch,
+        confirmed: Confirmed,
+        outcome: str,
+    ) -> None:
+        """Publish the consecutive-failures evidence of a confirmed run at once."""
+        wall_now, mono_now = time.time(), time.monotonic()
+
+        def wall(at: float) -> float:
+            return wall_now - (mono_now - at)
+
+        target = watch.target
+        await self._publish_fast(
+            FastEvidence(
+                service=plan.service,
+                route=plan.route,
+                ts=wall(confirmed.confirmed),
+                kind="consecutive-failures",
+                node=plan.node,
+                agent=self.agent_name,
+                protocol=cast(Protocol, probe.kind),
+                traffic_class=target.traffic_class,
+                count=confirmed.misses,
+                source="probe",
+                reprobes=confirmed.reprobes,
+                probe=probe.name,
+                destination=target.address,
+                detail=(
+                    f"{confirmed.misses} consecutive failures ({outcome}) on {probe.kind}"
+                    f"/{target.traffic_class} probe probe={probe.name}"
+                    f" destination={target.address}, confirmed by {confirmed.reprobes} re-probes"
+                ),
+                hops=EvidenceHops(
+                    probe_sent=wall(confirmed.first_sent),
+                    loss_noticed=wall(confirmed.noticed),
+                    published=time.time(),
+                ),
+            )
+        )
+
     def heartbeat(self) -> AgentHeartbeat:
         counters = dict(self.counters)
         counters.update(self.engine.counters.as_dict())
@@ -231,10 +311,17 @@ class Agent:
 
     # --- probing ------------------------------------------------------------
 
-    async def _run_probe(self, probe: PlannedProbe, started: float) -> list[Measurement]:
+    async def _run_probe(
+        self, plan: RoutePlan, probe: PlannedProbe, started: float
+    ) -> list[Measurement]:
         deadline = probe.deadline_after(started)
+        watches = self.watches.get((plan.key, probe.name))
         results = await asyncio.gather(
-            *(probe.func(target, probe.profile, deadline) for target in probe.targets),
+            *(
+                (watch.probe(deadline) for watch in watches)
+                if watches is not None
+                else (probe.func(target, probe.profile, deadline) for target in probe.targets)
+            ),
             return_exceptions=True,
         )
         items: list[Measurement] = []
@@ -265,7 +352,7 @@ class Agent:
 
     async def _round(self, plan: RoutePlan, due: list[PlannedProbe]) -> None:
         started = time.monotonic()
-        batches = await asyncio.gather(*(self._run_probe(probe, started) for probe in due))
+        batches = await asyncio.gather(*(self._run_probe(plan, probe, started) for probe in due))
         items = [item for batch in batches for item in batch]
         self.counters["rounds"] += 1
         self.counters["measurements"] += len(items)
@@ -378,10 +465,16 @@ class Agent:
     async def _drain(self) -> None:
         self._running = False
         self._stop_schedulers()
+        for watches in self.watches.values():
+            for watch in watches:
+                watch.stop_reprobes()
         self._watcher_stop.set()
         self._passive_stop.set()
         if self._rounds:
             await asyncio.wait(set(self._rounds), timeout=25)
+        for watches in self.watches.values():
+            for watch in watches:
+                await watch.close()
         if self._watcher_task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._watcher_task, 2)

@@ -18,7 +18,9 @@ from urllib.parse import urlsplit
 from agents.probe.base import PluginProfile, ProbeFunc, Target
 from agents.probe.icmp_engine import IcmpEngine
 from agents.probe.link import LinkWatch
-from agents.probe.registry import resolve
+from agents.probe.registry import EXCHANGES, resolve
+from agents.probe.rtt import TimeoutBounds
+from agents.probe.watch import ConfirmSettings
 from schemas.config import (
     HttpProbeProfile,
     IcmpProbeProfile,
@@ -27,6 +29,7 @@ from schemas.config import (
     ServiceRoute,
     SlaMetrics,
 )
+from schemas.fastdetect import agent_confirms, confirm_interval, reply_timeout_bounds
 from schemas.wire import TRAFFIC_CLASSES, TrafficClass
 
 
@@ -42,6 +45,8 @@ class PlannedProbe:
     duration: float
     targets: list[Target]
     icmp_sla: SlaMetrics | None = None
+    #: confirm mode (suspicion re-probing) of its targets; None: off for this probe
+    confirm: ConfirmSettings | None = None
 
     def deadline_after(self, start: float) -> float:
         """When a run started at `start` must be over (attempts + their timeouts)."""
@@ -80,6 +85,19 @@ def _plugin_profile(ref: ProbeRef) -> PluginProfile:
         traffic_classes=classes,
         probe_address=addresses or [""],
         port=int(options["port"]) if "port" in options else None,
+    )
+
+
+def _confirm_settings(kind: str, profile: Any, route: ServiceRoute) -> ConfirmSettings | None:
+    """How the agent confirms this probe's targets (schemas.fastdetect), or None."""
+    if kind not in EXCHANGES or not agent_confirms(kind, profile, route):
+        return None
+    floor, ceiling = reply_timeout_bounds(profile)
+    return ConfirmSettings(
+        threshold=route.reachability_detection.consecutive_failures,
+        interval=confirm_interval(profile),
+        bounds=TimeoutBounds(floor, ceiling),
+        extra=float(getattr(profile, "hold_open", 0)) / 1000,
     )
 
 
@@ -133,6 +151,7 @@ def _planned_probe(
         duration=float(profile.probe_duration),
         targets=targets,
         icmp_sla=profile.sla_metrics if isinstance(profile, IcmpProbeProfile) else None,
+        confirm=None if found is None else _confirm_settings(kind, profile, route),
     )
 
 

@@ -23,7 +23,7 @@ import msgspec
 import nats.errors
 
 from agents.routing.capability import NetAdminMissing, require_net_admin
-from agents.routing.desired import desired_routes
+from agents.routing.desired import DesiredState, desired_routes
 from agents.routing.follower import CommandFollower
 from agents.routing.kernel import KernelTable, RouteApplyError
 from agents.routing.plan import Change, plan_changes
@@ -95,6 +95,8 @@ class Router:
             bus, self._kv_changed, self._resync_needed.set, self.stats.malformed
         )
         self._have_snapshot = False
+        #: desired routes the last reconcile applied without errors
+        self._applied: DesiredState | None = None
         self._last_problems: tuple[str, ...] = ()
         self._last_dry_run: tuple[str, ...] = ()
         self._routes_on_node = self._routes_of_node(config)
@@ -121,6 +123,7 @@ class Router:
         if key is None:
             self._overrides.clear()
             self._have_snapshot = True
+            self._applied = None  # a new snapshot: compare with the kernel again
         else:
             self._overrides.pop(key, None)
         self._dirty.set()
@@ -157,9 +160,15 @@ class Router:
 
     # --- actions ----------------------------------------------------------
 
-    async def reconcile(self, table: KernelTable) -> list[Change]:
-        """Make the kernel table match the desired routes; returns the changes planned."""
+    async def reconcile(self, table: KernelTable, *, force: bool = True) -> list[Change]:
+        """Make the kernel table match the desired routes; returns the changes planned.
+
+        Unless `force`, nothing is read from the kernel when the desired routes are the
+        ones the last reconcile applied without errors (a path state whose figures moved)."""
         desired = desired_routes(self.config, self.node, self.effective_states())
+        if not force and desired == self._applied:
+            return []
+        self._applied = None
         wanted, resolve_problems = await table.resolve(desired.routes)
         plan = plan_changes(wanted, await table.installed(own_only=True), protocol=table.protocol)
         if any(change.action == "replace" for change in plan.changes):
@@ -175,15 +184,19 @@ class Router:
                 self._last_dry_run = described
             self.stats.changes_skipped_dry_run += len(plan.changes)
             return list(plan.changes)
+        failed = False
         for change in plan.changes:
             try:
                 await table.apply(change)
             except RouteApplyError as exc:
                 self.stats.apply_errors += 1
+                failed = True
                 log.error("route change failed: %s", exc)
                 continue
             self.stats.changes_applied += 1
             log.info("route %s", change.describe())
+        if not failed and not resolve_problems:
+            self._applied = desired
         return list(plan.changes)
 
     def _report_problems(self, problems: tuple[str, ...]) -> None:
@@ -272,8 +285,11 @@ class Router:
                 if not await self._resync():
                     self._resync_needed.set()
             if self._have_snapshot:
+                # woken by a change: the kernel is read only if the desired routes moved;
+                # the periodic resync always compares with the kernel
+                changed = self._dirty.is_set()
                 self._dirty.clear()
-                await self.reconcile(table)
+                await self.reconcile(table, force=not changed)
             wait_for = RESYNC_RETRY if self._resync_needed.is_set() else interval
             await wait_any((stop, self._dirty, self._resync_needed), wait_for)
 

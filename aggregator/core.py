@@ -20,8 +20,9 @@ from aggregator.partition import PartitionFilter
 from aggregator.skew import SkewMonitor
 from aggregator.windows import Reconfigured, RouteSpec, WindowBook, default_lateness
 from schemas.config import HttpProbeProfile, PathwatchConfig, ServiceRoute
+from schemas.fastdetect import agent_confirmed_probes
 from schemas.limits import MAX_CLOCK_OFFSET_S, MAX_SKEW_ALARMS, SUBJECT_CACHE_ENTRIES
-from schemas.wire import Alarm, FastEvidence, WindowStats
+from schemas.wire import Alarm, EvidenceHops, FastEvidence, WindowStats
 
 SYSTEM_SERVICE = "_system"
 
@@ -71,6 +72,7 @@ def route_specs(config: PathwatchConfig) -> list[RouteSpec]:
                 tracked=tracked,
                 listed_probes=frozenset({"", *(ref.name for ref in detection.probes)}),
                 listed_destinations=listed_destinations(config, route) | tracked,
+                agent_confirmed=agent_confirmed_probes(config, route),
             )
         )
     return specs
@@ -183,6 +185,9 @@ class Aggregator:
                     protocol=protocol,
                     traffic_class=traffic_class,
                     count=run.count,
+                    probe=probe,
+                    destination=destination,
+                    hops=EvidenceHops(forwarded=now),
                     detail=(
                         f"{run.count} consecutive failures ({run.last_outcome}) on {protocol}"
                         f"/{traffic_class} {source} probe={probe or '-'}"

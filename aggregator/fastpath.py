@@ -3,6 +3,9 @@
 A lane here is one probe towards one destination (the fine lane), so one
 dead probe address is seen even when other addresses of the same profile
 answer. Evidence is emitted once per run of failures; a success ends the run.
+Probes their agent confirms itself (`schemas.fastdetect`) are left out: the
+agent publishes their evidence sooner, and only it sees the re-probes that
+answered in between.
 """
 
 from __future__ import annotations
@@ -24,13 +27,18 @@ class FailureRun:
 class FailureRuns:
     """Run lengths of failures per fine lane of one route."""
 
-    __slots__ = ("runs", "threshold")
+    __slots__ = ("agent_confirmed", "runs", "threshold")
 
-    def __init__(self, threshold: int) -> None:
+    def __init__(self, threshold: int, agent_confirmed: frozenset[str] = frozenset()) -> None:
         self.threshold = threshold
+        #: names of probes whose agent confirms their failures itself
+        self.agent_confirmed = agent_confirmed
         self.runs: dict[FineKey, int] = {}
 
     def failure(self, key: FineKey, outcome: str) -> FailureRun | None:
+        confirmed = self.agent_confirmed
+        if confirmed and key[3] in confirmed and key[2] == "probe":
+            return None
         count = self.runs.get(key, 0) + 1
         self.runs[key] = count
         if count == self.threshold:

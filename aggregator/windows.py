@@ -46,6 +46,15 @@ class RouteSpec:
     #: MAX_UNLISTED_LANES fine lanes with any other
     listed_probes: frozenset[str] = frozenset({""})
     listed_destinations: frozenset[str] = frozenset({""})
+    #: probes whose agent confirms failures itself (schemas.fastdetect)
+    agent_confirmed: frozenset[str] = frozenset()
+
+
+def _failure_runs(spec: RouteSpec) -> FailureRuns | None:
+    """The consecutive-failure counting of a route (None: the fast path is off)."""
+    if not spec.consecutive_failures:
+        return None
+    return FailureRuns(spec.consecutive_failures, spec.agent_confirmed)
 
 
 def default_lateness(window_s: float) -> float:
@@ -118,7 +127,7 @@ class RouteWindows:
     def __init__(self, spec: RouteSpec, deadlines: list[Deadline], endings: list[Deadline]) -> None:
         self.spec = spec
         self.windows: dict[int, Window] = {}
-        self.runs = FailureRuns(spec.consecutive_failures) if spec.consecutive_failures else None
+        self.runs = _failure_runs(spec)
         self.late = 0
         self.duplicates = 0
         self._cached: Window | None = None
@@ -231,10 +240,13 @@ class RouteWindows:
 
     def respec(self, spec: RouteSpec) -> None:
         """Take a changed spec of the same window width and lateness, keeping the open
-        windows (failure runs start over when their threshold changed)."""
-        if spec.consecutive_failures != self.spec.consecutive_failures:
-            failures = spec.consecutive_failures
-            self.runs = FailureRuns(failures) if failures else None
+        windows (failure runs start over when their threshold or probes changed)."""
+        old = self.spec
+        if (spec.consecutive_failures, spec.agent_confirmed) != (
+            old.consecutive_failures,
+            old.agent_confirmed,
+        ):
+            self.runs = _failure_runs(spec)
         self.spec = spec
         self._listed_destinations = spec.listed_destinations | spec.tracked
 

@@ -8,7 +8,8 @@ routers), the veth links, the addresses and the static routes; `Bed.destroy()`
 deletes every namespace again (use `with bed(): ...`, which does it in
 `finally`). Faults on path 1 are applied inside router-1 only: link down
 (router-1's end of link 1, so the client sees carrier loss), an nftables
-blackhole of everything router-1 forwards, and random loss with
+blackhole of everything router-1 forwards (`blackhole`) or of what it forwards
+from the client only (`blackhole-oneway`), and random loss with
 `iptables -m statistic`; `drop_on_path1(address)` drops only one address's
 traffic there, and `break_path2` / `restore_path2` blackhole router-2.
 
@@ -59,6 +60,8 @@ HEALER_ADDRESS = _host(SERVICE_NET, 10)
 #: UDP echo port on the server.
 ECHO_PORT = 7007
 FAULTS = ("link-down", "blackhole", "loss")
+#: FAULTS and the one-way blackhole (client -> server dropped, replies pass).
+ALL_FAULTS = ("link-down", "blackhole", "blackhole-oneway", "loss")
 
 
 class BedError(RuntimeError):
@@ -72,23 +75,29 @@ def run(*args: str, check: bool = True, stdin: str | None = None) -> str:
     return result.stdout
 
 
-def veth_link(ns_a: str, if_a: str, addr_a: str, ns_b: str, if_b: str, addr_b: str) -> None:
-    """Join two namespaces with a veth pair, address both ends (CIDR) and bring them up."""
+def veth_link(
+    ns_a: str,
+    if_a: str,
+    addr_a: str,
+    ns_b: str,
+    if_b: str,
+    addr_b: str,
+    indexes: tuple[int, int] | None = None,
+) -> None:
+    """Join two namespaces with a veth pair, address both ends (CIDR) and bring them up.
+
+    `indexes` gives the two ends distinct interface indexes. Fresh namespaces number
+    their interfaces alike, and the kernel's linkwatch handles a carrier change of a
+    veth whose index equals its peer's as not urgent: at most one such batch a second,
+    so the other end would learn of a link down up to a second late.
+    """
+    ends: tuple[list[str], list[str]] = ([], [])
+    if indexes is not None:
+        ends = (["index", str(indexes[0])], ["index", str(indexes[1])])
     run(
-        "ip",
-        "link",
-        "add",
-        if_a,
-        "netns",
-        ns_a,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        if_b,
-        "netns",
-        ns_b,
-    )
+        "ip", "link", "add", if_a, *ends[0], "netns", ns_a,
+        "type", "veth", "peer", "name", if_b, *ends[1], "netns", ns_b,
+    )  # fmt: skip
     for namespace, interface, address in ((ns_a, if_a, addr_a), (ns_b, if_b, addr_b)):
         run("ip", "netns", "exec", namespace, "ip", "addr", "add", address, "dev", interface)
         run("ip", "netns", "exec", namespace, "ip", "link", "set", interface, "up")
@@ -164,6 +173,7 @@ class Bed:
                 self.router1,
                 self.router1_if_client,
                 f"{_host(c1, 2)}/24",
+                (101, 201),
             )
             veth_link(
                 self.client,
@@ -172,6 +182,7 @@ class Bed:
                 self.router2,
                 f"pwr2{self.tag}",
                 f"{_host(c2, 2)}/24",
+                (102, 202),
             )
             veth_link(
                 self.router1,
@@ -180,6 +191,7 @@ class Bed:
                 self.server,
                 f"pws1{self.tag}",
                 f"{_host(s1, 2)}/24",
+                (103, 203),
             )
             veth_link(
                 self.router2,
@@ -188,6 +200,7 @@ class Bed:
                 self.server,
                 f"pws2{self.tag}",
                 f"{_host(s2, 2)}/24",
+                (104, 204),
             )
             for index in (9, 10):
                 self.ns(
@@ -236,12 +249,8 @@ class Bed:
     def apply_fault(self, fault: str, loss_pct: float = 30.0) -> None:
         if fault == "link-down":
             self.ns(self.router1, "ip", "link", "set", self.router1_if_client, "down")
-        elif fault == "blackhole":
-            script = (
-                "table inet pathwatch_bed {\n"
-                "  chain forward { type filter hook forward priority 0; policy drop; }\n"
-                "}\n"
-            )
+        elif fault in ("blackhole", "blackhole-oneway"):
+            script = "".join(f"{line}\n" for line in self.blackhole_commands(fault))
             run("ip", "netns", "exec", self.router1, "nft", "-f", "-", stdin=script)
         elif fault == "loss":
             self.ns(
@@ -259,7 +268,24 @@ class Bed:
                 "DROP",
             )
         else:
-            raise BedError(f"unknown fault {fault!r}; one of {', '.join(FAULTS)}")
+            raise BedError(f"unknown fault {fault!r}; one of {', '.join(ALL_FAULTS)}")
+
+    def blackhole_commands(self, fault: str) -> list[str]:
+        """nft commands, one a line, that blackhole router-1's forwarding: everything
+        (`blackhole`) or only what comes from the client (`blackhole-oneway`: the
+        replies still reach it). The fault starts with the last command."""
+        commands = ["add table inet pathwatch_bed"]
+        if fault == "blackhole":
+            return [
+                *commands,
+                "add chain inet pathwatch_bed forward"
+                " { type filter hook forward priority 0; policy drop; }",
+            ]
+        return [
+            *commands,
+            "add chain inet pathwatch_bed forward { type filter hook forward priority 0; }",
+            f'add rule inet pathwatch_bed forward iifname "{self.router1_if_client}" drop',
+        ]
 
     def drop_on_path1(self, address: str) -> None:
         """Drop only what router-1 forwards to or from `address` (path 1 stays up for the

@@ -395,11 +395,28 @@ class SlaMetrics(_Cfg, frozen=True, kw_only=True):
     ] = None
 
 
+class ReplyTimeout(_Cfg, frozen=True, kw_only=True):
+    """Floor and ceiling of a target's reply timeout, SRTT + 4 RTTVAR of its replies
+    (RFC 6298): past it a missing reply is suspected and re-probed (confirm mode)."""
+
+    min: Annotated[float, seconds("Shortest reply timeout (the floor).", gt=0, le=10)] = 0.02
+    max: Annotated[
+        Annotated[float, Meta(gt=0, le=10)] | None,
+        seconds(
+            "Longest reply timeout (the ceiling, also used before the first reply);"
+            " null: probe-duration, which it never exceeds."
+        ),
+    ] = None
+
+
 class _ProbeTiming(_Cfg, frozen=True, kw_only=True):
     """Attempts are spaced probe-duration / number-of-attempts apart.
 
     TCP, TLS and UDP probes have no router counterpart and may run sub-second;
     ICMP and HTTP probes keep the router's ranges (they redeclare the two keys).
+    ICMP, UDP and TCP probes of a route with `consecutive-failures` re-probe a
+    target every `confirm-interval` after a missed reply until it answers or the
+    failures are confirmed (docs/internals.md, "Fast path").
     """
 
     probe_interval: Annotated[
@@ -418,6 +435,22 @@ class _ProbeTiming(_Cfg, frozen=True, kw_only=True):
     traffic_classes: Annotated[list[TrafficClass], key(_TRAFFIC_CLASSES)] = field(
         default_factory=lambda: ["best-effort"]
     )
+    reply_timeout: Annotated[
+        ReplyTimeout,
+        key(
+            "Bounds of the reply timeout derived from each target's smoothed RTT: a reply"
+            " missing past it puts the target in confirm mode (ICMP, UDP, TCP)."
+        ),
+    ] = field(default_factory=ReplyTimeout)
+    confirm_interval: Annotated[
+        float,
+        seconds(
+            "Time between re-probes of a target in confirm mode (after a missed reply, until"
+            " a reply or consecutive-failures); 0 turns confirm mode off.",
+            ge=0,
+            le=10,
+        ),
+    ] = 0.01
 
 
 class IcmpProbeProfile(_ProbeTiming, frozen=True, kw_only=True):

@@ -175,6 +175,21 @@ def _check_service(
         )
 
 
+def _check_reply_timeouts(problems: list[Problem], config: PathwatchConfig) -> None:
+    for kind in PROBE_KINDS:
+        for name, profile in getattr(config, f"{kind}_probe_profiles").items():
+            bounds = profile.reply_timeout
+            if bounds.max is not None and bounds.min > bounds.max:
+                keys = (f"{kind}-probe-profiles", name, "reply-timeout")
+                problems.append(
+                    Problem(
+                        (*keys, "min"),
+                        f"reply-timeout min ({bounds.min:g} s) must be <= max ({bounds.max:g} s)",
+                        refers=((*keys, "max"),),
+                    )
+                )
+
+
 def _check_notifier(
     problems: list[Problem], config: PathwatchConfig, name: str, notifier: NotifierConfig
 ) -> None:
@@ -214,6 +229,7 @@ def errors(config: PathwatchConfig) -> list[Problem]:
     _check_listen(problems, ("api", "listen"), config.api.listen)
     _check_listen(problems, ("metrics", "listen"), config.metrics.listen)
     _check_tokens(problems, config)
+    _check_reply_timeouts(problems, config)
     for kind in ("icmp", "tcp", "tls", "udp"):
         for name, profile in getattr(config, f"{kind}_probe_profiles").items():
             for index, address in enumerate(profile.probe_address):

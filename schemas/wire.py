@@ -166,8 +166,27 @@ FastKind = Literal[
 ]
 
 
+class EvidenceHops(Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
+    """When a piece of fast evidence passed each hop (Unix seconds; None: not on its way).
+
+    Set by whoever passes the hop: the agent (`probe_sent`: the first missed
+    attempt of the run; `loss_noticed`: its reply timeout; `published`), the
+    aggregator when it forwards or produces the evidence (`forwarded`). The
+    enforcer's decision is the `updated` time of the PathState it writes.
+    """
+
+    probe_sent: Timestamp | None = None
+    loss_noticed: Timestamp | None = None
+    published: Timestamp | None = None
+    forwarded: Timestamp | None = None
+
+
 class FastEvidence(Message, frozen=True, kw_only=True):
-    """Early evidence that does not wait for the window; subject `pw.fast.<service>.<route>`."""
+    """Early evidence that does not wait for the window; subject `pw.fast.<service>.<route>`.
+
+    `reprobes`, `probe`, `destination` and `hops` were added within schema
+    version 1: older senders leave them at their defaults, older readers ignore them.
+    """
 
     service: Name
     route: Name
@@ -183,6 +202,12 @@ class FastEvidence(Message, frozen=True, kw_only=True):
     detail: str = ""
     #: Source of the failing lane for consecutive-failures (None: not said).
     source: SourceKind | None = None
+    #: consecutive-failures confirmed by the agent: the re-probes of the run that it took
+    reprobes: Count = 0
+    #: the failing probe and destination (consecutive-failures; empty: not said)
+    probe: Label = ""
+    destination: Label = ""
+    hops: EvidenceHops | None = None
 
 
 # --- path state (KV pathwatch-paths) --------------------------------------

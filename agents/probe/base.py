@@ -17,10 +17,11 @@ A probe never raises for network faults: they are outcomes.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from agents.probe.icmp_engine import IcmpEngine
 from schemas.wire import Measurement, Outcome, Protocol, TrafficClass
@@ -77,8 +78,35 @@ class PluginProfile:
 
 
 ProbeFunc = Callable[[Target, Any, float], Awaitable[list[Measurement]]]
+#: One request / reply of a probe kind: `(target, profile, timeout_s) -> Measurement`.
+#: The kinds that have one (ICMP, UDP, TCP) can be confirmed by re-probes
+#: (`agents.probe.watch`); a probe of such a kind is its exchange, spaced.
+ExchangeFunc = Callable[[Target, Any, float], Awaitable[Measurement]]
+
+T = TypeVar("T")
 
 
 def remaining(deadline: float) -> float:
     """Seconds left until `deadline` (never negative)."""
     return max(deadline - time.monotonic(), 0.0)
+
+
+async def spaced_attempts(
+    attempts: int, duration: float, attempt: Callable[[], Awaitable[T]]
+) -> list[T]:
+    """Run `attempt` `attempts` times, started duration / attempts apart, concurrently."""
+    spacing = duration / attempts
+    started = time.monotonic()
+
+    async def one(index: int) -> T:
+        delay = started + index * spacing - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return await attempt()
+
+    return list(await asyncio.gather(*(one(index) for index in range(attempts))))
+
+
+def attempt_timeout(duration: float, deadline: float) -> float:
+    """How long one attempt started now may wait: probe-duration, never past `deadline`."""
+    return min(duration, remaining(deadline))

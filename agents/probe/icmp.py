@@ -9,27 +9,25 @@ probe-address and traffic class. Pings go through the agent's shared
 
 from __future__ import annotations
 
-import asyncio
-import time
-
-from agents.probe.base import Target, remaining
-from agents.probe.icmp_engine import IcmpEngine, PingResult
+from agents.probe.base import Target, attempt_timeout, spaced_attempts
 from schemas.config import IcmpProbeProfile
 from schemas.wire import Measurement
 
 
-async def _attempt(
-    engine: IcmpEngine, target: Target, delay: float, timeout: float, deadline: float
-) -> PingResult:
-    if delay > 0:
-        await asyncio.sleep(delay)
-    wait = min(timeout, remaining(deadline))
-    return await engine.ping(
+async def exchange_icmp(target: Target, profile: IcmpProbeProfile, timeout: float) -> Measurement:
+    """One echo request through the agent's engine, waiting up to `timeout` s."""
+    engine = target.icmp
+    if engine is None:
+        raise ValueError("ICMP probes need the agent's IcmpEngine in Target.icmp")
+    result = await engine.ping(
         target.address,
-        timeout=max(wait, 0.001),
+        timeout=max(timeout, 0.001),
         dscp=target.dscp,
         interface=target.interface,
         source=target.source_address,
+    )
+    return target.measurement(
+        "icmp", result.sent_at, result.outcome, result.rtt_ms, detail=result.detail
     )
 
 
@@ -37,27 +35,10 @@ async def probe_icmp(
     target: Target, profile: IcmpProbeProfile, deadline: float
 ) -> list[Measurement]:
     """Ping `target.address` number-of-attempts times over probe-duration."""
-    engine = target.icmp
-    if engine is None:
+    if target.icmp is None:
         raise ValueError("ICMP probes need the agent's IcmpEngine in Target.icmp")
-    attempts = profile.number_of_attempts
-    spacing = profile.probe_duration / attempts
-    started = time.monotonic()
-    results = await asyncio.gather(
-        *(
-            _attempt(
-                engine,
-                target,
-                started + index * spacing - time.monotonic(),
-                profile.probe_duration,
-                deadline,
-            )
-            for index in range(attempts)
-        )
+    return await spaced_attempts(
+        profile.number_of_attempts,
+        profile.probe_duration,
+        lambda: exchange_icmp(target, profile, attempt_timeout(profile.probe_duration, deadline)),
     )
-    return [
-        target.measurement(
-            "icmp", result.sent_at, result.outcome, result.rtt_ms, detail=result.detail
-        )
-        for result in results
-    ]

@@ -33,9 +33,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
+from agents.probe.sockopts import SO_TIMESTAMPNS, kernel_time_ns
+
 PingOutcome = Literal["ok", "timeout", "send-failed", "unreachable"]
 
-_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 _SOL_RAW = 255
 _ICMP_FILTER = 1
 _ICMP6_FILTER = 1
@@ -172,14 +173,7 @@ class _IcmpSocket:
             except OSError:
                 # asynchronous errors (IP_RECVERR) on datagram sockets: nothing to match
                 return
-            received_ns = 0
-            for level, kind, cdata in ancdata:
-                if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(cdata) >= 16:
-                    seconds, nanos = struct.unpack("@qq", cdata[:16])
-                    received_ns = seconds * 1_000_000_000 + nanos
-            if not received_ns:
-                received_ns = time.time_ns()
-            self._handle(data, peer[0], received_ns)
+            self._handle(data, peer[0], kernel_time_ns(ancdata))
 
     def _handle(self, data: bytes, peer: str, received_ns: int) -> None:
         icmp = data
@@ -310,7 +304,7 @@ class IcmpEngine:
         sock, raw = open_icmp_socket(family, self.privileged)
         try:
             sock.setblocking(False)
-            sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
             if raw:
                 sock.setsockopt(*_filter_option(family))

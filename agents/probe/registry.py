@@ -17,12 +17,12 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 from typing import cast
 
-from agents.probe.base import ProbeFunc
+from agents.probe.base import ExchangeFunc, ProbeFunc
 from agents.probe.http import probe_http
-from agents.probe.icmp import probe_icmp
-from agents.probe.tcp import probe_tcp
+from agents.probe.icmp import exchange_icmp, probe_icmp
+from agents.probe.tcp import exchange_tcp, probe_tcp
 from agents.probe.tls import probe_tls
-from agents.probe.udp import probe_udp
+from agents.probe.udp import exchange_udp, probe_udp
 
 ENTRY_POINT_GROUP = "pathwatch.probes"
 
@@ -32,6 +32,13 @@ BUILTIN: dict[str, ProbeFunc] = {
     "tls": probe_tls,
     "udp": probe_udp,
     "http": probe_http,
+}
+
+#: Single request / reply exchanges, for confirm mode (schemas.fastdetect.CONFIRM_KINDS).
+EXCHANGES: dict[str, ExchangeFunc] = {
+    "icmp": exchange_icmp,
+    "tcp": exchange_tcp,
+    "udp": exchange_udp,
 }
 
 

@@ -2,13 +2,21 @@
 
 SO_BINDTODEVICE binds to the next-hop interface, `bind()` to the next-hop
 source address, and IP_TOS / IPV6_TCLASS carry the class's DSCP (dscp << 2).
+SO_TIMESTAMPNS has the kernel stamp what a socket receives (`kernel_time_ns`),
+so round-trip times do not include the event loop's delays.
 """
 
 from __future__ import annotations
 
 import socket
+import struct
+import time
+from typing import TYPE_CHECKING, Any
 
-from agents.probe.base import Target
+if TYPE_CHECKING:  # base imports the ICMP engine, which uses this module
+    from agents.probe.base import Target
+
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 
 
 def family_of(address: str) -> socket.AddressFamily:
@@ -37,3 +45,12 @@ def pinned_socket(target: Target, kind: socket.SocketKind) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def kernel_time_ns(ancdata: list[tuple[int, int, Any]]) -> int:
+    """The kernel's receive time (ns since the epoch) in recvmsg ancillary data, or now."""
+    for level, kind, cdata in ancdata:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(cdata) >= 16:
+            seconds, nanos = struct.unpack("@qq", cdata[:16])
+            return int(seconds * 1_000_000_000 + nanos)
+    return time.time_ns()

@@ -15,7 +15,7 @@ import errno
 import socket
 import time
 
-from agents.probe.base import Target, remaining
+from agents.probe.base import Target, attempt_timeout, remaining, spaced_attempts
 from agents.probe.sockopts import pinned_socket
 from schemas.config import TcpProbeProfile
 from schemas.wire import Measurement, Outcome
@@ -66,14 +66,13 @@ async def _held_open(sock: socket.socket, hold_s: float) -> OSError | None:
         return exc
 
 
-async def _attempt(
-    target: Target, profile: TcpProbeProfile, delay: float, deadline: float
+async def exchange_tcp(
+    target: Target, profile: TcpProbeProfile, timeout: float, hold_until: float | None = None
 ) -> Measurement:
-    if delay > 0:
-        await asyncio.sleep(delay)
+    """One connect waiting up to `timeout` s, then hold-open (never past `hold_until`, a
+    monotonic time, when given)."""
     sent_at = time.time()
     started = time.perf_counter()
-    timeout = min(profile.probe_duration, remaining(deadline))
     try:
         sock = await connect(target, timeout)
     except TimeoutError:
@@ -87,7 +86,9 @@ async def _attempt(
             error = OSError(pending, f"socket error {errno.errorcode.get(pending, pending)}")
             return target.measurement("tcp", sent_at, outcome_of(error), detail=str(error))
         if profile.hold_open > 0:
-            hold = min(profile.hold_open / 1000, remaining(deadline))
+            hold = profile.hold_open / 1000
+            if hold_until is not None:
+                hold = min(hold, remaining(hold_until))
             failure = await _held_open(sock, hold)
             if failure is not None:
                 return target.measurement("tcp", sent_at, outcome_of(failure), detail=str(failure))
@@ -98,13 +99,10 @@ async def _attempt(
 
 async def probe_tcp(target: Target, profile: TcpProbeProfile, deadline: float) -> list[Measurement]:
     """number-of-attempts TCP connects to (target.address, target.port)."""
-    spacing = profile.probe_duration / profile.number_of_attempts
-    started = time.monotonic()
-    return list(
-        await asyncio.gather(
-            *(
-                _attempt(target, profile, started + index * spacing - time.monotonic(), deadline)
-                for index in range(profile.number_of_attempts)
-            )
-        )
+    return await spaced_attempts(
+        profile.number_of_attempts,
+        profile.probe_duration,
+        lambda: exchange_tcp(
+            target, profile, attempt_timeout(profile.probe_duration, deadline), deadline
+        ),
     )

@@ -13,7 +13,7 @@ import asyncio
 import ssl
 import time
 
-from agents.probe.base import Target, remaining
+from agents.probe.base import Target, remaining, spaced_attempts
 from agents.probe.tcp import connect, outcome_of
 from schemas.config import TlsProbeProfile
 from schemas.wire import Measurement
@@ -32,11 +32,8 @@ async def _attempt(
     target: Target,
     profile: TlsProbeProfile,
     context: ssl.SSLContext,
-    delay: float,
     deadline: float,
 ) -> Measurement:
-    if delay > 0:
-        await asyncio.sleep(delay)
     loop = asyncio.get_running_loop()
     sent_at = time.time()
     attempt_deadline = time.monotonic() + min(profile.probe_duration, remaining(deadline))
@@ -75,15 +72,8 @@ async def _attempt(
 async def probe_tls(target: Target, profile: TlsProbeProfile, deadline: float) -> list[Measurement]:
     """number-of-attempts TLS handshakes with (target.address, target.port)."""
     context = client_context(profile.accept_self_signed, profile.ca_file)
-    spacing = profile.probe_duration / profile.number_of_attempts
-    started = time.monotonic()
-    return list(
-        await asyncio.gather(
-            *(
-                _attempt(
-                    target, profile, context, started + index * spacing - time.monotonic(), deadline
-                )
-                for index in range(profile.number_of_attempts)
-            )
-        )
+    return await spaced_attempts(
+        profile.number_of_attempts,
+        profile.probe_duration,
+        lambda: _attempt(target, profile, context, deadline),
     )

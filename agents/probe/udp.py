@@ -5,7 +5,8 @@ A connected UDP socket receives the ICMP errors of its peer: port or host
 unreachable come back as ECONNREFUSED / EHOSTUNREACH and are reported as
 `unreachable`. No reply within the attempt timeout is `timeout`; a reply not
 containing `expect` (when set) is `bad-reply`; otherwise `ok` with the
-request-to-reply time.
+request-to-reply time: from right before the send to the kernel's receive
+timestamp (SO_TIMESTAMPNS), so the event loop's delays are not in it.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import errno
 import socket
 import time
 
-from agents.probe.base import Target, remaining
-from agents.probe.sockopts import pinned_socket
+from agents.probe.base import Target, attempt_timeout, spaced_attempts
+from agents.probe.sockopts import SO_TIMESTAMPNS, kernel_time_ns, pinned_socket
 from schemas.config import UdpProbeProfile
 from schemas.wire import Measurement, Outcome
 
@@ -29,36 +30,55 @@ _UNREACHABLE = {
 }
 
 
-async def _attempt(
-    target: Target, profile: UdpProbeProfile, delay: float, deadline: float
-) -> Measurement:
-    if delay > 0:
-        await asyncio.sleep(delay)
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def _receive(sock: socket.socket) -> tuple[bytes, int]:
+    """The next datagram on `sock` and the kernel's time of its arrival (ns)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            data, ancdata, _flags, _peer = sock.recvmsg(65535, 64)
+            return data, kernel_time_ns(ancdata)
+        except (BlockingIOError, InterruptedError):
+            pass
+        readable: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(sock.fileno(), _wake, readable)
+        try:
+            await readable
+        finally:
+            loop.remove_reader(sock.fileno())
+
+
+async def exchange_udp(target: Target, profile: UdpProbeProfile, timeout: float) -> Measurement:
+    """One request / reply exchange, waiting up to `timeout` s for the reply."""
     if target.port is None:
         raise ValueError("UDP probes need a port")
-    loop = asyncio.get_running_loop()
     sent_at = time.time()
     try:
         sock = pinned_socket(target, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     except OSError as exc:
         return target.measurement("udp", sent_at, "send-failed", detail=str(exc))
     try:
         try:
             sock.connect((target.address, target.port))
-            started = time.perf_counter()
-            await loop.sock_sendall(sock, profile.payload.encode())
+            sent_ns = time.time_ns()
+            sock.send(profile.payload.encode())
         except OSError as exc:
             outcome: Outcome = "unreachable" if exc.errno in _UNREACHABLE else "send-failed"
             return target.measurement("udp", sent_at, outcome, detail=str(exc))
         try:
-            async with asyncio.timeout(min(profile.probe_duration, remaining(deadline))):
-                reply = await loop.sock_recv(sock, 65535)
+            async with asyncio.timeout(timeout):
+                reply, received_ns = await _receive(sock)
         except TimeoutError:
             return target.measurement("udp", sent_at, "timeout")
         except OSError as exc:
             failure: Outcome = "unreachable" if exc.errno in _UNREACHABLE else "error"
             return target.measurement("udp", sent_at, failure, detail=str(exc))
-        elapsed_ms = (time.perf_counter() - started) * 1000
+        elapsed_ms = max(received_ns - sent_ns, 0) / 1e6
         if profile.expect is not None and profile.expect.encode() not in reply:
             return target.measurement(
                 "udp", sent_at, "bad-reply", detail=f"reply {reply[:64]!r} lacks {profile.expect!r}"
@@ -70,13 +90,8 @@ async def _attempt(
 
 async def probe_udp(target: Target, profile: UdpProbeProfile, deadline: float) -> list[Measurement]:
     """number-of-attempts request / reply exchanges with (target.address, target.port)."""
-    spacing = profile.probe_duration / profile.number_of_attempts
-    started = time.monotonic()
-    return list(
-        await asyncio.gather(
-            *(
-                _attempt(target, profile, started + index * spacing - time.monotonic(), deadline)
-                for index in range(profile.number_of_attempts)
-            )
-        )
+    return await spaced_attempts(
+        profile.number_of_attempts,
+        profile.probe_duration,
+        lambda: exchange_udp(target, profile, attempt_timeout(profile.probe_duration, deadline)),
     )

@@ -8,45 +8,65 @@ client's kernel table) and optionally the healer (its own /32 to
 HEALER_ADDRESS), each on its own NATS connection. It also runs the UDP echo
 server (a socket inside the server namespace), a steady client stream
 (`Stream`), and reads the truth the measurements need: the path state in KV
-and the route the client's kernel uses to reach the service.
+and the route the client's kernel uses to reach the service. A `Timeline` records, with the
+wall-clock time each arrived, every piece of fast evidence on the bed and
+every change of path 1's state in KV, so a run can be broken down hop by hop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import socket
 import struct
 import tempfile
 import time
-from collections.abc import Coroutine
+from collections import Counter
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nats.aio.msg import Msg
 from nats.js.errors import KeyNotFoundError
 from pyroute2 import AsyncIPRoute
+from pyroute2.netlink.rtnl import RTMGRP_IPV4_ROUTE
 
-from agents.agent import AgentOptions, run_agent
+from agents.agent import Agent, AgentOptions
 from agents.healer.healer import Healer
 from agents.nsexec import socket_in_netns
 from agents.router import run_router
 from aggregator.service import run_aggregator
 from enforcer.service import run_enforcer
-from pathwatch.bus import Bus, BusOptions
+from pathwatch.bench.echo import EchoProcess
+from pathwatch.bus import Bus, BusOptions, PathStateFollower
 from pathwatch.configfile import parse_config
 from pathwatch.embedded import EmbeddedNats, free_port
-from pathwatch.testbed import ECHO_PORT, HEALER_ADDRESS, SERVICE_NET, STREAM_ADDRESS, Bed
+from pathwatch.testbed import (
+    ECHO_PORT,
+    HEALER_ADDRESS,
+    SERVICE_NET,
+    STREAM_ADDRESS,
+    Bed,
+    bed_host,
+)
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message
 from schemas.config import PathwatchConfig
-from schemas.wire import PathState
+from schemas.wire import FastEvidence, PathState
 
 log = logging.getLogger("pathwatch.bedstack")
 
 SERVICE = "svc"
 ROUTES = ("path-1", "path-2")
+#: The reference service: the same two paths, probed with confirm mode off.
+REFERENCE = "ref"
+#: Its address (the router routes it like the service's) and its probes' payload.
+REFERENCE_ADDRESS = bed_host(100, 30)
+REFERENCE_PAYLOAD = "pathwatch-ref"
+PROBE_PAYLOAD = "pathwatch"
 STOP_GRACE_S = 3.0
 
 
@@ -64,28 +84,57 @@ class StackOptions:
     liveness_interval: float = 0.2
     liveness_timeout: float = 1.0
     best_effort: bool = True
+    #: re-probe interval of the service's probes (0: confirm mode off)
+    confirm_interval: float = 0.01
+    #: floor of the reply timeout of the service's probes
+    reply_timeout_min: float = 0.02
+    #: also run the reference service (confirm mode off) on the same paths
+    reference: bool = False
 
 
-def bed_config_text(bed: Bed, options: StackOptions, nats_url: str) -> str:
-    """The pathwatch config of the bed (YAML)."""
+def _service_text(bed: Bed, options: StackOptions, name: str, address: str, profile: str) -> str:
     detection = (
         f"{{detection-window: {options.detection_window}, hold-down: {options.hold_down},"
         f" max-hold-down: {options.hold_down},"
         f" consecutive-failures: {options.consecutive_failures}, reachability-profile: bed,"
-        " probes: [{name: echo, udp-probe-profile: echo}]}"
+        f" probes: [{{name: echo, udp-probe-profile: {profile}}}]}}"
     )
     routes = []
-    for name, interface, gateway, source, cost in (
+    for route, interface, gateway, source, cost in (
         (ROUTES[0], bed.client_if1, bed.gateway1, bed.client_address1, 10),
         (ROUTES[1], bed.client_if2, bed.gateway2, bed.client_address2, 20),
     ):
         routes.append(
-            f"      {name}:\n"
+            f"      {route}:\n"
             f"        next-hop: {{node: client, interface: {interface}, gateway-ip: {gateway},"
             f" source-address: {source}}}\n"
             f"        cost: {cost}\n"
             f"        reachability-detection: {detection}\n"
         )
+    return (
+        f"  {name}:\n"
+        f"    address: [{address}]\n"
+        f"    service-policy: {{best-effort: {'true' if options.best_effort else 'false'}}}\n"
+        "    service-routes:\n" + "".join(routes)
+    )
+
+
+def _profile_text(name: str, options: StackOptions, confirm: float, payload: str) -> str:
+    return (
+        f"  {name}: {{probe-interval: {options.probe_interval}, number-of-attempts: 1,"
+        f" probe-duration: {options.probe_interval}, probe-address: [{STREAM_ADDRESS}],"
+        f" port: {ECHO_PORT}, confirm-interval: {confirm}, payload: {payload},"
+        f" reply-timeout: {{min: {options.reply_timeout_min}}}}}\n"
+    )
+
+
+def bed_config_text(bed: Bed, options: StackOptions, nats_url: str) -> str:
+    """The pathwatch config of the bed (YAML)."""
+    profiles = _profile_text("echo", options, options.confirm_interval, PROBE_PAYLOAD)
+    services = _service_text(bed, options, SERVICE, str(SERVICE_NET), "echo")
+    if options.reference:
+        profiles += _profile_text("echo-ref", options, 0, REFERENCE_PAYLOAD)
+        services += _service_text(bed, options, REFERENCE, f"{REFERENCE_ADDRESS}/32", "echo-ref")
     return (
         f'nats: {{url: "{nats_url}"}}\n'
         "router: {mode: best}\n"
@@ -97,39 +146,20 @@ def bed_config_text(bed: Bed, options: StackOptions, nats_url: str) -> str:
         "    udp:\n"
         "      best-effort: {acceptable-error-threshold: 25,"
         " time-to-establishment: {enabled: false}}\n"
-        "udp-probe-profiles:\n"
-        f"  echo: {{probe-interval: {options.probe_interval}, number-of-attempts: 1,"
-        f" probe-duration: {options.probe_interval}, probe-address: [{STREAM_ADDRESS}],"
-        f" port: {ECHO_PORT}}}\n"
-        "services:\n"
-        f"  {SERVICE}:\n"
-        f"    address: [{SERVICE_NET}]\n"
-        f"    service-policy: {{best-effort: {'true' if options.best_effort else 'false'}}}\n"
-        "    service-routes:\n" + "".join(routes)
+        "udp-probe-profiles:\n" + profiles + "services:\n" + services
     )
 
 
-class UdpEcho:
-    """Echoes every datagram to STREAM_ADDRESS:ECHO_PORT, from inside the server namespace."""
-
-    def __init__(self, bed: Bed) -> None:
-        self.sock = socket_in_netns(bed.server, socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setblocking(False)
-        self.sock.bind((STREAM_ADDRESS, ECHO_PORT))
-        asyncio.get_running_loop().add_reader(self.sock.fileno(), self._readable)
-
-    def _readable(self) -> None:
-        while True:
-            try:
-                data, peer = self.sock.recvfrom(2048)
-            except (BlockingIOError, InterruptedError):
-                return
-            with contextlib.suppress(OSError):
-                self.sock.sendto(data, peer)
-
-    def close(self) -> None:
-        asyncio.get_running_loop().remove_reader(self.sock.fileno())
-        self.sock.close()
+def start_echo(bed: Bed) -> EchoProcess:
+    """The UDP echo at STREAM_ADDRESS:ECHO_PORT inside the server namespace, served by a
+    process of its own (`pathwatch.bench.echo`): a far end that never waits for pathwatch."""
+    sock = socket_in_netns(bed.server, socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.bind((STREAM_ADDRESS, ECHO_PORT))
+    except OSError:
+        sock.close()
+        raise
+    return EchoProcess(sock)
 
 
 @dataclass
@@ -137,7 +167,8 @@ class Stream:
     """A steady UDP stream from the client to the echo server: one datagram every `every` s."""
 
     every: float = 0.01
-    sent: dict[int, float] = field(default_factory=dict)
+    #: send time of each datagram, by sequence number (they only grow)
+    sent: list[float] = field(default_factory=list)
     answered: dict[int, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -152,7 +183,7 @@ class Stream:
     async def _send(self) -> None:
         seq = 0
         while True:
-            self.sent[seq] = time.monotonic()
+            self.sent.append(time.monotonic())
             with contextlib.suppress(OSError):  # no route for a moment: a lost datagram
                 self.sock.sendto(struct.pack("!Q", seq), (STREAM_ADDRESS, ECHO_PORT))
             seq += 1
@@ -171,7 +202,7 @@ class Stream:
 
     def flowing_since(self, after: float, run: int = 10) -> float | None:
         """Send time of the first datagram sent after `after` that starts `run` answered ones."""
-        seqs = sorted(s for s, at in self.sent.items() if at >= after)
+        seqs = range(bisect.bisect_left(self.sent, after), len(self.sent))
         streak_start: int | None = None
         streak = 0
         for seq in seqs:
@@ -192,6 +223,93 @@ class Stream:
         self.sock.close()
 
 
+@dataclass
+class Timeline:
+    """Fast evidence and path-1 KV changes as the bench saw them (wall-clock arrival)."""
+
+    evidence: list[tuple[float, FastEvidence]] = field(default_factory=list)
+    paths: dict[str, list[tuple[float, PathState]]] = field(default_factory=dict)
+    malformed: Counter[str] = field(default_factory=Counter)
+
+    async def on_fast(self, msg: Msg) -> None:
+        with contextlib.suppress(DecodeError):
+            self.evidence.append((time.time(), decode_message(msg.data, FastEvidence)))
+
+    def first_evidence(
+        self, service: str, route: str, after: float
+    ) -> tuple[float, FastEvidence] | None:
+        """The first down evidence of a route sent at or after `after` (wall clock)."""
+        for seen, evidence in self.evidence:
+            if (
+                (evidence.service, evidence.route) == (service, route)
+                and evidence.ts >= after
+                and evidence.kind in ("link-down", "consecutive-failures", "neighbour-unresolved")
+            ):
+                return seen, evidence
+        return None
+
+    def first_out_of_service(self, key: str, after: float) -> tuple[float, PathState] | None:
+        """The first state of `key` out of service decided at or after `after`."""
+        for seen, state in self.paths.get(key, []):
+            if not state.in_service and state.updated >= after:
+                return seen, state
+        return None
+
+    def take_downs(self, key: str, start: float, end: float) -> list[str]:
+        """Why `key` left service, each time it did between `start` and `end`."""
+        reasons: list[str] = []
+        was_in = True
+        for _, state in self.paths.get(key, []):
+            if start <= state.updated < end and was_in and not state.in_service:
+                reasons.append(state.reason)
+            was_in = state.in_service
+        return reasons
+
+
+class RouteWatch:
+    """Changes of the router's route to the service prefix, as netlink announces them
+    (wall-clock arrival, gateway; None: deleted or multipath), in the client namespace."""
+
+    def __init__(self, prefix: str, protocol: int) -> None:
+        self.prefix, length = prefix.split("/")
+        self.length = int(length)
+        self.protocol = protocol
+        self.changes: list[tuple[float, str | None]] = []
+        self._ipr = AsyncIPRoute()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._ipr.bind(groups=RTMGRP_IPV4_ROUTE)
+        self._task = asyncio.create_task(self._run(), name="bench-route-watch")
+
+    async def _run(self) -> None:
+        while True:
+            async for message in self._ipr.get():
+                if (
+                    message.get("dst") == self.prefix
+                    and message["dst_len"] == self.length
+                    and message["proto"] == self.protocol
+                ):
+                    gateway = message.get("gateway")
+                    deleted = message.get("event") == "RTM_DELROUTE"
+                    self.changes.append(
+                        (time.time(), None if deleted or not gateway else str(gateway))
+                    )
+
+    def left(self, gateway: str, after: float) -> float | None:
+        """When the route first stopped using `gateway` at or after `after`."""
+        for at, now_via in self.changes:
+            if at >= after and now_via != gateway:
+                return at
+        return None
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._ipr.close()
+
+
 class Stack:
     """Everything running on the bed: `async with Stack(bed, options)`, in the client namespace."""
 
@@ -208,9 +326,14 @@ class Stack:
         self.buses: list[Bus] = []
         self.tasks: dict[asyncio.Task[None], str] = {}
         self.healer: Healer | None = None
+        self.agent: Agent | None = None
         self.bus: Bus | None = None
-        self.echo: UdpEcho | None = None
+        self.echo: EchoProcess | None = None
         self.stream = Stream()
+        self.timeline = Timeline()
+        self.routes: RouteWatch | None = None
+        self._closers: list[Callable[[], None]] = []
+        self._follower: PathStateFollower | None = None
         self._ipr: AsyncIPRoute | None = None
 
     async def _connect(self, role: str) -> Bus:
@@ -226,7 +349,10 @@ class Stack:
         try:
             self.bus = await self._connect("observer")
             await self.bus.ensure()
-            self.echo = UdpEcho(self.bed)
+            await self._observe(self.bus)
+            self.routes = RouteWatch(str(SERVICE_NET), self.config.router.protocol)
+            await self.routes.start()
+            self.echo = start_echo(self.bed)
             self._ipr = AsyncIPRoute()
             config, stop = self.config, self.stop
             self._spawn(
@@ -237,17 +363,14 @@ class Stack:
                 "aggregator", run_aggregator(config, await self._connect("aggregator"), stop=stop)
             )
             if self.options.agent:
-                self._spawn(
-                    "agent",
-                    run_agent(
-                        config,
-                        await self._connect("agent"),
-                        stop=stop,
-                        agent_name="client",
-                        node="client",
-                        options=AgentOptions(heartbeat_interval=1.0),
-                    ),
+                self.agent = Agent(
+                    config,
+                    await self._connect("agent"),
+                    agent_name="client",
+                    node="client",
+                    options=AgentOptions(heartbeat_interval=1.0),
                 )
+                self._spawn("agent", self.agent.run(stop))
             self._spawn(
                 "router",
                 run_router(config, await self._connect("router"), stop=stop, node="client"),
@@ -267,6 +390,25 @@ class Stack:
             raise
         return self
 
+    async def _observe(self, bus: Bus) -> None:
+        """Start the timeline: fast evidence, and path 1's state in KV."""
+        await bus.nc.subscribe(subjects.FAST_ALL, cb=self.timeline.on_fast)
+
+        def changed(key: str | None) -> None:
+            follower = self._follower
+            state = None if follower is None or key is None else follower.states.get(key)
+            if key is not None and state is not None:
+                self.timeline.paths.setdefault(key, []).append((time.time(), state))
+
+        self._follower = PathStateFollower(
+            bus, changed, lambda: None, self.timeline.malformed, name="bench"
+        )
+        await self._follower.resync()
+
+    def on_close(self, closer: Callable[[], None]) -> None:
+        """Call `closer` when the stack closes (before the parts stop)."""
+        self._closers.append(closer)
+
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
@@ -278,8 +420,16 @@ class Stack:
                 raise RuntimeError(f"{name} stopped: {error!r}")
 
     async def close(self) -> None:
+        for closer in self._closers:
+            closer()
+        self._closers = []
         self.stop.set()
         self.stream.close()
+        if self._follower is not None:
+            with contextlib.suppress(Exception):
+                await self._follower.stop()
+        if self.routes is not None:
+            await self.routes.close()
         if self.tasks:
             _, pending = await asyncio.wait(self.tasks, timeout=STOP_GRACE_S)
             for task in pending:
@@ -306,11 +456,11 @@ class Stack:
 
     # --- the truth ----------------------------------------------------------------------
 
-    async def path_state(self, route: str) -> PathState | None:
+    async def path_state(self, route: str, service: str = SERVICE) -> PathState | None:
         assert self.bus is not None
         kv = await self.bus.kv(subjects.KV_PATHS)
         try:
-            entry = await kv.get(subjects.path_key(SERVICE, route))
+            entry = await kv.get(subjects.path_key(service, route))
             return decode_message(entry.value or b"", PathState)
         except (KeyNotFoundError, DecodeError):
             return None

@@ -1,20 +1,30 @@
-"""`pathwatch bench failover`: time from a fault on path 1 to pathwatch having moved traffic.
+"""`pathwatch bench failover`: time from a fault on path 1 to pathwatch having moved traffic,
+against FRR's BFD on the same bed in the same run.
 
 On the namespace bed (pathwatch.testbed) with every part running (see
-pathwatch.bench.bedstack; UDP echo probes every `probe_interval` s,
-consecutive-failures 3, router mode `best`), each run waits for a healthy
-path 1, applies one fault inside router-1 and measures from the fault to
+pathwatch.bench.bedstack; UDP echo probes every `probe_interval` s with
+confirm mode, consecutive-failures 3, router mode `best`; a reference
+service on the same paths probes with confirm mode off), and bfdd sessions
+at the same interval x multiplier (pathwatch.bench.bfd), each run waits for
+a healthy bed, applies one fault inside router-1 and measures from the fault to
 
-* (a) path 1 out of service in KV `pathwatch-paths`,
-* (b) the client kernel's route to the service changed (`ip route get` no
-  longer via path 1),
+* (a) path 1 out of service in KV `pathwatch-paths` (as the bench's KV watch sees it),
+* (b) the router's kernel route to the service changed (netlink announces it
+  no longer via path 1),
 * (c) client traffic flowing again: the first of 10 consecutive answered
-  datagrams of a steady 100 datagram/s UDP echo stream sent after the fault;
+  datagrams of a steady 100 datagram/s UDP echo stream sent after the fault,
+* each BFD session's detection (its client end leaving `up`), and the
+  reference service's path 1 out of service (confirm mode off, same run),
 
-then clears the fault and waits for path 1 to return after hold-down. The
-baseline is the configured detection floor (probe interval x consecutive
-failures): what the fast path cannot beat, so the ratio shows the overhead
-of everything else.
+(the fault's time is when it was handed to the kernel: pathwatch.bench.faults)
+and where pathwatch's time went, hop by hop (the evidence's own timestamps,
+the enforcer's decision time in the PathState, the bench's arrival times).
+Faults: link down, blackhole both ways, blackhole one way (client to
+server), 30 % random loss. Then 5 % random loss on path 1 for a while
+counts the times each service's path 1 was taken out of service (false
+alarms, confirm mode on and off) and BFD's downs. Before the faults, the
+echo server counts the probes of each path in a healthy period, against the
+configured rate.
 """
 
 from __future__ import annotations
@@ -26,12 +36,44 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agents.nsexec import run_in_netns
-from pathwatch.bench.bedstack import ROUTES, Stack, StackOptions
-from pathwatch.testbed import FAULTS, Bed, bed
+from pathwatch.bench.bedstack import (
+    PROBE_PAYLOAD,
+    REFERENCE,
+    ROUTES,
+    SERVICE,
+    Stack,
+    StackOptions,
+)
+from pathwatch.bench.bfd import BfdBed, find_bfdd
+from pathwatch.bench.faults import FaultSwitch
+from pathwatch.testbed import Bed, bed
+from schemas import subjects
 
-POLL_S = 0.002
+#: the milestones are stamped by events (KV watch, netlink, stream); this only checks them
+POLL_S = 0.02
 MEASURE_TIMEOUT_S = 10.0
+#: BFD sessions and the reference service that have not seen a fault by then did not see it.
+SEE_WINDOW_S = 3.0
 RECOVER_TIMEOUT_S = 30.0
+FAULT_ORDER = ("link-down", "blackhole", "blackhole-oneway", "loss")
+FALSE_ALARM_LOSS_PCT = 5.0
+FAULT_LOSS_PCT = 30.0
+
+PATH1 = subjects.path_key(SERVICE, ROUTES[0])
+REF_PATH1 = subjects.path_key(REFERENCE, ROUTES[0])
+
+#: Hops of pathwatch's way from the fault to traffic flowing, in order.
+HOPS = (
+    "probe sent",
+    "loss noticed",
+    "evidence published",
+    "aggregator fwd",
+    "evidence seen",
+    "enforcer decided",
+    "KV seen",
+    "route changed",
+    "traffic flowing",
+)
 
 
 @dataclass
@@ -42,12 +84,53 @@ class FaultRun:
     kv_down: float | None = None
     route_changed: float | None = None
     traffic_back: float | None = None
+    #: the reference service's path 1 out of service (confirm mode off)
+    reference_down: float | None = None
+    hops: dict[str, float] = field(default_factory=dict)
+    evidence: str = ""
+    reprobes: int = 0
+    #: BFD session name -> detection time (None: not seen within SEE_WINDOW_S)
+    bfd: dict[str, float | None] = field(default_factory=dict)
+
+
+@dataclass
+class FalseAlarms:
+    """Times path 1 was taken out of service under light random loss."""
+
+    seconds: float
+    loss_pct: float
+    #: why path 1 was taken down each time (the PathState's reason)
+    confirm_on_reasons: list[str] = field(default_factory=list)
+    confirm_off_reasons: list[str] = field(default_factory=list)
+    bfd: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def confirm_on(self) -> int:
+        return len(self.confirm_on_reasons)
+
+    @property
+    def confirm_off(self) -> int:
+        return len(self.confirm_off_reasons)
+
+
+@dataclass
+class ProbeRate:
+    """Probe packets per second per target the echo server answered in a healthy period."""
+
+    seconds: float
+    per_path: dict[str, float] = field(default_factory=dict)
+    configured: float = 0.0
+    reprobes: int = 0
 
 
 @dataclass
 class FailoverResult:
     options: StackOptions
     runs: list[FaultRun] = field(default_factory=list)
+    false_alarms: FalseAlarms | None = None
+    rate: ProbeRate | None = None
+    bfd_note: str = ""
+    bfd_sessions: list[str] = field(default_factory=list)
 
     def of(self, fault: str) -> list[FaultRun]:
         return [run for run in self.runs if run.fault == fault]
@@ -66,66 +149,251 @@ async def _until(condition: Callable[[], object], timeout: float, what: str) -> 
         await asyncio.sleep(0.05)
 
 
-async def _healthy(made: Bed, stack: Stack) -> None:
+async def _healthy(made: Bed, stack: Stack, bfd: BfdBed | None) -> None:
     async def check() -> bool:
         stack.check_alive()
-        state = await stack.path_state(ROUTES[0])
+        if bfd is not None:
+            bfd.check_alive()
+            if not bfd.all_up():
+                return False
+        for service in (SERVICE, REFERENCE) if stack.options.reference else (SERVICE,):
+            state = await stack.path_state(ROUTES[0], service)
+            if state is None or state.state != "up" or not state.in_service:
+                return False
         return (
-            state is not None
-            and state.state == "up"
-            and await stack.kernel_gateway() == made.gateway1
+            await stack.kernel_gateway() == made.gateway1
             and stack.stream.flowing_since(time.monotonic() - 0.3, run=5) is not None
         )
 
-    await _until(check, RECOVER_TIMEOUT_S, "path 1 up with traffic on it")
+    await _until(check, RECOVER_TIMEOUT_S, "path 1 up with traffic on it, BFD sessions up")
 
 
-async def measure_one(made: Bed, stack: Stack, fault: str) -> FaultRun:
-    await _healthy(made, stack)
+def _hops(stack: Stack, run: FaultRun, fault_wall: float) -> None:
+    """Fill `run.hops` (seconds after the fault) from the timeline."""
+    timeline = stack.timeline
+    found = timeline.first_evidence(SERVICE, ROUTES[0], fault_wall)
+    if found is not None:
+        seen, evidence = found
+        run.evidence = evidence.kind + (
+            " (agent)" if evidence.reprobes or evidence.kind != "consecutive-failures" else ""
+        )
+        run.reprobes = evidence.reprobes
+        hops = evidence.hops
+        if hops is not None:
+            for name, at in (
+                ("probe sent", hops.probe_sent),
+                ("loss noticed", hops.loss_noticed),
+                ("evidence published", hops.published),
+                ("aggregator fwd", hops.forwarded),
+            ):
+                if at is not None:
+                    run.hops[name] = at - fault_wall
+            if hops.forwarded is not None:
+                run.evidence = f"{evidence.kind} (aggregator)"
+        if evidence.kind != "consecutive-failures" and "evidence published" not in run.hops:
+            run.hops["evidence published"] = evidence.ts - fault_wall
+        run.hops["evidence seen"] = seen - fault_wall
+    down = timeline.first_out_of_service(PATH1, fault_wall)
+    if down is not None:
+        seen, state = down
+        run.hops["enforcer decided"] = state.updated - fault_wall
+        run.hops["KV seen"] = seen - fault_wall
+        if not run.evidence:
+            run.evidence = "window"
+    for name, value in (
+        ("route changed", run.route_changed),
+        ("traffic flowing", run.traffic_back),
+    ):
+        if value is not None:
+            run.hops[name] = value
+
+
+async def measure_one(
+    made: Bed, stack: Stack, bfd: BfdBed | None, switch: FaultSwitch, fault: str
+) -> FaultRun:
+    await _healthy(made, stack, bfd)
     result = FaultRun(fault)
-    fault_at = time.monotonic()
-    made.apply_fault(fault)
+    timeline = stack.timeline
+    fault_wall = await switch.apply(fault, FAULT_LOSS_PCT)
+    fault_at = time.monotonic() - (time.time() - fault_wall)
+    routes = stack.routes
+    assert routes is not None
     try:
-        while time.monotonic() - fault_at < MEASURE_TIMEOUT_S:
-            now = time.monotonic()
+        while (elapsed := time.monotonic() - fault_at) < MEASURE_TIMEOUT_S:
             if result.kv_down is None:
-                state = await stack.path_state(ROUTES[0])
-                if state is not None and not state.in_service:
-                    result.kv_down = now - fault_at
-            if result.route_changed is None and await stack.kernel_gateway() != made.gateway1:
-                result.route_changed = now - fault_at
+                down = timeline.first_out_of_service(PATH1, fault_wall)
+                if down is not None:
+                    result.kv_down = down[0] - fault_wall
+            if result.route_changed is None:
+                left = routes.left(made.gateway1, fault_wall)
+                if left is not None:
+                    result.route_changed = left - fault_wall
             if result.traffic_back is None:
                 flowing = stack.stream.flowing_since(fault_at)
                 if flowing is not None:
                     result.traffic_back = flowing - fault_at
-            if None not in (result.kv_down, result.route_changed, result.traffic_back):
+            if stack.options.reference and result.reference_down is None:
+                down = timeline.first_out_of_service(REF_PATH1, fault_wall)
+                if down is not None:
+                    result.reference_down = down[0] - fault_wall
+            ours = None not in (result.kv_down, result.route_changed, result.traffic_back)
+            if ours and (elapsed >= SEE_WINDOW_S or _all_seen(result, stack, bfd, fault_wall)):
                 break
             await asyncio.sleep(POLL_S)
     finally:
         made.clear_faults()
+    if bfd is not None:
+        bfd.poll()
+        for session in bfd.sessions:
+            at = bfd.down_after(session, fault_wall)
+            seen = at is not None and at - fault_wall <= SEE_WINDOW_S
+            result.bfd[session.name] = at - fault_wall if seen and at is not None else None
+    _hops(stack, result, fault_wall)
     return result
 
 
+def _all_seen(run: FaultRun, stack: Stack, bfd: BfdBed | None, fault_wall: float) -> bool:
+    """Whether the reference service and every path-1 BFD session saw the fault already."""
+    if stack.options.reference and run.reference_down is None:
+        return False
+    if bfd is None:
+        return True
+    bfd.poll()
+    return all(
+        bfd.down_after(session, fault_wall) is not None
+        for session in bfd.sessions
+        if session.route == ROUTES[0]
+    )
+
+
+async def measure_rate(stack: Stack, seconds: float) -> ProbeRate:
+    """Probe packets per second per path answered by the echo server in a healthy period."""
+    assert stack.echo is not None and stack.agent is not None
+    echo, agent = stack.echo, stack.agent
+    sources = {ROUTES[0]: stack.bed.client_address1, ROUTES[1]: stack.bed.client_address2}
+    before = await asyncio.to_thread(echo.counts)
+    reprobes_before = agent.counters["confirm_reprobes"]
+    started = time.monotonic()
+    await asyncio.sleep(seconds)
+    after = await asyncio.to_thread(echo.counts)
+    elapsed = time.monotonic() - started
+    options = stack.options
+    return ProbeRate(
+        seconds=elapsed,
+        per_path={
+            route: (after[(address, PROBE_PAYLOAD)] - before[(address, PROBE_PAYLOAD)]) / elapsed
+            for route, address in sources.items()
+        },
+        configured=1 / options.probe_interval,
+        reprobes=agent.counters["confirm_reprobes"] - reprobes_before,
+    )
+
+
+async def false_alarms(made: Bed, stack: Stack, bfd: BfdBed | None, seconds: float) -> FalseAlarms:
+    """Path-1 take-downs of both services (and BFD downs) under light random loss."""
+    await _healthy(made, stack, bfd)
+    start = time.time()
+    made.apply_fault("loss", loss_pct=FALSE_ALARM_LOSS_PCT)
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            stack.check_alive()
+            await asyncio.sleep(0.5)
+    finally:
+        made.clear_faults()
+    end = time.time()
+    result = FalseAlarms(seconds, FALSE_ALARM_LOSS_PCT)
+    result.confirm_on_reasons = stack.timeline.take_downs(PATH1, start, end)
+    result.confirm_off_reasons = stack.timeline.take_downs(REF_PATH1, start, end)
+    if bfd is not None:
+        bfd.poll()
+        result.bfd = {s.name: bfd.downs_between(s, start, end) for s in bfd.sessions}
+    return result
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    """What one `bench failover` runs."""
+
+    runs: int
+    false_alarm_seconds: float = 120.0
+    rate_seconds: float = 10.0
+    bfd: bool = True
+
+
 async def run_failover(
-    runs: int,
+    plan: BenchPlan,
     options: StackOptions,
-    progress: Callable[[FaultRun], None] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> FailoverResult:
-    """`runs` runs of every fault on a fresh bed (root only)."""
+    """Every fault `plan.runs` times, then the false-alarm period, on a fresh bed (root only)."""
     outcome = FailoverResult(options)
+    binary = find_bfdd() if plan.bfd else None
+    if not plan.bfd:
+        outcome.bfd_note = "BFD baseline not run (--no-bfd)"
+    elif binary is None:
+        outcome.bfd_note = (
+            "BFD baseline skipped: FRR's bfdd not found (install the Debian package frr)"
+        )
+    say = progress or (lambda _line: None)
     with bed() as made:
+        bfd = BfdBed(made, binary) if binary is not None else None
+        if bfd is not None:
+            bfd.start()
+            outcome.bfd_sessions = [s.name for s in bfd.sessions]
 
         async def inside() -> None:
             async with Stack(made, options) as stack:
-                for fault in FAULTS:
-                    for _ in range(runs):
-                        run = await measure_one(made, stack, fault)
+                switch = await FaultSwitch(made).start()
+                stack.on_close(switch.close)
+                await _healthy(made, stack, bfd)
+                if plan.rate_seconds > 0:
+                    outcome.rate = await measure_rate(stack, plan.rate_seconds)
+                    say(describe_rate(outcome.rate))
+                for fault in FAULT_ORDER:
+                    for _ in range(plan.runs):
+                        run = await measure_one(made, stack, bfd, switch, fault)
                         outcome.runs.append(run)
-                        if progress is not None:
-                            progress(run)
+                        say(describe_run(run))
+                if plan.false_alarm_seconds > 0:
+                    say(
+                        f"{FALSE_ALARM_LOSS_PCT:g} % loss on path 1"
+                        f" for {plan.false_alarm_seconds:g} s"
+                    )
+                    outcome.false_alarms = await false_alarms(
+                        made, stack, bfd, plan.false_alarm_seconds
+                    )
 
-        await run_in_netns(made.client, inside)
+        try:
+            await run_in_netns(made.client, inside)
+        finally:
+            if bfd is not None:
+                bfd.stop()
     return outcome
+
+
+# --- report ------------------------------------------------------------------------------
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:.0f}"
+
+
+def describe_run(run: FaultRun) -> str:
+    bfd = "  ".join(f"{name} {_ms(value)}" for name, value in run.bfd.items())
+    return (
+        f"{run.fault:<16} kv {_ms(run.kv_down):>5} ms  route {_ms(run.route_changed):>5} ms"
+        f"  traffic {_ms(run.traffic_back):>5} ms  confirm-off kv {_ms(run.reference_down):>5} ms"
+        f"  [{run.evidence}, {run.reprobes} re-probes]  BFD: {bfd or '-'}"
+    )
+
+
+def describe_rate(rate: ProbeRate) -> str:
+    paths = ", ".join(f"{route} {value:.2f}/s" for route, value in rate.per_path.items())
+    return (
+        f"probe rate in a healthy {rate.seconds:.0f} s: {paths} per target"
+        f" (configured {rate.configured:.2f}/s); confirm re-probes in that time: {rate.reprobes}"
+    )
 
 
 def _p95(values: list[float]) -> float:
@@ -134,45 +402,169 @@ def _p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20, method="inclusive")[18]
 
 
+def _median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def _row(fault: str, label: str, values: list[float | None], ratio_to: float | None) -> str:
+    present = [v for v in values if v is not None]
+    missed = len(values) - len(present)
+    if not present:
+        return f"{fault:<16} {label:<34} {len(values):>4} {'-':>7} {'-':>7} {'-':>8} {missed:>6}"
+    median = statistics.median(present)
+    ratio = f"{median / ratio_to:.2f}" if ratio_to else "-"
+    return (
+        f"{fault:<16} {label:<34} {len(values):>4} {median * 1000:>7.0f}"
+        f" {_p95(present) * 1000:>7.0f} {ratio:>8} {missed:>6}"
+    )
+
+
+def _best_bfd(result: FailoverResult, fault: str) -> tuple[str, float] | None:
+    """The BFD session on path 1 with the lowest median detection of this fault."""
+    best: tuple[str, float] | None = None
+    for name in result.bfd_sessions:
+        if not name.endswith(ROUTES[0]):
+            continue
+        values = [run.bfd.get(name) for run in result.of(fault)]
+        seen = [value for value in values if value is not None]
+        # a session that saw the fault in at most half of the runs does not see it
+        if len(seen) * 2 <= len(values):
+            continue
+        median = statistics.median(seen)
+        if best is None or median < best[1]:
+            best = (name, median)
+    return best
+
+
+def _fault_rows(result: FailoverResult, fault: str) -> list[str]:
+    runs = result.of(fault)
+    best = _best_bfd(result, fault)
+    baseline = best[1] if best else None
+    rows = [
+        _row(fault, "(a) path down in KV", [r.kv_down for r in runs], baseline),
+        _row(fault, "(b) route changed", [r.route_changed for r in runs], baseline),
+        _row(fault, "(c) traffic flowing", [r.traffic_back for r in runs], baseline),
+    ]
+    if result.options.reference:
+        rows.append(
+            _row(fault, "confirm off: path down in KV", [r.reference_down for r in runs], baseline)
+        )
+    for name in result.bfd_sessions:
+        if name.endswith(ROUTES[0]):
+            rows.append(_row(fault, f"BFD {name}", [r.bfd.get(name) for r in runs], baseline))
+    return rows
+
+
+def _hop_rows(result: FailoverResult) -> list[str]:
+    lines = [
+        "where the time goes (median ms after the fault; '-': hop not on this fault's way):",
+        f"{'fault':<16} " + " ".join(f"{hop:>10.10}" for hop in HOPS) + "  evidence",
+    ]
+    for fault in FAULT_ORDER:
+        runs = result.of(fault)
+        if not runs:
+            continue
+        cells = [_ms(_median([run.hops.get(hop) for run in runs])) for hop in HOPS]
+        kinds = sorted({run.evidence for run in runs})
+        lines.append(
+            f"{fault:<16} " + " ".join(f"{c:>10}" for c in cells) + "  " + ", ".join(kinds)
+        )
+    return lines
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def _causes(reasons: list[str]) -> str:
+    """How many take-downs came from the fast path and how many from a window."""
+    fast = sum("consecutive failures" in reason for reason in reasons)
+    return f"{fast} consecutive failures, {len(reasons) - fast} window"
+
+
+def _targets(result: FailoverResult) -> list[str]:
+    lines = ["targets:"]
+    traffic = [r.traffic_back for r in result.of("blackhole") if r.traffic_back is not None]
+    if traffic:
+        median, p95 = statistics.median(traffic), _p95(traffic)
+        best = _best_bfd(result, "blackhole")
+        bfd_text = "no BFD baseline"
+        ratio_ok = True
+        if best is not None:
+            ratio_ok = median <= 0.6 * best[1]
+            bfd_text = f"{median / best[1]:.2f} x BFD {best[0]} ({best[1] * 1000:.0f} ms)"
+        lines.append(
+            f"  blackhole -> traffic flowing: median {median * 1000:.0f} ms (<= 150),"
+            f" p95 {p95 * 1000:.0f} ms (<= 250), {bfd_text} (<= 0.6):"
+            f" {_verdict(median <= 0.15 and p95 <= 0.25 and ratio_ok)}"
+        )
+    changed = [r.route_changed for r in result.of("link-down") if r.route_changed is not None]
+    if changed:
+        p95 = _p95(changed)
+        lines.append(
+            f"  link down -> route changed: p95 {p95 * 1000:.0f} ms (<= 50):"
+            f" {_verdict(p95 <= 0.05)}"
+        )
+    lossy = [r.route_changed for r in result.of("loss") if r.route_changed is not None]
+    if lossy:
+        median = statistics.median(lossy)
+        lines.append(
+            f"  {FAULT_LOSS_PCT:g} % loss -> route changed:"
+            f" median {median * 1000:.0f} ms (<= 1000): {_verdict(median <= 1.0)}"
+        )
+    alarms = result.false_alarms
+    if alarms is not None:
+        lines.append(
+            f"  false downs under {alarms.loss_pct:g} % loss: confirm on {alarms.confirm_on}"
+            f" <= confirm off {alarms.confirm_off}:"
+            f" {_verdict(alarms.confirm_on <= alarms.confirm_off)}"
+        )
+    rate = result.rate
+    if rate is not None:
+        worst = max(abs(value - rate.configured) for value in rate.per_path.values())
+        lines.append(
+            f"  steady probe rate unchanged (within 5 % of {rate.configured:.2f}/s per target):"
+            f" {_verdict(worst <= 0.05 * rate.configured)}"
+        )
+    return lines
+
+
 def report(result: FailoverResult) -> list[str]:
     options = result.options
     floor = options.probe_interval * options.consecutive_failures
     lines = [
         f"failover on the namespace bed: probe interval {options.probe_interval * 1000:.0f} ms,"
-        f" consecutive-failures {options.consecutive_failures}, hold-down {options.hold_down:g} s,"
-        " router mode best",
-        f"baseline: detection floor = interval x failures = {floor * 1000:.0f} ms",
-        f"{'fault':<10} {'milestone':<22} {'runs':>4} {'median ms':>10} {'p95 ms':>8}"
-        f" {'x floor':>8} {'missed':>6}",
+        f" consecutive-failures {options.consecutive_failures},"
+        f" confirm-interval {options.confirm_interval * 1000:g} ms,"
+        f" reply-timeout min {options.reply_timeout_min * 1000:g} ms,"
+        f" hold-down {options.hold_down:g} s, router mode best",
+        f"detection floor without confirm mode = interval x failures = {floor * 1000:.0f} ms",
+        result.bfd_note
+        or (
+            f"BFD (FRR bfdd) at {options.probe_interval * 1000:.0f} ms x"
+            f" {options.consecutive_failures}: single-hop to each next hop sees a dead link or"
+            " next hop only; multihop to the far end of each path also sees blackholes and loss"
+            f" ('missed': not seen within {SEE_WINDOW_S:g} s); x BFD = median / the fastest"
+            " BFD session's median"
+        ),
+        f"{'fault':<16} {'milestone':<34} {'runs':>4} {'median':>7} {'p95':>7} {'x BFD':>8}"
+        f" {'missed':>6}",
     ]
-    for fault in FAULTS:
-        runs = result.of(fault)
-        for label, attribute in (
-            ("(a) path down in KV", "kv_down"),
-            ("(b) route changed", "route_changed"),
-            ("(c) traffic flowing", "traffic_back"),
-        ):
-            values = [v for run in runs if (v := getattr(run, attribute)) is not None]
-            missed = len(runs) - len(values)
-            if not values:
-                lines.append(
-                    f"{fault:<10} {label:<22} {len(runs):>4} {'-':>10} {'-':>8} {'-':>8}"
-                    f" {missed:>6}"
-                )
-                continue
-            median = statistics.median(values)
-            lines.append(
-                f"{fault:<10} {label:<22} {len(runs):>4} {median * 1000:>10.0f}"
-                f" {_p95(values) * 1000:>8.0f} {median / floor:>8.2f} {missed:>6}"
-            )
-    targets = {"blackhole": 0.5, "link-down": 0.1}
-    for fault, target in targets.items():
-        values = [run.route_changed for run in result.of(fault) if run.route_changed is not None]
-        if values:
-            median = statistics.median(values)
-            verdict = "met" if median <= target else "NOT met"
-            lines.append(
-                f"target {fault} -> route changed <= {target * 1000:.0f} ms median:"
-                f" {median * 1000:.0f} ms ({verdict})"
-            )
+    for fault in FAULT_ORDER:
+        if result.of(fault):
+            lines.extend(_fault_rows(result, fault))
+    lines.extend(_hop_rows(result))
+    if result.rate is not None:
+        lines.append(describe_rate(result.rate))
+    alarms = result.false_alarms
+    if alarms is not None:
+        bfd = ", ".join(f"{name} {count}" for name, count in alarms.bfd.items()) or "not run"
+        lines.append(
+            f"false alarms, {alarms.loss_pct:g} % random loss on path 1 for {alarms.seconds:g} s:"
+            f" path-1 take-downs with confirm mode on {alarms.confirm_on}"
+            f" ({_causes(alarms.confirm_on_reasons)}), off {alarms.confirm_off}"
+            f" ({_causes(alarms.confirm_off_reasons)}) (same run); BFD downs: {bfd}"
+        )
+    lines.extend(_targets(result))
     return lines
