@@ -18,7 +18,9 @@ learns from the sessions conntrack sees and publishes them (source
 
 While NATS is unreachable, messages wait in a bounded `Outbox` (oldest
 dropped first, counted as `dropped`). `reload(config)` swaps the plan: rounds
-in flight finish and publish; new rounds follow the new config. When `stop`
+in flight finish and publish; new rounds follow the new config. Given a
+`LiveConfig` (`live`), the heartbeat reports the config revision it runs and
+the revisions it refused (`config:<reason>` counters). When `stop`
 is set the agent drains: no new rounds, the rounds in flight finish and are
 published, the outbox is flushed and a last heartbeat is sent.
 """
@@ -44,7 +46,9 @@ from agents.probe.link import LinkWatcher
 from agents.probe.passive import PassiveSource, route_choices
 from agents.probe.registry import EXCHANGES
 from agents.probe.watch import TargetWatch
+from pathwatch.aio import wait_any
 from pathwatch.bus import Bus
+from pathwatch.configsource import LiveConfig
 from schemas import subjects
 from schemas.codec import encode
 from schemas.config import PathwatchConfig
@@ -85,8 +89,10 @@ class Agent:
         node: str | None = None,
         config_hash: str = "",
         options: AgentOptions | None = None,
+        live: LiveConfig | None = None,
     ) -> None:
         self.bus = bus
+        self.live = live
         self.agent_name = agent_name
         self.node = node
         self.options = options or AgentOptions()
@@ -109,6 +115,8 @@ class Agent:
         self.passive: PassiveSource | None = None
         self._passive_stop = asyncio.Event()
         self._passive_task: asyncio.Task[None] | None = None
+        if live is not None:
+            live.on_change(self.reload)
 
     # --- configuration ----------------------------------------------------
 
@@ -276,15 +284,20 @@ class Agent:
             counters.update(self.passive.counter_values())
         counters["dropped"] = self.outbox.dropped
         counters["outbox"] = len(self.outbox)
+        config_hash, revision = self.config_hash, 0
+        if self.live is not None:
+            counters.update(self.live.counted())
+            config_hash, revision = self.live.current.loaded.digest, self.live.current.kv_revision
         return AgentHeartbeat(
             agent=self.agent_name,
             node=self.node or "",
             version=AGENT_VERSION,
-            config_hash=self.config_hash,
+            config_hash=config_hash,
             ts=time.time(),
             interval_s=self.options.heartbeat_interval,
             routes=[plan.key for plan in self.plans],
             counters=counters,
+            config_revision=revision,
         )
 
     async def _send_heartbeat(self) -> None:
@@ -441,13 +454,14 @@ class Agent:
         self._restart_watcher()
         self._restart_passive()
         self._start_schedulers()
+        changed = self.live.changed if self.live is not None else asyncio.Event()
         try:
             while not stop.is_set():
+                changed.clear()
                 await self._send_heartbeat()
                 if self.outbox and self.bus.nc.is_connected:
                     await self.flush_outbox()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.options.heartbeat_interval)
+                await wait_any((stop, changed), self.options.heartbeat_interval)
         finally:
             await self._drain()
 
@@ -490,9 +504,17 @@ async def run_agent(
     node: str | None = None,
     config_hash: str = "",
     options: AgentOptions | None = None,
+    live: LiveConfig | None = None,
 ) -> None:
-    """Run an agent until `stop` is set (node None: probe every route)."""
+    """Run an agent until `stop` is set (node None: probe every route); with `live`, it
+    applies every new revision of it."""
     agent = Agent(
-        config, bus, agent_name=agent_name, node=node, config_hash=config_hash, options=options
+        config,
+        bus,
+        agent_name=agent_name,
+        node=node,
+        config_hash=config_hash,
+        options=options,
+        live=live,
     )
     await agent.run(stop)

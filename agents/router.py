@@ -6,6 +6,9 @@ it is read whole at start and after every NATS reconnect, then watched; route co
 (`pw.cmd.route.<node>`) only make the router react sooner. Only routes of the router's
 own protocol number in its own table are ever changed, with atomic replaces, and the
 connection tracker is never touched. `dry_run` logs what would change and changes nothing.
+Given a `LiveConfig`, a new config revision is applied at once (`reconfigure`: the routes
+of the node and the service prefixes); the table, protocol, metric and dry-run setting
+are kept until a restart.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from agents.routing.desired import DesiredState, desired_routes
 from agents.routing.follower import CommandFollower
 from agents.routing.kernel import KernelTable, RouteApplyError
 from agents.routing.plan import Change, plan_changes
+from pathwatch.aio import wait_any
 from pathwatch.bus import Bus, PathStateFollower
+from pathwatch.configsource import LiveConfig
 from pathwatch.status import RoleCounters, publish_status
 from pathwatch.supervise import start_supervised
 from schemas.config import PathwatchConfig
@@ -38,6 +43,8 @@ log = logging.getLogger("pathwatch.router")
 RESERVED_PROTOCOLS = range(0, 5)
 #: Seconds between attempts to read KV when NATS is not reachable.
 RESYNC_RETRY = 1.0
+#: Config keys the router reads only at start (its kernel table and mode).
+START_ONLY = ("router.table", "router.protocol", "router.metric", "router.dry_run")
 
 
 class RouterError(RuntimeError):
@@ -72,8 +79,10 @@ class Router:
         node: str,
         dry_run: bool = False,
         netns: str | None = None,
+        live: LiveConfig | None = None,
     ) -> None:
         self.config = config
+        self.live = live
         self.bus = bus
         self.node = node
         self.dry_run = dry_run or config.router.dry_run
@@ -90,11 +99,23 @@ class Router:
         self._applied: DesiredState | None = None
         self._last_problems: tuple[str, ...] = ()
         self._last_dry_run: tuple[str, ...] = ()
-        self._routes_on_node = {
+        self._routes_on_node = self._routes_of_node(config)
+        if live is not None:
+            live.on_change(self.reconfigure)
+
+    def _routes_of_node(self, config: PathwatchConfig) -> set[str]:
+        return {
             path_key(service_name, route_name)
             for service_name, route_name, _, route in config.routes()
-            if route.next_hop.node == node
+            if route.next_hop.node == self.node
         }
+
+    def reconfigure(self, config: PathwatchConfig) -> None:
+        """Take a new config: reconcile the node's routes against it at once."""
+        self.config = config
+        self._routes_on_node = self._routes_of_node(config)
+        self._dirty.set()
+        log.info("router %s: %d service routes on this node", self.node, len(self._routes_on_node))
 
     # --- inputs -----------------------------------------------------------
 
@@ -226,7 +247,9 @@ class Router:
         table = await self._open_table()
         self.bus.reconnect_callbacks.append(self._on_reconnect)
         commands = CommandFollower(self.bus, self.node, self._command, self.stats.malformed)
-        role = RoleCounters("router", self.node, self.stats.malformed, self.stats.restarts)
+        role = RoleCounters(
+            "router", self.node, self.stats.malformed, self.stats.restarts, live=self.live
+        )
         side_tasks = [
             start_supervised("router-commands", lambda: commands.run(stop), stop, role.restarts),
             start_supervised(
@@ -268,17 +291,7 @@ class Router:
                 self._dirty.clear()
                 await self.reconcile(table, force=not changed)
             wait_for = RESYNC_RETRY if self._resync_needed.is_set() else interval
-            await _wait_any((stop, self._dirty, self._resync_needed), wait_for)
-
-
-async def _wait_any(events: tuple[asyncio.Event, ...], timeout: float) -> None:
-    """Return when one of `events` is set or after `timeout` seconds."""
-    waiters = [asyncio.create_task(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
+            await wait_any((stop, self._dirty, self._resync_needed), wait_for)
 
 
 async def run_router(
@@ -289,12 +302,14 @@ async def run_router(
     node: str,
     dry_run: bool = False,
     netns: str | None = None,
+    live: LiveConfig | None = None,
 ) -> None:
-    """Run the route actuator of `node` until `stop` is set (see docs/router.md).
+    """Run the route actuator of `node` until `stop` is set (see docs/router.md); with
+    `live`, it follows every new revision of the config.
 
     Raises RouterError (or NetAdminMissing, a PermissionError) when it cannot start.
     """
-    await Router(config, bus, node=node, dry_run=dry_run, netns=netns).run(stop)
+    await Router(config, bus, node=node, dry_run=dry_run, netns=netns, live=live).run(stop)
 
 
-__all__ = ["NetAdminMissing", "Router", "RouterError", "RouterStats", "run_router"]
+__all__ = ["START_ONLY", "NetAdminMissing", "Router", "RouterError", "RouterStats", "run_router"]

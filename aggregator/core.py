@@ -6,6 +6,8 @@ injected clock. Outputs wait in `fast_out` (consecutive-failure evidence) and
 `alarm_out` (clock-skew alarms) until the service publishes them;
 `close_due(now)` returns the closed windows; `ripen_due(now)` works out
 ahead the lanes of windows that have ended and wait out their lateness.
+`reconfigure(config)` takes a new config's routes (`WindowBook.reconfigure`)
+and limits.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from aggregator.dedupe import Deduplicator
 from aggregator.ingest import IngestCounters, decode_batch
 from aggregator.partition import PartitionFilter
 from aggregator.skew import SkewMonitor
-from aggregator.windows import RouteSpec, WindowBook, default_lateness
+from aggregator.windows import Reconfigured, RouteSpec, WindowBook, default_lateness
 from schemas.config import HttpProbeProfile, PathwatchConfig, ServiceRoute
 from schemas.fastdetect import agent_confirmed_probes
 from schemas.limits import MAX_CLOCK_OFFSET_S, MAX_SKEW_ALARMS, SUBJECT_CACHE_ENTRIES
@@ -113,6 +115,13 @@ class Aggregator:
         self.alarm_out: list[Alarm] = []
         self._skew_raised_at: dict[str, float] = {}
         self._owned: dict[str, tuple[str, str] | None] = {}
+
+    def reconfigure(self, config: PathwatchConfig) -> Reconfigured:
+        """Follow a new config: its routes (see `WindowBook.reconfigure`) and the future
+        and clock-skew limits."""
+        self.max_future = config.aggregator.max_future_skew
+        self.skew.alarm_threshold_s = config.aggregator.skew_alarm
+        return self.book.reconfigure(route_specs(config))
 
     def owns(self, subject: str) -> tuple[str, str] | None:
         """(service, route) when the subject belongs to this partition (cached per subject)."""

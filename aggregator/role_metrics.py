@@ -18,15 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Iterator
 
 from nats.aio.msg import Msg
 from prometheus_client.core import CounterMetricFamily, Metric
 
 from pathwatch.bus import Bus
+from pathwatch.status import LatestBook, decode_status
 from schemas import subjects
-from schemas.codec import DecodeError, decode_message
 from schemas.limits import MAX_STATUS_SOURCES
 from schemas.wire import RoleStatus
 
@@ -35,15 +35,10 @@ class RoleBook:
     """The latest status of each role instance, bounded."""
 
     def __init__(self, max_sources: int = MAX_STATUS_SOURCES) -> None:
-        self.max_sources = max_sources
-        self.statuses: OrderedDict[tuple[str, str], RoleStatus] = OrderedDict()
+        self.statuses: LatestBook[tuple[str, str], RoleStatus] = LatestBook(max_sources)
 
     def seen(self, status: RoleStatus) -> None:
-        key = (status.role, status.instance)
-        self.statuses.pop(key, None)
-        self.statuses[key] = status
-        if len(self.statuses) > self.max_sources:
-            self.statuses.popitem(last=False)
+        self.statuses.seen((status.role, status.instance), status)
 
 
 async def watch_status(
@@ -52,15 +47,9 @@ async def watch_status(
     """Follow `pw.status.*.*` into `book` until stop."""
 
     async def on_status(msg: Msg) -> None:
-        try:
-            status = decode_message(msg.data, RoleStatus)
-        except DecodeError as exc:
-            dropped[f"status:{exc.reason}"] += 1
-            return
-        if msg.subject != subjects.status(status.role, status.instance):
-            dropped["status:subject"] += 1
-            return
-        book.seen(status)
+        status = decode_status(msg.subject, msg.data, dropped)
+        if status is not None:
+            book.seen(status)
 
     subscription = await bus.nc.subscribe(subjects.STATUS_ALL, cb=on_status)
     try:

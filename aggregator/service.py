@@ -10,6 +10,9 @@ and the Prometheus exporter when those are configured. Windows that have
 ended are ripened during their lateness grace, so the close at the deadline
 has little left to do. Every window names its replica and since when that replica
 has received without a gap (`Coverage`), so the enforcer can take a complete one.
+Given a `LiveConfig`, it follows every new revision: new or changed routes get new
+windows, removed ones stop (`Aggregator.reconfigure`); its status reports the
+revision it runs.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from aggregator.metrics import (
 from aggregator.partition import subscriptions
 from aggregator.role_metrics import watch_status
 from pathwatch.bus import Bus
+from pathwatch.configsource import LiveConfig
 from pathwatch.heap import settle_heap
 from pathwatch.readiness import Readiness, nats_connected
 from pathwatch.status import RoleCounters, publish_status
@@ -55,6 +59,24 @@ TICK_S = 0.05
 CLOSE_SLICE = 200
 
 
+#: Config keys the aggregator reads only at start.
+START_ONLY = ("store", "metrics")
+
+
+def _reconfigure(aggregator: Aggregator, config: PathwatchConfig, partition: int) -> None:
+    done = aggregator.reconfigure(config)
+    log.info(
+        "aggregator partition %d: %d routes (%d new, %d changed, %d removed; %d open windows"
+        " dropped)",
+        partition,
+        len(aggregator.book.routes),
+        len(done.added),
+        len(done.changed),
+        len(done.removed),
+        done.dropped_windows,
+    )
+
+
 async def run_aggregator(
     config: PathwatchConfig,
     bus: Bus,
@@ -70,8 +92,10 @@ async def run_aggregator(
     ready: asyncio.Event | None = None,
     core: Aggregator | None = None,
     replica: str = "",
+    live: LiveConfig | None = None,
 ) -> None:
-    """Run one aggregator partition (as replica `replica`) until `stop` is set.
+    """Run one aggregator partition (as replica `replica`) until `stop` is set; with
+    `live`, it follows every new revision of the config (`config` is then `live.config`).
 
     `clock`, `on_window` (called with each closed window), `ready` (set once
     the subscriptions are in place on the server) and `core` (a prepared
@@ -84,8 +108,12 @@ async def run_aggregator(
     alarms: asyncio.Queue[bytes] = asyncio.Queue()
     alarm_subjects: dict[bytes, str] = {}
 
-    role = RoleCounters("aggregator", "-".join(filter(None, [f"partition-{partition}", replica])))
+    role = RoleCounters(
+        "aggregator", "-".join(filter(None, [f"partition-{partition}", replica])), live=live
+    )
     coverage = Coverage(clock)
+    if live is not None:
+        live.on_change(lambda new: _reconfigure(aggregator, new, partition))
 
     async def on_measurements(msg: Msg) -> None:
         try:

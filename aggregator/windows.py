@@ -50,6 +50,13 @@ class RouteSpec:
     agent_confirmed: frozenset[str] = frozenset()
 
 
+def _failure_runs(spec: RouteSpec) -> FailureRuns | None:
+    """The consecutive-failure counting of a route (None: the fast path is off)."""
+    if not spec.consecutive_failures:
+        return None
+    return FailureRuns(spec.consecutive_failures, spec.agent_confirmed)
+
+
 def default_lateness(window_s: float) -> float:
     """The default allowed lateness: the smaller of 1 s and half the window."""
     return min(1.0, window_s / 2.0)
@@ -85,6 +92,16 @@ class AddResult:
     failure_runs: list[FailureRun] = field(default_factory=list)
 
 
+@dataclass
+class Reconfigured:
+    """What `WindowBook.reconfigure` did: routes by (service, route), windows dropped."""
+
+    added: list[tuple[str, str]] = field(default_factory=list)
+    changed: list[tuple[str, str]] = field(default_factory=list)
+    removed: list[tuple[str, str]] = field(default_factory=list)
+    dropped_windows: int = 0
+
+
 #: creation order of windows: ties in close time close in the order windows opened
 _creation_order = itertools.count()
 
@@ -110,11 +127,7 @@ class RouteWindows:
     def __init__(self, spec: RouteSpec, deadlines: list[Deadline], endings: list[Deadline]) -> None:
         self.spec = spec
         self.windows: dict[int, Window] = {}
-        self.runs = (
-            FailureRuns(spec.consecutive_failures, spec.agent_confirmed)
-            if spec.consecutive_failures
-            else None
-        )
+        self.runs = _failure_runs(spec)
         self.late = 0
         self.duplicates = 0
         self._cached: Window | None = None
@@ -225,6 +238,25 @@ class RouteWindows:
             window.ripe_lanes = window_lanes(window.fine, self.spec.tracked)
         return True
 
+    def respec(self, spec: RouteSpec) -> None:
+        """Take a changed spec of the same window width and lateness, keeping the open
+        windows (failure runs start over when their threshold or probes changed)."""
+        old = self.spec
+        if (spec.consecutive_failures, spec.agent_confirmed) != (
+            old.consecutive_failures,
+            old.agent_confirmed,
+        ):
+            self.runs = _failure_runs(spec)
+        self.spec = spec
+        self._listed_destinations = spec.listed_destinations | spec.tracked
+
+    def drop_windows(self) -> int:
+        """Forget the open windows (their deadlines find nothing); returns how many."""
+        dropped = len(self.windows)
+        self.windows.clear()
+        self._cached = None
+        return dropped
+
     def close(self, index: int) -> WindowStats | None:
         """Close window `index`; None when it had no measurements (or is already closed)."""
         window = self.windows.pop(index, None)
@@ -262,6 +294,36 @@ class WindowBook:
             (spec.service, spec.route): RouteWindows(spec, self._deadlines, self._endings)
             for spec in specs
         }
+
+    def reconfigure(self, specs: list[RouteSpec]) -> Reconfigured:
+        """Take a new set of routes: an unchanged route keeps its windows, and so does a
+        changed one whose window width and lateness stay (it takes the new spec); a new
+        one, or one with a new width or lateness, starts with new windows (the open ones
+        of the old width are dropped); a removed one stops (its open windows are
+        dropped, so no window of a route no longer configured is published)."""
+        old = self.routes
+        self.routes = {}
+        done = Reconfigured()
+        for spec in specs:
+            key = (spec.service, spec.route)
+            kept = old.pop(key, None)
+            if kept is not None and kept.spec == spec:
+                self.routes[key] = kept
+                continue
+            if kept is not None:
+                done.changed.append(key)
+                if (kept.spec.window_s, kept.spec.lateness_s) == (spec.window_s, spec.lateness_s):
+                    kept.respec(spec)
+                    self.routes[key] = kept
+                    continue
+                done.dropped_windows += kept.drop_windows()
+            else:
+                done.added.append(key)
+            self.routes[key] = RouteWindows(spec, self._deadlines, self._endings)
+        for key, gone in old.items():
+            done.removed.append(key)
+            done.dropped_windows += gone.drop_windows()
+        return done
 
     def route(self, service: str, route: str) -> RouteWindows | None:
         return self.routes.get((service, route))

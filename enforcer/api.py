@@ -8,7 +8,9 @@ config refuses a listen address off loopback without one. Bad requests get
 (malformed input), each with a `detail` saying why. Probe state is accepted
 only for probe names the config declares on the addressed route(s) (404
 otherwise). Bodies are bounded by `limits.MAX_MESSAGE_BYTES`; connections and
-header time by `pathwatch.httpbounds`.
+header time by `pathwatch.httpbounds`. Given a `LiveConfig`, the token and the
+routes follow every new config revision (`enforcer.api_settings`); the listen
+address is kept until a restart.
 """
 
 import asyncio
@@ -34,10 +36,14 @@ from litestar.openapi import OpenAPIConfig
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from enforcer.api_backend import ApiBackend
+from enforcer.api_settings import CurrentSettings
 from enforcer.load_balancer import LoadBalancerRow, load_balancer_rows
 from enforcer.web import status_page
 from enforcer.web.auth import COOKIE, token_is_valid
 from pathwatch.bus import Bus
+from pathwatch.configsource import LiveConfig
+from pathwatch.configstore import DEFAULT_NAME
+from pathwatch.fleet import FleetReport
 from pathwatch.httpbounds import bounded_h11
 from pathwatch.listen import bind_listener, host_port
 from pathwatch.readiness import Readiness, nats_connected
@@ -47,6 +53,9 @@ from schemas.names import is_subject_safe
 from schemas.wire import Alarm, PathState, ProbeState
 
 log = logging.getLogger("pathwatch.api")
+
+#: Config keys the API reads only at start: where it listens, the history store.
+START_ONLY = ("api.listen", "store")
 
 
 class ProbeStateRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -79,30 +88,22 @@ def _validation_to_422(_: Request[Any, Any, Any], exc: ValidationException) -> R
     return Response({"status_code": 422, "detail": exc.detail, "extra": exc.extra}, status_code=422)
 
 
-def create_app(config: PathwatchConfig, backend: ApiBackend, readiness: Readiness) -> Litestar:
-    """The litestar application over `backend`; `/readyz` answers from `readiness`."""
-    token = config.api.token
-    routes: dict[tuple[str, str], tuple[str, str, str]] = {
-        (service, route): (
-            spec.next_hop.node,
-            spec.next_hop.interface or "",
-            spec.reachability_detection.probe_type,
-        )
-        for service, route, _, spec in config.routes()
-    }
-    #: probe names the config declares on each route
-    declared: dict[tuple[str, str], frozenset[str]] = {
-        (service, route): frozenset(p.name for p in spec.reachability_detection.probes)
-        for service, route, _, spec in config.routes()
-    }
+def create_app(
+    settings: CurrentSettings, backend: ApiBackend, readiness: Readiness, config: PathwatchConfig
+) -> Litestar:
+    """The litestar application over `backend` with the token and routes of `settings`
+    (read at each request); `/readyz` answers from `readiness`; the status page reads
+    the history store of `config`."""
 
     def _require_declared(probe: str, where: list[tuple[str, str]], place: str) -> None:
-        if not any(probe in declared[key] for key in where):
+        declared = settings.now.declared
+        if not any(probe in declared.get(key, ()) for key in where):
             raise NotFoundException(detail=f"probe {probe!r} is not declared on {place}")
 
     def require_token(
         connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
     ) -> None:
+        token = settings.now.token
         if not token:
             return
         header = connection.headers.get("authorization", "")
@@ -128,6 +129,7 @@ def create_app(config: PathwatchConfig, backend: ApiBackend, readiness: Readines
 
     def require_known(service: str | None, route: str | None = None) -> None:
         """404 naming the first filter that matches no configured service or route."""
+        routes = settings.now.routes
         if service is not None and not any(s == service for s, _ in routes):
             raise NotFoundException(detail=f"no service named {service!r}")
         if route is not None and not any(r == route and service in (None, s) for s, r in routes):
@@ -160,7 +162,7 @@ def create_app(config: PathwatchConfig, backend: ApiBackend, readiness: Readines
     def service_path(service: FromPath[str], route: FromPath[str]) -> PathState:
         state = backend.paths.get(f"{service}.{route}")
         if state is None:
-            if (service, route) in routes:
+            if (service, route) in settings.now.routes:
                 raise NotFoundException(detail=f"no state yet for {service}/{route}")
             raise NotFoundException(detail=f"unknown service route {service}/{route}")
         return state
@@ -187,6 +189,15 @@ def create_app(config: PathwatchConfig, backend: ApiBackend, readiness: Readines
             key=lambda a: a.raised_at,
         )
 
+    @get("/api/v1/fleet", guards=[require_token])
+    async def fleet(config: FromQuery[str] = DEFAULT_NAME) -> FleetReport:
+        """Every role instance and agent with its node, version and the config it runs,
+        flagged `behind` when that is not the latest revision of `config` in KV (or,
+        with none there, not what most run) and `silent` when no longer heard."""
+        if not is_subject_safe(config):
+            raise _unprocessable(f"config name {config!r} must match [A-Za-z0-9_-]+")
+        return await backend.fleet(config)
+
     def _target_keys(
         probe: str,
         service: str | None,
@@ -197,7 +208,9 @@ def create_app(config: PathwatchConfig, backend: ApiBackend, readiness: Readines
     ) -> tuple[list[str], dict[str, str]]:
         if not is_subject_safe(probe):
             raise _unprocessable(f"probe name {probe!r} must match [A-Za-z0-9_-]+")
-        if not any(probe in names for names in declared.values()):
+        now = settings.now
+        routes = now.routes
+        if not any(probe in names for names in now.declared.values()):
             raise NotFoundException(detail=f"probe {probe!r} is not declared in the config")
         by_route = service is not None or route is not None
         by_interface = node is not None or interface is not None
@@ -299,10 +312,11 @@ def create_app(config: PathwatchConfig, backend: ApiBackend, readiness: Readines
             service_path,
             load_balancer,
             alarms,
+            fleet,
             set_probe_state,
             get_probe_state,
             delete_probe_state,
-            *status_page(config, backend, require_token),
+            *status_page(settings, config.store, backend, require_token),
         ],
         exception_handlers={ValidationException: _validation_to_422},
         openapi_config=OpenAPIConfig(title="pathwatch", version="1.0.0", path="/schema"),
@@ -325,12 +339,20 @@ class _Server(uvicorn.Server):
 
 
 async def run_api(
-    config: PathwatchConfig, bus: Bus, *, stop: asyncio.Event, listen: str | None = None
+    config: PathwatchConfig,
+    bus: Bus,
+    *,
+    stop: asyncio.Event,
+    listen: str | None = None,
+    live: LiveConfig | None = None,
 ) -> None:
     """Serve the API on `listen` (default `api.listen`) until `stop` is set; ListenError
-    when it cannot listen there."""
+    when it cannot listen there. With `live`, it follows every new config revision."""
     sock = bind_listener(listen or config.api.listen, "api.listen")
-    backend = ApiBackend(bus)
+    backend = ApiBackend(bus, live)
+    settings = CurrentSettings(config, host=sock.getsockname()[0])
+    if live is not None:
+        live.on_change(settings.swap)
     started = asyncio.Event()
     readiness = (
         Readiness()
@@ -339,7 +361,7 @@ async def run_api(
     )
     server = _Server(
         uvicorn.Config(
-            create_app(config, backend, readiness),
+            create_app(settings, backend, readiness, config),
             log_level="warning",
             log_config=None,
             access_log=False,

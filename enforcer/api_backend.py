@@ -6,27 +6,37 @@ alarms by an ordered consumer on PATHWATCH_ALARMS folded by id (the latest
 message of an alarm wins), so reads never wait on NATS. Each change is told to
 the `listeners` (the status page's live updates) as ("path", key) or
 ("alarm", id). What it drops is counted by `<input>:<reason>` and published as
-the `api` role's status.
+the `api` role's status. The status of every role and the heartbeat of every
+agent are kept in a `FleetBook` (`pathwatch show fleet`), and `fleet` compares
+them with the latest revision in KV `pathwatch-config`.
 """
 
 import asyncio
 import contextlib
 import logging
 import socket
+import time
 from collections.abc import Callable
 from typing import Any, Literal
 
+import nats.errors
 from nats.aio.msg import Msg
 from nats.js.errors import KeyDeletedError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from pathwatch.bus import Bus
-from pathwatch.status import RoleCounters, publish_status
+from pathwatch.configsource import LiveConfig
+from pathwatch.configstore import ConfigStore, StoreError
+from pathwatch.fleet import FleetBook, FleetReport
+from pathwatch.status import RoleCounters, decode_status, publish_status
 from pathwatch.supervise import start_supervised
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message, encode
 from schemas.limits import MAX_ALARMS
-from schemas.wire import Alarm, PathState, ProbeState
+from schemas.wire import AgentHeartbeat, Alarm, ConfigMark, PathState, ProbeState
+
+#: Seconds the API waits for KV when it looks up the latest config revision.
+CONFIG_LOOKUP_S = 1.0
 
 log = logging.getLogger("pathwatch.api")
 
@@ -36,11 +46,12 @@ ChangeKind = Literal["path", "alarm"]
 class ApiBackend:
     """Caches fed by NATS plus probe-state storage."""
 
-    def __init__(self, bus: Bus) -> None:
+    def __init__(self, bus: Bus, live: LiveConfig | None = None) -> None:
         self.bus = bus
         self.paths: dict[str, PathState] = {}
         self.alarms: dict[str, Alarm] = {}
-        self.counters = RoleCounters("api", f"api-{socket.gethostname()}")
+        self.fleet_book = FleetBook()
+        self.counters = RoleCounters("api", f"api-{socket.gethostname()}", live=live)
         self.dropped = self.counters.dropped
         self.listeners: list[Callable[[ChangeKind, str], None]] = []
         #: Set when the API stops serving: long-lived responses end on it.
@@ -48,6 +59,7 @@ class ApiBackend:
         self._probes: KeyValue | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._subscription: Any = None
+        self._fleet_subscriptions: list[Any] = []
         self._stop = asyncio.Event()
         #: The first snapshot of the path states has been read (readiness).
         self.loaded = False
@@ -73,14 +85,19 @@ class ApiBackend:
             ordered_consumer=True,
             cb=self._on_alarm,
         )
+        self._fleet_subscriptions = [
+            await self.bus.nc.subscribe(subjects.STATUS_ALL, cb=self._on_status),
+            await self.bus.nc.subscribe(subjects.HEARTBEAT_ALL, cb=self._on_heartbeat),
+        ]
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(loaded.wait(), ready_timeout)
 
     async def stop(self) -> None:
         self._stop.set()
-        with contextlib.suppress(Exception):
-            if self._subscription is not None:
-                await self._subscription.unsubscribe()
+        for subscription in [self._subscription, *self._fleet_subscriptions]:
+            with contextlib.suppress(Exception):
+                if subscription is not None:
+                    await subscription.unsubscribe()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -128,6 +145,38 @@ class ApiBackend:
             del self.alarms[next(iter(self.alarms))]
             self.dropped["alarm:evicted"] += 1
         self._changed("alarm", alarm.id)
+
+    async def _on_status(self, msg: Msg) -> None:
+        status = decode_status(msg.subject, msg.data, self.dropped)
+        if status is not None:
+            self.fleet_book.status(status, time.time())
+
+    async def _on_heartbeat(self, msg: Msg) -> None:
+        try:
+            heartbeat = decode_message(msg.data, AgentHeartbeat)
+        except DecodeError as exc:
+            self.dropped[f"heartbeat:{exc.reason}"] += 1
+            return
+        if not subjects.heartbeat_matches(msg.subject, heartbeat.node, heartbeat.agent):
+            self.dropped["heartbeat:subject"] += 1
+            return
+        self.fleet_book.heartbeat(heartbeat, time.time())
+
+    async def fleet(self, name: str) -> FleetReport:
+        """Every member against the latest revision of config `name` in KV (when the
+        bucket holds one and answers within CONFIG_LOOKUP_S)."""
+        return self.fleet_book.report(await self._latest_config(name), time.time())
+
+    async def _latest_config(self, name: str) -> ConfigMark | None:
+        try:
+            store = await asyncio.wait_for(ConfigStore.open(self.bus), CONFIG_LOOKUP_S)
+            latest = await asyncio.wait_for(store.latest(name), CONFIG_LOOKUP_S)
+        except (StoreError, DecodeError, TimeoutError, nats.errors.Error) as exc:
+            log.debug("latest config %r not known: %r", name, exc)
+            return None
+        if latest is None:
+            return None
+        return ConfigMark(digest=latest.record.digest, revision=latest.revision)
 
     def _changed(self, kind: ChangeKind, key: str) -> None:
         for listener in self.listeners:

@@ -31,8 +31,9 @@ import msgspec
 
 from enforcer import ids
 from enforcer.liveness import AgentLiveness
+from enforcer.reconfigure import ROUTE_REMOVED, plan_routes, raised_alarms
 from enforcer.route_spec import RouteSpec, route_specs
-from enforcer.route_tracker import Change, RouteTracker
+from enforcer.route_tracker import Change, RouteTracker, Tracked
 from enforcer.selection import Candidate, best_effort_choice, select
 from enforcer.state_machine import Clock
 from schemas import subjects
@@ -93,11 +94,14 @@ class Outputs:
     paths: list[PathState] = field(default_factory=list)
     publications: list[Publication] = field(default_factory=list)
     expired_probe_keys: list[str] = field(default_factory=list)
+    #: keys of routes no longer configured, whose PathState goes from KV
+    deleted_paths: list[str] = field(default_factory=list)
 
     def extend(self, other: "Outputs") -> None:
         self.paths.extend(other.paths)
         self.publications.extend(other.publications)
         self.expired_probe_keys.extend(other.expired_probe_keys)
+        self.deleted_paths.extend(other.deleted_paths)
 
 
 def probe_key_target(key: str) -> tuple[str, str, str] | None:
@@ -108,6 +112,36 @@ def probe_key_target(key: str) -> tuple[str, str, str] | None:
     if len(parts) == 4 and parts[1] == "if":
         return parts[0], "if", f"{parts[2]}.{parts[3]}"
     return None
+
+
+def _alarm_publication(
+    spec: RouteSpec,
+    tracked: Tracked,
+    status: Literal["raised", "cleared"],
+    raised_at: float,
+    cleared_at: float | None,
+    reason: str,
+) -> Publication:
+    """The alarm of one machine of a route, raised or cleared."""
+    alarm_id = ids.alarm_id(
+        spec.service, spec.route, tracked.protocol, tracked.traffic_class, tracked.cause, raised_at
+    )
+    alarm = Alarm(
+        id=alarm_id,
+        status=status,
+        severity="major" if spec.enforcement else "minor",
+        service=spec.service,
+        route=spec.route,
+        protocol=tracked.protocol,
+        traffic_class=tracked.traffic_class,
+        cause=tracked.cause,
+        reason=reason,
+        raised_at=raised_at,
+        cleared_at=cleared_at,
+    )
+    return Publication(
+        subjects.alarm(spec.service, spec.route), ids.msg_id(alarm_id, status), alarm
+    )
 
 
 class Engine:
@@ -125,33 +159,63 @@ class Engine:
         #: Routes whose figures moved since their last PathState: key -> evidence time.
         self.pending_metrics: dict[str, float] = {}
         self.silence_windows = config.enforcer.agent_silence_windows
-        self.trackers: dict[str, RouteTracker] = {}
-        #: The same trackers by service, then route (no key string built per window).
-        self.by_name: dict[str, dict[str, RouteTracker]] = {}
-        self.services: dict[str, list[RouteTracker]] = {}
-        for spec in route_specs(config):
-            tracker = RouteTracker(spec, clock)
-            self.trackers[spec.key] = tracker
-            self.by_name.setdefault(spec.service, {})[spec.route] = tracker
-            self.services.setdefault(spec.service, []).append(tracker)
-        #: Routes of each service that detection is enabled on (best-effort candidates).
-        self.enabled_routes: dict[str, list[RouteTracker]] = {
-            service: [t for t in trackers if t.spec.enabled]
-            for service, trackers in self.services.items()
-        }
-        #: Routes of each service currently kept in service as best-effort.
-        self.best_effort_routes: dict[str, set[str]] = {service: set() for service in self.services}
+        self._index({spec.key: RouteTracker(spec, clock) for spec in route_specs(config)})
         self.previous: dict[str, PathState] = {}
         self.liveness = AgentLiveness(self.silence_windows, self._agent_window)
         self.agent_alarms: dict[str, Alarm] = {}
         #: When the last agent-lost alarm of each agent name was raised (rate limit).
         self.agent_alarmed_at: dict[str, float] = {}
-        #: Nodes the config names: a heartbeat must come from one of them or name a route.
-        self.nodes = frozenset(t.spec.node for t in self.trackers.values())
         #: agents taken into the liveness table, by the node of their first heartbeat
         self.agents_per_node: Counter[str] = Counter()
         #: Inputs dropped, by `<input>:<reason>` (published in the role status).
         self.dropped: Counter[str] = Counter()
+
+    def _index(self, trackers: dict[str, RouteTracker]) -> None:
+        """Take `trackers` (by route key) and the tables derived from them."""
+        self.trackers = trackers
+        #: The same trackers by service, then route (no key string built per window).
+        self.by_name: dict[str, dict[str, RouteTracker]] = {}
+        self.services: dict[str, list[RouteTracker]] = {}
+        for tracker in trackers.values():
+            spec = tracker.spec
+            self.by_name.setdefault(spec.service, {})[spec.route] = tracker
+            self.services.setdefault(spec.service, []).append(tracker)
+        #: Routes of each service that detection is enabled on (best-effort candidates).
+        self.enabled_routes: dict[str, list[RouteTracker]] = {
+            service: [t for t in group if t.spec.enabled]
+            for service, group in self.services.items()
+        }
+        #: Routes of each service currently kept in service as best-effort.
+        self.best_effort_routes: dict[str, set[str]] = {
+            service: {t.spec.route for t in group if t.best_effort}
+            for service, group in self.services.items()
+        }
+        #: Nodes the config names: a heartbeat must come from one of them or name a route.
+        self.nodes = frozenset(t.spec.node for t in trackers.values())
+
+    def reconfigure(self, config: PathwatchConfig) -> Outputs:
+        """Take a new config (`enforcer.reconfigure`): unchanged routes keep everything,
+        changed ones resume from their last PathState with the new spec, new ones start
+        unknown, removed ones are forgotten (alarms cleared, PathState deleted)."""
+        now = self.clock()
+        plan = plan_routes(self.trackers, self.previous, route_specs(config), self.clock)
+        out = Outputs()
+        for gone in plan.removed:
+            key = gone.spec.key
+            self.previous.pop(key, None)
+            self.pending_metrics.pop(key, None)
+            out.deleted_paths.append(key)
+            out.publications.extend(
+                _alarm_publication(gone.spec, tracked, "cleared", raised, now, ROUTE_REMOVED)
+                for tracked, raised in raised_alarms(gone)
+            )
+        self.config = config
+        self.silence_windows = self.liveness.silence_windows = config.enforcer.agent_silence_windows
+        self._index(plan.trackers)
+        for service in sorted({t.spec.service for t in plan.fresh}):
+            fresh = {t: now for t in plan.fresh if t.spec.service == service}
+            out.extend(self._settle(service, fresh, []))
+        return out
 
     # --- helpers ------------------------------------------------------------
 
@@ -482,6 +546,7 @@ class Engine:
             return
         track = tracked.machine.track
         spec = tracker.spec
+        status: Literal["raised", "cleared"]
         if transition.state == "down" and track.alarm_raised_at is None:
             track.alarm_raised_at = transition.at
             tracked.machine.revision.bump()  # alarm_raised_at is shown in the lane state
@@ -496,26 +561,8 @@ class Engine:
             cleared_at = transition.at
         else:
             return
-        alarm_id = ids.alarm_id(
-            spec.service, spec.route, tracked.protocol, tracked.traffic_class, tracked.cause, at
-        )
-        alarm = Alarm(
-            id=alarm_id,
-            status=status,  # type: ignore[arg-type]
-            severity="major" if spec.enforcement else "minor",
-            service=spec.service,
-            route=spec.route,
-            protocol=tracked.protocol,
-            traffic_class=tracked.traffic_class,
-            cause=tracked.cause,
-            reason=transition.reason,
-            raised_at=at,
-            cleared_at=cleared_at,
-        )
         out.publications.append(
-            Publication(
-                subjects.alarm(spec.service, spec.route), ids.msg_id(alarm_id, status), alarm
-            )
+            _alarm_publication(spec, tracked, status, at, cleared_at, transition.reason)
         )
 
     def _settle(

@@ -3,7 +3,8 @@
 Every instance judges every input (hot standby), so a standby's state is the
 active's state; only the lease holder writes KV, publishes and commands. Of the
 copies of a window that the aggregator replicas publish, one is judged
-(`enforcer.window_choice`).
+(`enforcer.window_choice`). Given a `LiveConfig`, it follows every new config
+revision (`Engine.reconfigure`) and its status reports the revision it runs.
 """
 
 import asyncio
@@ -25,6 +26,7 @@ from enforcer.sink import OutputSink
 from enforcer.store import EnforcerStore
 from enforcer.window_choice import WindowChoice
 from pathwatch.bus import Bus
+from pathwatch.configsource import LiveConfig
 from pathwatch.heap import settle_heap
 from pathwatch.status import RoleCounters, publish_status
 from pathwatch.supervise import start_supervised
@@ -52,6 +54,8 @@ SHUTDOWN_FLUSH_SECONDS = 2.0
 #: Processor time a tick may spend rebuilding PathStates whose figures moved (a
 #: quarter of the tick: at most a quarter of a core; the rest waits for the next tick).
 REFRESH_BUDGET_SECONDS = TICK_SECONDS / 4
+#: Config keys the enforcer reads only at start: its history store, its lease.
+START_ONLY = ("store", "enforcer.lease_ttl")
 
 
 async def restore_from_kv(engine: Engine, bus: Bus, paths: KeyValue) -> int:
@@ -94,6 +98,30 @@ async def clear_disabled_probe_states(engine: Engine, bus: Bus, probes: KeyValue
                 await probes.delete(key)
 
 
+def _route_keys(engine: Engine) -> list[tuple[str, str]]:
+    return [(t.spec.service, t.spec.route) for t in engine.trackers.values()]
+
+
+def _reconfigure(
+    engine: Engine,
+    sink: OutputSink,
+    windows: WindowChoice,
+    config: PathwatchConfig,
+    instance: str,
+) -> None:
+    before = set(engine.trackers)
+    sink.submit(engine.reconfigure(config))
+    windows.follow(_route_keys(engine))
+    after = set(engine.trackers)
+    log.info(
+        "enforcer %s: %d routes (%d new, %d removed)",
+        instance,
+        len(after),
+        len(after - before),
+        len(before - after),
+    )
+
+
 async def run_enforcer(
     config: PathwatchConfig,
     bus: Bus,
@@ -102,8 +130,10 @@ async def run_enforcer(
     instance: str,
     store_path: str | Path | None = None,
     clock: Callable[[], float] = time.time,
+    live: LiveConfig | None = None,
 ) -> None:
-    """Judge, decide and (when holding the lease) publish until `stop` is set."""
+    """Judge, decide and (when holding the lease) publish until `stop` is set; with
+    `live`, it follows every new config revision."""
     engine = Engine(config, clock)
     paths = await bus.kv(subjects.KV_PATHS)
     probes = await bus.kv(subjects.KV_PROBES)
@@ -117,11 +147,11 @@ async def run_enforcer(
                 engine.restore_agent_alarm(alarm)
     settle_heap()  # the engine's tables live as long as the process
     lease = Lease(leases, instance, config.enforcer.lease_ttl, clock)
-    counters = RoleCounters("enforcer", instance, dropped=engine.dropped)
-    windows = WindowChoice(
-        [(t.spec.service, t.spec.route) for t in engine.trackers.values()], engine.dropped
-    )
+    counters = RoleCounters("enforcer", instance, dropped=engine.dropped, live=live)
+    windows = WindowChoice(_route_keys(engine), engine.dropped)
     sink = OutputSink(bus, paths, probes, store, lease, dropped=engine.dropped, stamp=windows.stamp)
+    if live is not None:
+        live.on_change(lambda new: _reconfigure(engine, sink, windows, new, instance))
 
     def guarded(label: str, handler: Handler) -> Handler:
         """`handler`, with anything it raises counted as `<label>:error` and logged."""

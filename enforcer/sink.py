@@ -78,7 +78,12 @@ class OutputSink:
             log.warning("cannot write path state %s: %s", key, exc)
 
     def submit(self, outputs: Outputs) -> None:
-        if outputs.paths or outputs.publications or outputs.expired_probe_keys:
+        if (
+            outputs.paths
+            or outputs.publications
+            or outputs.expired_probe_keys
+            or outputs.deleted_paths
+        ):
             self.queue.put_nowait(outputs)
 
     def takeover(self, states: list[PathState]) -> None:
@@ -135,6 +140,12 @@ class OutputSink:
                 await self.probes.delete(key)
             except Exception as exc:
                 log.debug("deleting expired probe state %s: %s", key, exc)
+        for key in outputs.deleted_paths:
+            try:
+                await self.paths.delete(key)
+            except Exception as exc:
+                self.failures += 1
+                log.warning("cannot delete the path state of removed route %s: %s", key, exc)
 
     async def _publish(self, publication: Publication) -> None:
         message = publication.message

@@ -90,6 +90,12 @@ class WindowChoice:
         self.hold_s = hold_s
         self.clock = clock
 
+    def follow(self, routes: Collection[Key]) -> None:
+        """Take the routes of a new config: new ones start afresh, removed ones are
+        forgotten (with any copy held for them)."""
+        self.taken = {key: self.taken.get(key) or Taken() for key in routes}
+        self.held = {key: held for key, held in self.held.items() if key in self.taken}
+
     def offer(self, service: str, route: str, payload: bytes) -> list[bytes]:
         """The windows to judge now, oldest first, for a window that arrived on
         `pw.stats.<service>.<route>` (an undecodable one is passed on for the engine

@@ -43,9 +43,11 @@ bench_app = typer.Typer(
     no_args_is_help=True,
 )
 config_app = typer.Typer(
-    help="Check configuration files.",
+    help="Check configuration files; keep the fleet's config in NATS (push, history, rollback).",
     epilog=examples(
-        "pathwatch config check pathwatch.yaml", "pathwatch config show --effective pathwatch.yaml"
+        "pathwatch config check pathwatch.yaml",
+        "pathwatch config show --effective pathwatch.yaml",
+        "pathwatch config push pathwatch.yaml",
     ),
     no_args_is_help=True,
 )

@@ -61,8 +61,14 @@ def load_or_exit(path: Path | None) -> LoadedConfig:
 
     Lines are never wrapped, so each stays one `file:line:column: ...` line.
     """
+    return checked_or_exit(lambda: load_config(path))
+
+
+def checked_or_exit(load: Callable[[], LoadedConfig]) -> LoadedConfig:
+    """`load()`, or print every problem of the config it raised ConfigError for and exit 2;
+    its warnings are printed (log lines in a role)."""
     try:
-        loaded = load_config(path)
+        loaded = load()
     except ConfigError as exc:
         count = f"{len(exc.problems)} error{'s' if len(exc.problems) != 1 else ''}"
         err_console.print(f"[bold red]error:[/] {exc.source}: invalid configuration ({count})")
@@ -128,8 +134,8 @@ def run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     The signal sets `stop`; what is still running CANCEL_AFTER_S later (or at a second
     signal) is cancelled. StopRequested (a stop while still connecting) ends quietly;
     NatsRefused (NATS can never be used as configured) is logged and exits 1.
-    SIGHUP is logged and ignored unless `main` installs its own handler (the agent
-    reloads its config on it).
+    SIGHUP is logged and ignored unless `main` installs its own handler (every role
+    and `up` read their config again: `ConfigSource.listen_for_hup`).
     """
     try:
         asyncio.run(_supervise(main))
@@ -168,8 +174,8 @@ async def _supervise(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     watchdog = asyncio.create_task(_cancel_when_late(work, stop))
     try:
         await work
-    except StopRequested:
-        log.info("stopped before NATS was reached")
+    except StopRequested as stopped:
+        log.info("stopped before %s", stopped.args[0] if stopped.args else "NATS was reached")
     except NatsRefused as exc:  # a configuration problem: say it, without a traceback
         log.error("%s", exc)
         raise typer.Exit(1) from None

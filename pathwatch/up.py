@@ -8,7 +8,9 @@ and buckets, then runs the agent (every route), the aggregator, the enforcer, th
 REST API and (when the config has `notifiers:`) the notifier as asyncio tasks until
 `stop` is set or one of them fails. Stopping is
 bounded: parts get PART_GRACE_S, then are cancelled; connections and the server are
-closed within the 2 s every process promises.
+closed within the 2 s every process promises. Every part follows the config source
+(`pathwatch up` reads its file again on SIGHUP): each applies a new config, or
+refuses it and keeps its own.
 """
 
 from __future__ import annotations
@@ -23,12 +25,16 @@ from pathlib import Path
 from typing import Any
 
 from agents.agent import run_agent
+from aggregator.service import START_ONLY as AGGREGATOR_START_ONLY
 from aggregator.service import run_aggregator
+from enforcer.api import START_ONLY as API_START_ONLY
 from enforcer.api import run_api
 from enforcer.notifier.service import NotifierService, NotifierSetupError
+from enforcer.service import START_ONLY as ENFORCER_START_ONLY
 from enforcer.service import run_enforcer
 from pathwatch.bus import Bus
 from pathwatch.configfile import LoadedConfig
+from pathwatch.configsource import ConfigSource, Revision
 from pathwatch.embedded import EmbeddedNats, NatsServerMissing
 from pathwatch.grafana.annotations import run_configured_annotator
 from pathwatch.listen import ListenError
@@ -69,10 +75,17 @@ def _prepare_store(path: str) -> Path:
     return store.resolve()
 
 
-async def run_all(loaded: LoadedConfig, stop: asyncio.Event, node: str | None = None) -> None:
+async def run_all(
+    loaded: LoadedConfig,
+    stop: asyncio.Event,
+    node: str | None = None,
+    source: ConfigSource | None = None,
+) -> None:
     """Run everything until `stop` is set; raise ComponentFailed if a part cannot start
-    or ends, and StateDirBusy if another `up` holds the state directory."""
+    or ends, and StateDirBusy if another `up` holds the state directory. Every part
+    follows `source` (its first revision is `loaded`; None: nothing changes it)."""
     config = loaded.config
+    source = source or ConfigSource(Revision(loaded))
     async with contextlib.AsyncExitStack() as stack:
         url, auth = _start_nats(config, stack)
         log.info("store: SQLite %s", _prepare_store(config.store.path))
@@ -92,8 +105,12 @@ async def run_all(loaded: LoadedConfig, stop: asyncio.Event, node: str | None = 
             return bus
 
         await (await connect("setup")).ensure()
-        parts = await _parts(loaded, connect, stop, node)
-        await _run_parts(parts, stop)
+        parts = await _parts(source, connect, stop, node)
+        task = asyncio.create_task(source.run(stop), name="config-source")
+        try:
+            await _run_parts(parts, stop)
+        finally:
+            task.cancel()
 
 
 def _start_nats(
@@ -148,16 +165,22 @@ async def _notifiers(
 
 
 async def _parts(
-    loaded: LoadedConfig,
+    source: ConfigSource,
     connect: Callable[[str], Awaitable[Bus]],
     stop: asyncio.Event,
     node: str | None,
 ) -> list[Part]:
-    """Each part's coroutine on its own connection (not started yet)."""
-    config = loaded.config
+    """Each part's coroutine on its own connection (not started yet), each following
+    `source` (the notifiers and the Grafana annotator keep the first config)."""
+    config = source.current.config
     notifiers = await _notifiers(config, connect)
     parts: list[Part] = [
-        ("api", run_api(config, await connect("api"), stop=stop)),
+        (
+            "api",
+            run_api(
+                config, await connect("api"), stop=stop, live=source.live("api", API_START_ONLY)
+            ),
+        ),
         (
             "enforcer",
             run_enforcer(
@@ -166,6 +189,7 @@ async def _parts(
                 stop=stop,
                 instance="local",
                 store_path=config.store.path,
+                live=source.live("enforcer", ENFORCER_START_ONLY),
             ),
         ),
         (
@@ -178,6 +202,7 @@ async def _parts(
                 metrics_listen=config.metrics.listen,
                 replica="local",
                 metrics_collectors=[notifiers.collector()] if notifiers else [],
+                live=source.live("aggregator", AGGREGATOR_START_ONLY),
             ),
         ),
         (
@@ -188,7 +213,7 @@ async def _parts(
                 stop=stop,
                 agent_name="local",
                 node=node,
-                config_hash=loaded.digest,
+                live=source.live("agent"),
             ),
         ),
     ]

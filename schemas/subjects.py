@@ -31,6 +31,8 @@ STREAM_DEAD_LETTERS = "PATHWATCH_DEAD_LETTERS"
 KV_PATHS = "pathwatch-paths"
 KV_PROBES = "pathwatch-probes"
 KV_LEASES = "pathwatch-leases"
+#: Revisions of the fleet's configs (`ConfigRecord`), one key per config name.
+KV_CONFIG = "pathwatch-config"
 #: Key of the active enforcer's `EnforcerLease` in KV_LEASES.
 LEASE_ENFORCER = "enforcer"
 

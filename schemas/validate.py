@@ -22,6 +22,13 @@ from schemas.subjects import SYSTEM_SERVICE
 
 PROBE_KINDS = ("icmp", "tcp", "tls", "udp", "http")
 _LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+def loopback_host(host: str) -> bool:
+    """Whether the API may listen on `host` without a token."""
+    return host.strip("[]") in _LOOPBACK_HOSTS
+
+
 #: Keys holding a secret that a peer must present exactly.
 _TOKENS: tuple[tuple[str, str], ...] = (("api", "token"), ("nats", "token"), ("grafana", "token"))
 
@@ -74,8 +81,7 @@ def _check_tokens(problems: list[Problem], config: PathwatchConfig) -> None:
                     " are stripped, so it could never match",
                 )
             )
-    api_host = config.api.listen.rpartition(":")[0].strip("[]")
-    if api_host not in _LOOPBACK_HOSTS and config.api.token is None:
+    if not loopback_host(config.api.listen.rpartition(":")[0]) and config.api.token is None:
         problems.append(
             Problem(("api", "token"), "a token is required when the API listens off loopback")
         )

@@ -393,6 +393,8 @@ class AgentHeartbeat(Message, frozen=True, kw_only=True):
     interval_s: Annotated[float, Meta(gt=0, le=3600)] = 5.0
     routes: list[str] = []
     counters: dict[str, int] = {}
+    #: the revision of KV `pathwatch-config` the agent runs (0: its config came from a file)
+    config_revision: Count = 0
 
 
 class ProbeState(Message, frozen=True, kw_only=True):
@@ -410,6 +412,18 @@ class ProbeState(Message, frozen=True, kw_only=True):
 
 
 CounterKey = Annotated[str, Meta(max_length=128)]
+#: A config digest (`LoadedConfig.digest`: 16 hex digits; longer ones are refused).
+Digest = Annotated[str, Meta(max_length=64)]
+
+
+class ConfigMark(Struct, frozen=True, kw_only=True, gc=False):
+    """Which config a role runs: the digest of its text and, when it came from KV
+    `pathwatch-config`, that revision (0: from a file)."""
+
+    digest: Digest = ""
+    revision: Count = 0
+
+
 RoleCounters = Annotated[dict[CounterKey, Count], Meta(max_length=MAX_STATUS_COUNTERS)]
 
 
@@ -426,6 +440,11 @@ class RoleStatus(Message, frozen=True, kw_only=True):
     ts: Timestamp
     dropped: RoleCounters = {}
     restarts: RoleCounters = {}
+    #: the host the instance runs on and the pathwatch version it runs
+    host: Label = ""
+    version: Label = ""
+    #: the config it runs (None: a sender from before config revisions)
+    config: ConfigMark | None = None
 
 
 class EnforcerLease(Message, frozen=True, kw_only=True):
@@ -439,6 +458,25 @@ class EnforcerLease(Message, frozen=True, kw_only=True):
     expires: Timestamp
     acquired: Timestamp = 0.0
     renewed: Timestamp = 0.0
+
+
+class ConfigRecord(Message, frozen=True, kw_only=True):
+    """One revision of a config: KV `pathwatch-config`, key the config's name.
+
+    `text` is the file as written (YAML or TOML, by `format`), so the history reads
+    as the files did; `digest` is its `LoadedConfig.digest`. A rollback is a new
+    revision holding an old one's text, `rollback_of` naming that revision.
+    """
+
+    name: Name
+    text: str
+    format: Literal["yaml", "toml"]
+    digest: Digest
+    source: Label = ""
+    pushed_by: Label = ""
+    pushed_at: Timestamp
+    rollback_of: Count | None = None
+    comment: Label = ""
 
 
 # --- notifications ---------------------------------------------------------
@@ -485,5 +523,6 @@ MESSAGE_TYPES: tuple[type[Struct], ...] = (
     ProbeState,
     RoleStatus,
     EnforcerLease,
+    ConfigRecord,
     DeadLetter,
 )

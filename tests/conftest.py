@@ -6,11 +6,15 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from pathwatch.bus import Bus, BusOptions
-from pathwatch.embedded import EmbeddedNats
+from pathwatch.embedded import EmbeddedNats, free_port
+
+if TYPE_CHECKING:
+    from tests.test_e2e_up import Listener
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +62,19 @@ async def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         await asyncio.sleep(interval)
+
+
+@pytest.fixture
+async def listener() -> AsyncIterator[Listener]:
+    """A TCP service on a free loopback port (`tests.test_e2e_up.Listener`), closed after."""
+    from tests.test_e2e_up import Listener
+
+    service = Listener(free_port())
+    await service.open()
+    try:
+        yield service
+    finally:
+        await service.close()
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from schemas import subjects
 from schemas.wire import (
     AgentHeartbeat,
     Alarm,
+    ConfigRecord,
     DeadLetter,
     EnforcerLease,
     FastEvidence,
@@ -90,6 +91,13 @@ def valid_messages(service: str, route: str, node: str, now: float) -> dict[str,
             probe="hostile", state="up", service=service, route=route, set_at=now
         ),
         "lease": EnforcerLease(holder="hostile", expires=now - 1000),
+        "config": ConfigRecord(
+            name=service,
+            text=f"services: {{{service}: {{}}}}\n",
+            format="yaml",
+            digest="d",
+            pushed_at=now,
+        ),
         "dead-letter": DeadLetter(notifier="hostile", kind="webhook", reason="rejected"),
     }
 
@@ -112,6 +120,7 @@ _BUCKETS: dict[str, tuple[str, str]] = {
     "KV_PATHS": ("kv-path", "path-state"),
     "KV_PROBES": ("kv-probe", "probe-state"),
     "KV_LEASES": ("kv-lease", "lease"),
+    "KV_CONFIG": ("kv-config", "config"),
 }
 
 
@@ -149,6 +158,7 @@ def consumed_inputs(service: str, route: str, node: str, now: float) -> list[Inp
         "KV_PATHS": subjects.path_key(service, route),
         "KV_PROBES": f"hostile.{service}.{route}",
         "KV_LEASES": subjects.LEASE_ENFORCER,
+        "KV_CONFIG": service,  # the config named after the service
     }
     inputs += [
         Input(name, "kv", getattr(subjects, bucket), valid[message], key=keys[bucket])

@@ -14,12 +14,10 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import msgspec
-import pytest
 
 from pathwatch.bus import Bus
 from pathwatch.configfile import parse_config
@@ -90,16 +88,6 @@ class Listener:
             self.server.close()
             await self.server.wait_closed()
             self.server = None
-
-
-@pytest.fixture
-async def listener() -> AsyncIterator[Listener]:
-    service = Listener(free_port())
-    await service.open()
-    try:
-        yield service
-    finally:
-        await service.close()
 
 
 async def path_state(bus: Bus) -> PathState | None:

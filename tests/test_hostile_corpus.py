@@ -1,7 +1,9 @@
 """The hostile corpus (tests/hostile_corpus.py) against the real processes.
 
 A real `pathwatch up` (agent, aggregator, enforcer, API) and a real
-`pathwatch router --dry-run` run on the session's nats-server. Every payload of
+`pathwatch router --dry-run` run on the session's nats-server, the router taking
+its config from KV `pathwatch-config` (pushed under the service's name, which
+the corpus writes to as well). Every payload of
 the corpus goes to every subject, request subject and KV bucket the product
 consumes. Afterwards every role still works: a new window is published, the
 route's state is written, a valid load-balancer request is answered, and a real
@@ -18,7 +20,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -29,6 +31,8 @@ import nats.errors
 import pytest
 
 from pathwatch.bus import Bus
+from pathwatch.configfile import load_config
+from pathwatch.configstore import ConfigStore, push_checked
 from pathwatch.embedded import EmbeddedNats, free_port
 from schemas import subjects
 from schemas.wire import Alarm, LbSelectReply, LbSelectRequest, PathState, RouteCommand
@@ -114,16 +118,6 @@ class Processes:
 
 
 @pytest.fixture
-async def listener() -> AsyncIterator[Listener]:
-    service = Listener(free_port())
-    await service.open()
-    try:
-        yield service
-    finally:
-        await service.close()
-
-
-@pytest.fixture
 def processes(tmp_path: Path) -> Iterator[Processes]:
     running = Processes(tmp_path)
     try:
@@ -174,7 +168,22 @@ async def test_every_input_survives_the_hostile_corpus(
     config = tmp_path / "pathwatch.yaml"
     config.write_text(_config(nats_server.url, tmp_path, api, metrics, listener.port))
     processes.start("up", "up", "-c", str(config))
-    processes.start("router", "router", "-c", str(config), "--node", NODE, "--dry-run")
+    loaded = load_config(config)
+    store = await ConfigStore.open(bus, create=True)
+    await push_checked(store, loaded, config.read_text(), name=SERVICE)
+    processes.start(
+        "router",
+        "router",
+        "-c",
+        str(config),
+        "--config-from",
+        "nats",
+        "--config-name",
+        SERVICE,
+        "--node",
+        NODE,
+        "--dry-run",
+    )
 
     async def state_is(name: str, after: float = 0.0) -> bool:
         processes.check_alive()
@@ -251,7 +260,8 @@ async def test_every_input_survives_the_hostile_corpus(
     for labels, value in dropped.items():
         match = re.search(r'input="([^"]*)"', labels)
         by_input[match.group(1) if match else ""] += int(value)
-    for needed in ("stats", "fast", "heartbeat", "lb-select", "probe-state", "kv-path", "status"):
+    needed_inputs = ("stats", "fast", "heartbeat", "lb-select", "probe-state", "kv-path", "status")
+    for needed in (*needed_inputs, "config"):
         assert by_input[needed] > 0, (needed, by_input)
     assert by_input["route-command"] > 0 and by_input["alarm"] > 0, by_input
     assert sum(ingest.values()) > 0, ingest

@@ -1,8 +1,9 @@
 """`pathwatch up` and its state directory, as a user meets them: its NATS server refuses
 a client without the credentials kept there (0600), other commands and roles find the
-server and the credentials without a URL, a second `up` on the same directory is refused, SIGHUP is
-logged and ignored, Ctrl-C ends it within 2 s; and a taken port is named, with the
-remedy, by `up`, the API and the aggregator, which then exit non-zero."""
+server and the credentials without a URL, a second `up` on the same directory is refused,
+SIGHUP reads the unchanged config again and changes nothing, Ctrl-C ends it within 2 s;
+and a taken port is named, with the remedy, by `up`, the API and the aggregator, which
+then exit non-zero."""
 
 from __future__ import annotations
 
@@ -110,7 +111,7 @@ async def test_up_from_start_to_ctrl_c_serves_commands_through_its_state_directo
     assert status == 0 and seconds < STOP_DEADLINE_S
 
     up.popen.send_signal(signal.SIGHUP)
-    await up.wait_log("SIGHUP: ignored")
+    await up.wait_log("SIGHUP: reading the config again")
     async with httpx.AsyncClient(timeout=5) as http:
         assert (await http.get(f"http://{api}/healthz")).status_code == 200
 

@@ -19,7 +19,10 @@ connection to `service` on a working route (DESIGN.md, "Healing"):
   evidence about the previous endpoint.
 
 What it does is in `events` (and, with `sink`, a JSON line per event; see
-`agents.healer.events`) and in `stats` (served by `agents.healer.metrics`).
+`agents.healer.events`) and in `stats` (served by `agents.healer.metrics`); its drops
+and the config it runs go out as the `healer` role's status. Given a `LiveConfig`, it
+follows every new config revision (`reconfigure`: the routes of
+its service); one without its service or the route the client is on is refused.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from agents.probe.icmp_engine import IcmpEngine
 from agents.probe.liveness import Connection, IcmpLivenessCheck, LivenessCheck
 from pathwatch.aio import wait_any
 from pathwatch.bus import Bus
+from pathwatch.configsource import LiveConfig
 from pathwatch.status import RoleCounters, publish_status
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message
@@ -60,6 +64,8 @@ log = logging.getLogger("pathwatch.healer")
 
 #: Seconds between evaluations when nothing happens (changes wake it at once).
 EVALUATE_EVERY = 0.2
+#: Config keys the healer reads only at start (its liveness and repoint settings).
+START_ONLY = ("healer",)
 
 
 class HealerError(ValueError):
@@ -115,6 +121,7 @@ class Healer:
         environ: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
         sink: Callable[[bytes], None] | None = None,
+        live: LiveConfig | None = None,
     ) -> None:
         if service not in config.services:
             raise HealerError(f"unknown service {service!r}")
@@ -148,7 +155,7 @@ class Healer:
         )
         self.stats = HealerStats()
         #: drops as a role status (pathwatch.status), refreshed before each publication
-        self.role = RoleCounters("healer", f"{service}-{socket.gethostname()}")
+        self.role = RoleCounters("healer", f"{service}-{socket.gethostname()}", live=live)
         self.log = EventLog(service, clock, sink)
         self.monitor = PathMonitor(bus, service, on_change=self._wake, clock=clock)
         self.attribution = Attribution(route, self._connection_for(route))
@@ -158,6 +165,23 @@ class Healer:
         self.levels = dict.fromkeys(self.service_config.service_routes, 0)
         self._changed = asyncio.Event()
         self.liveness_loop: LivenessLoop | None = None
+        if live is not None:
+            live.on_change(self.reconfigure)
+
+    def reconfigure(self, config: PathwatchConfig) -> None:
+        """Take a new config: the routes of the service (HealerError, refusing it, when
+        the service or the route the client is on is gone)."""
+        service_config = config.services.get(self.service)
+        if service_config is None:
+            raise HealerError(f"it has no service {self.service!r}")
+        if self.route not in service_config.service_routes:
+            raise HealerError(
+                f"service {self.service!r} has no route {self.route!r}, the one the client is on"
+            )
+        self.config = config
+        self.service_config = service_config
+        self.levels = {route: self.levels.get(route, 0) for route in service_config.service_routes}
+        self._wake()
 
     # --- context ------------------------------------------------------------------
 
@@ -437,8 +461,10 @@ async def run_healer(
     check: LivenessCheck | None = None,
     hook: ReconnectHook | None = None,
     netns: str | None = None,
+    live: LiveConfig | None = None,
 ) -> None:
-    """Heal one client's connection to `service` (starting on `route`) until `stop` is set."""
+    """Heal one client's connection to `service` (starting on `route`) until `stop` is set;
+    with `live`, it follows every new revision of the config."""
     healer = Healer(
         config,
         bus,
@@ -449,5 +475,6 @@ async def run_healer(
         check=check,
         hook=hook,
         netns=netns,
+        live=live,
     )
     await healer.run(stop)

@@ -10,6 +10,7 @@ event stream answers 401.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -52,10 +53,15 @@ def safe_next(target: str) -> str:
     return "/"
 
 
-def page_guard(token: str | None) -> Any:
+#: The token in force (it follows the config), None when there is none.
+Token = Callable[[], str | None]
+
+
+def page_guard(current: Token) -> Any:
     """A litestar guard for pages and their event streams."""
 
     def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        token = current()
         if token and not token_is_valid(presented_token(connection), token):
             raise NotAuthorizedException(detail="the status page needs the API token")
 
@@ -68,18 +74,20 @@ def login_redirect(request: Request[Any, Any, Any]) -> Response[Any]:
     return Redirect(f"/login?next={quote(target, safe='')}", status_code=303)
 
 
-def login_handlers(token: str | None, renderer: Renderer) -> list[Any]:
+def login_handlers(current: Token, renderer: Renderer) -> list[Any]:
     """GET / POST /login and POST /logout."""
 
     @get("/login", sync_to_thread=False, include_in_schema=False)
     def login_page(next: FromQuery[str] = "/") -> Response[str]:
-        return renderer.page("login.html", next=safe_next(next), failed=False, open=not token)
+        open_page = not current()
+        return renderer.page("login.html", next=safe_next(next), failed=False, open=open_page)
 
     @post("/login", sync_to_thread=False, include_in_schema=False)
     def login(
         data: Annotated[LoginForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
     ) -> Response[str]:
         target = safe_next(data.next)
+        token = current()
         if token and not token_is_valid(data.token.strip(), token):
             return renderer.page("login.html", status=401, next=target, failed=True, open=False)
         cookie = Cookie(key=COOKIE, value=data.token.strip(), httponly=True, samesite="strict")

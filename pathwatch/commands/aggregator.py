@@ -12,16 +12,22 @@ from typing import Annotated
 import typer
 from rich.progress import Progress
 
-from aggregator.service import run_aggregator
+from aggregator.service import START_ONLY, run_aggregator
 from pathwatch.app import app, bench_app, examples
 from pathwatch.bench.ingest import report, run_bench
 from pathwatch.bus import Bus
+from pathwatch.configstore import DEFAULT_NAME
 from pathwatch.listen import ListenError
+from pathwatch.roleconfig import (
+    ConfigFromOption,
+    ConfigNameOption,
+    following,
+    role_config_or_exit,
+)
 from pathwatch.runtime import (
     LogFormatOption,
     bus_options_or_exit,
     err_console,
-    load_or_exit,
     run_until_signal,
     setup_logging,
 )
@@ -37,6 +43,7 @@ log = logging.getLogger("pathwatch")
         "pathwatch aggregator -c pathwatch.yaml",
         "pathwatch aggregator -c pathwatch.yaml --partition 1 --partitions 4",
         "pathwatch aggregator -c pathwatch.yaml --partition 1 --partitions 4 --replica b",
+        "pathwatch aggregator -c bootstrap.yaml --config-from nats",
     ),
 )
 def aggregator_command(
@@ -59,20 +66,19 @@ def aggregator_command(
     metrics: Annotated[
         str | None, typer.Option(help="Prometheus listen address (default metrics.listen).")
     ] = None,
+    config_from: ConfigFromOption = None,
+    config_name: ConfigNameOption = DEFAULT_NAME,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
     log_format: LogFormatOption = "text",
 ) -> None:
     """Fold measurements into windows for one partition; publish stats, history and metrics."""
     setup_logging(verbose, log_format)
-    loaded = load_or_exit(config)
-    cfg = loaded.config
+    role_config = role_config_or_exit(config, config_from, config_name)
     if partitions < 1 or not 0 <= partition < partitions:
         err_console.print(f"[bold red]error:[/] --partition must be in 0..{partitions - 1}")
         raise typer.Exit(2)
     replica_name = subject_token(replica or socket.gethostname())
-    options = bus_options_or_exit(cfg.nats, f"aggregator-{partition}-{replica_name}", nats)
-    store_path = cfg.store.path if store is None else store
-    metrics_listen = cfg.metrics.listen if metrics is None else metrics
+    options = bus_options_or_exit(role_config.nats, f"aggregator-{partition}-{replica_name}", nats)
 
     async def main(stop: asyncio.Event) -> None:
         bus = await Bus.connect(options, stop)
@@ -80,16 +86,23 @@ def aggregator_command(
             await bus.try_ensure(
                 streams=[subjects.STREAM_ALARMS], buckets=[subjects.KV_PATHS, subjects.KV_LEASES]
             )
-            await run_aggregator(
-                cfg,
-                bus,
-                stop=stop,
-                partition=partition,
-                partitions=partitions,
-                replica=replica_name,
-                store_path=store_path or None,
-                metrics_listen=metrics_listen or None,
-            )
+            source = await role_config.open(bus, stop)
+            live = source.live("aggregator", START_ONLY)
+            cfg = live.config
+            store_path = cfg.store.path if store is None else store
+            metrics_listen = cfg.metrics.listen if metrics is None else metrics
+            async with following(source, stop):
+                await run_aggregator(
+                    cfg,
+                    bus,
+                    stop=stop,
+                    partition=partition,
+                    partitions=partitions,
+                    replica=replica_name,
+                    store_path=store_path or None,
+                    metrics_listen=metrics_listen or None,
+                    live=live,
+                )
         except ListenError as exc:
             log.error("%s", exc)
             raise typer.Exit(1) from None

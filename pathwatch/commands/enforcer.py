@@ -12,15 +12,23 @@ import typer
 
 from pathwatch.app import app, bench_app, examples
 from pathwatch.bus import Bus
+from pathwatch.configstore import DEFAULT_NAME
+from pathwatch.roleconfig import (
+    ConfigFromOption,
+    ConfigNameOption,
+    following,
+    role_config_or_exit,
+)
 from pathwatch.runtime import (
     LogFormatOption,
     bus_options_or_exit,
     err_console,
-    load_or_exit,
     run_until_signal,
     setup_logging,
 )
 from schemas import subjects
+from schemas.config import PathwatchConfig
+from schemas.validate import loopback_host
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Config file (YAML or TOML).")]
 log = logging.getLogger("pathwatch")
@@ -35,6 +43,7 @@ NatsOption = Annotated[
     epilog=examples(
         "pathwatch enforcer -c pathwatch.yaml",
         "pathwatch enforcer -c pathwatch.yaml --instance enforcer-b",
+        "pathwatch enforcer -c bootstrap.yaml --config-from nats",
     ),
 )
 def enforcer_command(
@@ -47,6 +56,8 @@ def enforcer_command(
     store: Annotated[
         Path | None, typer.Option("--store", help="SQLite file (default: store.path).")
     ] = None,
+    config_from: ConfigFromOption = None,
+    config_name: ConfigNameOption = DEFAULT_NAME,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
     log_format: LogFormatOption = "text",
 ) -> None:
@@ -55,24 +66,28 @@ def enforcer_command(
     Run two for high availability: one is active through a lease in NATS KV, the other
     follows every input and takes over within two lease TTLs.
     """
-    from enforcer.service import run_enforcer
+    from enforcer.service import START_ONLY, run_enforcer
 
     setup_logging(verbose, log_format)
-    loaded = load_or_exit(config)
+    role_config = role_config_or_exit(config, config_from, config_name)
     name = instance or socket.gethostname()
-    options = bus_options_or_exit(loaded.config.nats, f"enforcer-{name}", nats)
+    options = bus_options_or_exit(role_config.nats, f"enforcer-{name}", nats)
 
     async def main(stop: asyncio.Event) -> None:
         bus = await Bus.connect(options, stop)
         try:
             await bus.ensure()
-            await run_enforcer(
-                loaded.config,
-                bus,
-                stop=stop,
-                instance=name,
-                store_path=store or loaded.config.store.path,
-            )
+            source = await role_config.open(bus, stop)
+            live = source.live("enforcer", START_ONLY)
+            async with following(source, stop):
+                await run_enforcer(
+                    live.config,
+                    bus,
+                    stop=stop,
+                    instance=name,
+                    store_path=store or live.config.store.path,
+                    live=live,
+                )
         finally:
             await bus.close()
 
@@ -84,6 +99,7 @@ def enforcer_command(
     epilog=examples(
         "pathwatch api -c pathwatch.yaml",
         "pathwatch api -c pathwatch.yaml --listen 127.0.0.1:8641",
+        "pathwatch api -c bootstrap.yaml --config-from nats",
     ),
 )
 def api_command(
@@ -92,25 +108,32 @@ def api_command(
     listen: Annotated[
         str | None, typer.Option("--listen", help="HOST:PORT, overriding api.listen.")
     ] = None,
+    config_from: ConfigFromOption = None,
+    config_name: ConfigNameOption = DEFAULT_NAME,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
     log_format: LogFormatOption = "text",
 ) -> None:
-    """Serve the REST API (service paths, load balancer, alarms, probe state, OpenAPI)."""
-    from enforcer.api import run_api
+    """Serve the REST API (service paths, load balancer, alarms, probe state, fleet, OpenAPI)."""
+    from enforcer.api import START_ONLY, run_api
     from pathwatch.listen import ListenError, parse_listen
 
     setup_logging(verbose, log_format)
-    loaded = load_or_exit(config)
+    role_config = role_config_or_exit(config, config_from, config_name)
+    host = None
     if listen:
         try:
             host, _ = parse_listen(listen)
         except ValueError as exc:
             err_console.print(f"[bold red]error:[/] --listen: {exc}")
             raise typer.Exit(2) from None
-        if host not in ("127.0.0.1", "::1", "localhost") and not loaded.config.api.token:
+
+    def token_off_loopback(config: PathwatchConfig) -> None:
+        if host is not None and not loopback_host(host) and not config.api.token:
             err_console.print("[bold red]error:[/] a token (api.token) is required off loopback")
             raise typer.Exit(2)
-    options = bus_options_or_exit(loaded.config.nats, "api", nats)
+
+    role_config.precheck(token_off_loopback)
+    options = bus_options_or_exit(role_config.nats, "api", nats)
 
     async def main(stop: asyncio.Event) -> None:
         bus = await Bus.connect(options, stop)
@@ -119,7 +142,10 @@ def api_command(
             await bus.try_ensure(
                 streams=[subjects.STREAM_ALARMS], buckets=[subjects.KV_PATHS, subjects.KV_PROBES]
             )
-            await run_api(loaded.config, bus, stop=stop, listen=listen)
+            source = await role_config.open(bus, stop, token_off_loopback)
+            live = source.live("api", START_ONLY)
+            async with following(source, stop):
+                await run_api(live.config, bus, stop=stop, listen=listen, live=live)
         except ListenError as exc:
             log.error("%s", exc)
             raise typer.Exit(1) from None

@@ -11,14 +11,21 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from pathwatch.app import app
+from pathwatch.configstore import DEFAULT_NAME
+from pathwatch.roleconfig import (
+    ConfigFromOption,
+    ConfigNameOption,
+    following,
+    role_config_or_exit,
+)
 from pathwatch.runtime import (
     LogFormatOption,
     bus_options_or_exit,
     err_console,
-    load_or_exit,
     run_until_signal,
     setup_logging,
 )
+from schemas.config import PathwatchConfig
 
 if TYPE_CHECKING:
     from agents.healer.healer import Healer
@@ -52,6 +59,8 @@ def healer(
     json_events: Annotated[
         bool, typer.Option("--json", help="Write each event as one JSON object per line.")
     ] = False,
+    config_from: ConfigFromOption = None,
+    config_name: ConfigNameOption = DEFAULT_NAME,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
     log_format: LogFormatOption = "text",
 ) -> None:
@@ -60,21 +69,25 @@ def healer(
     Example: [bold]pathwatch healer -c pathwatch.yaml --service web --route web-route1
     --source 127.0.0.1[/]
     """
-    from agents.healer.healer import Healer, HealerError
+    from agents.healer.healer import START_ONLY, Healer, HealerError
     from agents.healer.settings import SettingsError
     from pathwatch.bus import Bus
     from pathwatch.listen import parse_listen
 
     setup_logging(verbose, log_format)
-    loaded = load_or_exit(config)
-    services = loaded.config.services
-    if service not in services or route not in services[service].service_routes:
-        err_console.print(
-            f"[bold red]error:[/] {service}.{route}: no such service route in {loaded.source}",
-            highlight=False,
-        )
-        raise typer.Exit(2)
-    options = bus_options_or_exit(loaded.config.nats, f"healer-{service}", nats)
+    role_config = role_config_or_exit(config, config_from, config_name)
+
+    def has_route(config: PathwatchConfig) -> None:
+        services = config.services
+        if service not in services or route not in services[service].service_routes:
+            err_console.print(
+                f"[bold red]error:[/] {service}.{route}: no such service route in the config",
+                highlight=False,
+            )
+            raise typer.Exit(2)
+
+    role_config.precheck(has_route)
+    options = bus_options_or_exit(role_config.nats, f"healer-{service}", nats)
 
     if metrics_listen is not None:
         try:
@@ -86,9 +99,11 @@ def healer(
     async def main(stop: asyncio.Event) -> None:
         bus = await Bus.connect(options, stop)
         try:
+            config_source = await role_config.open(bus, stop, has_route)
+            live = config_source.live("healer", START_ONLY)
             try:
                 healing = Healer(
-                    loaded.config,
+                    live.config,
                     bus,
                     service=service,
                     route=route,
@@ -96,13 +111,15 @@ def healer(
                     destination=destination,
                     netns=netns,
                     sink=write_event if json_events else None,
+                    live=live,
                 )
             except (HealerError, SettingsError) as exc:
                 err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
                 raise typer.Exit(2) from None
             metrics = start_metrics(healing, metrics_listen)
             try:
-                await healing.run(stop)
+                async with following(config_source, stop):
+                    await healing.run(stop)
             finally:
                 if metrics is not None:
                     metrics.stop()

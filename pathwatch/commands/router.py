@@ -8,15 +8,22 @@ import typer
 
 from pathwatch.app import app
 from pathwatch.bus import Bus
+from pathwatch.configstore import DEFAULT_NAME
+from pathwatch.roleconfig import (
+    ConfigFromOption,
+    ConfigNameOption,
+    following,
+    role_config_or_exit,
+)
 from pathwatch.runtime import (
     LogFormatOption,
     bus_options_or_exit,
     err_console,
-    load_or_exit,
     run_until_signal,
     setup_logging,
 )
 from schemas import subjects
+from schemas.config import PathwatchConfig
 from schemas.names import is_subject_safe
 
 
@@ -35,6 +42,8 @@ def router(
     netns: Annotated[
         str | None, typer.Option("--netns", help="Work inside this (existing) network namespace.")
     ] = None,
+    config_from: ConfigFromOption = None,
+    config_name: ConfigNameOption = DEFAULT_NAME,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
     log_format: LogFormatOption = "text",
 ) -> None:
@@ -42,27 +51,36 @@ def router(
 
     Example: [bold]pathwatch router -c pathwatch.yaml --node edge-1 --dry-run[/]
     """
-    from agents.router import RouterError, run_router
+    from agents.router import START_ONLY, RouterError, run_router
     from agents.routing.capability import NetAdminMissing, require_net_admin
 
     setup_logging(verbose, log_format)
-    loaded = load_or_exit(config)
+    role_config = role_config_or_exit(config, config_from, config_name)
     if not is_subject_safe(node):
         err_console.print(f"[bold red]error:[/] node {node!r}: letters, digits, '-' and '_' only")
         raise typer.Exit(2)
-    if not (dry_run or loaded.config.router.dry_run):
-        try:
-            require_net_admin()
-        except NetAdminMissing as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
-            raise typer.Exit(1) from None
-    options = bus_options_or_exit(loaded.config.nats, f"router-{node}", nats)
+
+    def may_change_routes(config: PathwatchConfig) -> None:
+        if not (dry_run or config.router.dry_run):
+            try:
+                require_net_admin()
+            except NetAdminMissing as exc:
+                err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+                raise typer.Exit(1) from None
+
+    role_config.precheck(may_change_routes)
+    options = bus_options_or_exit(role_config.nats, f"router-{node}", nats)
 
     async def main(stop: asyncio.Event) -> None:
         bus = await Bus.connect(options, stop)
         try:
             await bus.try_ensure(streams=[subjects.STREAM_COMMANDS], buckets=[subjects.KV_PATHS])
-            await run_router(loaded.config, bus, stop=stop, node=node, dry_run=dry_run, netns=netns)
+            source = await role_config.open(bus, stop, may_change_routes)
+            live = source.live("router", START_ONLY)
+            async with following(source, stop):
+                await run_router(
+                    live.config, bus, stop=stop, node=node, dry_run=dry_run, netns=netns, live=live
+                )
         except (RouterError, NetAdminMissing) as exc:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
             raise typer.Exit(1) from None

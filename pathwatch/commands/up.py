@@ -25,10 +25,11 @@ def up(
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
     log_format: LogFormatOption = "text",
 ) -> None:
-    """Run agent, aggregator, enforcer and API in one process.
+    """Run agent, aggregator, enforcer and API in one process; SIGHUP reads the config again.
 
     Example: [bold]pathwatch up[/] then, in another shell, [bold]pathwatch show service-path[/].
     """
+    from pathwatch.configsource import FileSource
     from pathwatch.statedir import StateDirBusy
     from pathwatch.up import ComponentFailed, run_all
 
@@ -36,8 +37,10 @@ def up(
     loaded = load_or_exit(config)
 
     async def main(stop: asyncio.Event) -> None:
+        source = FileSource(config, loaded)
+        source.listen_for_hup()
         try:
-            await run_all(loaded, stop, node=node)
+            await run_all(loaded, stop, node=node, source=source)
         except (ComponentFailed, StateDirBusy) as exc:
             logging.getLogger("pathwatch.up").error("%s", exc)
             raise typer.Exit(1) from None
