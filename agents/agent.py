@@ -209,6 +209,11 @@ class Agent:
         await self._publish_batch(plan, items)
 
     async def _publish_fast(self, evidence: FastEvidence) -> None:
+        if not self._running:
+            # A stopping agent's failures are no evidence: in `pathwatch up` the targets on
+            # this host (the API, say) stop beside it, and a path must not go down for that.
+            self.counters["fast_withheld_stopping"] += 1
+            return
         self.counters["fast_events"] += 1
         await self._send(subjects.fast(evidence.service, evidence.route), encode(evidence))
 

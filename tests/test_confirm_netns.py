@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -194,5 +195,27 @@ async def test_one_lost_reply_is_reprobed_and_takes_nothing_down(nats_url: str) 
             await agent.bus.nc.flush()
             assert agent.counters["confirm_evidence"] == 0
             assert not [e for e in seen if e.kind == "consecutive-failures"]
+    finally:
+        echo.close()
+
+
+async def test_a_stopping_agent_publishes_no_evidence(nats_url: str) -> None:
+    """Failures seen while the agent stops are no evidence (in `pathwatch up` the targets
+    on the host, the API say, stop beside it): they are counted, not published."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    echo = Echo(sock, "udp")
+    config = config_for("udp", "127.0.0.1", "lo", sock.getsockname()[1])
+    evidence = FastEvidence(service="svc", route="r1", ts=time.time(), kind="link-down")
+    try:
+        async with running_agent(config, nats_url) as (agent, seen):
+            await wait_for(replies(agent, 1), 10, what="the agent probing")
+            await agent._publish_fast(evidence)  # running: published
+            await wait_for(lambda: len(seen) == 1, 5, what="the evidence of a running agent")
+            await agent._drain()  # what a stop does first
+            await agent._publish_fast(evidence)
+            await agent.bus.nc.flush()
+            assert len(seen) == 1
+            assert agent.counters["fast_withheld_stopping"] == 1
     finally:
         echo.close()
