@@ -5,7 +5,7 @@ schema version. Timestamps are Unix seconds (float); latencies milliseconds;
 rates percent.
 """
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
 from msgspec import Meta, Struct
 
@@ -105,14 +105,24 @@ class MeasurementBatch(Message, frozen=True, kw_only=True):
 # --- window statistics ----------------------------------------------------
 
 
-class LaneKey(Struct, frozen=True, kw_only=True, gc=False):
-    """Identity of a lane inside a route: empty destination / probe means "all"."""
+class Lane(NamedTuple):
+    """The one identity of a lane inside a route, in its one canonical order.
+
+    Used as the key of every per-lane table (aggregator accumulators, enforcer
+    machines, views). An empty `destination` / `probe` means "all of them":
+    `Lane("tcp", "high")` is the aggregate lane of TCP, class high, from probes.
+    """
 
     protocol: Protocol
     traffic_class: TrafficClass
     source: SourceKind = "probe"
     destination: str = ""
     probe: str = ""
+
+    @property
+    def aggregate(self) -> "Lane":
+        """The aggregate lane this lane belongs to (destination and probe blank)."""
+        return Lane(self.protocol, self.traffic_class, self.source)
 
 
 class LaneStats(Struct, frozen=True, kw_only=True, gc=False):
@@ -136,14 +146,10 @@ class LaneStats(Struct, frozen=True, kw_only=True, gc=False):
     loss_pct: Percent = 0.0
     mos: float | None = None
 
-    def key(self) -> LaneKey:
-        return LaneKey(
-            protocol=self.protocol,
-            traffic_class=self.traffic_class,
-            source=self.source,
-            destination=self.destination,
-            probe=self.probe,
-        )
+    @property
+    def lane(self) -> Lane:
+        """This lane's identity."""
+        return Lane(self.protocol, self.traffic_class, self.source, self.destination, self.probe)
 
 
 class WindowStats(Message, frozen=True, kw_only=True):
