@@ -294,7 +294,7 @@ async def publish_acked(bus: Bus, subject: str, payload: bytes, msg_id: str) -> 
             await asyncio.sleep(0.1)  # back-off between attempts, not a readiness wait
 
 
-async def retrying(factory: Callable[[], Awaitable[T]], timeout: float = 15.0) -> T:
+async def retrying(factory: Callable[[], Awaitable[T]], timeout: float = 30.0) -> T:
     """Await `factory()` until it succeeds: after a node loss, JetStream
     requests time out until the affected raft groups have elected leaders."""
     deadline = time.monotonic() + timeout
@@ -496,7 +496,7 @@ def test_cluster_permissions_and_node_loss(tmp_path: Path) -> None:
         try:
             cluster.start()
             site_a = run_in_namespace(bed.site_a, site_a_main(bed, cluster, agent_b, outcome))
-            site_a.join(60)
+            site_a.join(90)
             cluster.check_alive()
             join_checked(site_a, 0)
         finally:
