@@ -29,7 +29,8 @@ from aggregator.service import START_ONLY as AGGREGATOR_START_ONLY
 from aggregator.service import run_aggregator
 from enforcer.api import START_ONLY as API_START_ONLY
 from enforcer.api import run_api
-from enforcer.notifier.service import NotifierService, NotifierSetupError
+from enforcer.notifier.follow import FollowingNotifiers
+from enforcer.notifier.service import NotifierSetupError
 from enforcer.service import START_ONLY as ENFORCER_START_ONLY
 from enforcer.service import run_enforcer
 from pathwatch.bus import Bus
@@ -151,17 +152,20 @@ def _stop_server(embedded: EmbeddedNats) -> None:
 
 
 async def _notifiers(
-    config: PathwatchConfig, connect: Callable[[str], Awaitable[Bus]]
-) -> NotifierService | None:
-    """The notifiers of the config (none: None), their counters on the shared /metrics."""
+    source: ConfigSource, connect: Callable[[str], Awaitable[Bus]]
+) -> FollowingNotifiers | None:
+    """The notifiers of the config (none at start: None), following `source`, their
+    counters on the shared /metrics."""
+    config = source.current.config
     if not config.notifiers:
         return None
     try:
-        service = NotifierService(config, await connect("notifier"), instance="local")
+        bus = await connect("notifier")
+        notifiers = FollowingNotifiers(bus, source.live("notifier"), instance="local")
     except NotifierSetupError as exc:
         raise ComponentFailed(f"notifier: {exc}") from None
     log.info("notifiers: %s", ", ".join(sorted(config.notifiers)))
-    return service
+    return notifiers
 
 
 async def _parts(
@@ -171,9 +175,10 @@ async def _parts(
     node: str | None,
 ) -> list[Part]:
     """Each part's coroutine on its own connection (not started yet), each following
-    `source` (the notifiers and the Grafana annotator keep the first config)."""
+    `source` (the Grafana annotator keeps the first config; notifiers run when the first
+    config has some)."""
     config = source.current.config
-    notifiers = await _notifiers(config, connect)
+    notifiers = await _notifiers(source, connect)
     parts: list[Part] = [
         (
             "api",

@@ -189,7 +189,7 @@ async def test_every_role_works_under_its_own_user_over_mutual_tls(
                 "--netns", client_ns, "--json", NSM_LIVENESS_CHECK_ENABLED="false",
             )  # fmt: skip
             follow = start("alarms", "admin", "alarms", "--follow", "--json")
-            start("notifier", "notifier", "notifier")
+            start("notifier", "notifier", "notifier", "--config-from", "nats")
             # the agent takes its config from the fleet config in KV, pushed by admin
             status, _, stderr = await run("config", "push", config, env=role_env("admin"))
             assert status == 0, stderr

@@ -135,8 +135,12 @@ class NotifierService:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            for client in self._clients:
-                await client.aclose()
+            await self.close()
+
+    async def close(self) -> None:
+        """Close the HTTP clients (done by `run`; for a service that never ran)."""
+        for client in self._clients:
+            await client.aclose()
 
 
 async def _all_set(events: list[asyncio.Event]) -> None:
