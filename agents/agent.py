@@ -35,13 +35,12 @@ import socket
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import cast
 
 from agents.outbox import Outbox
 from agents.plan import PlannedProbe, RoutePlan, build_plan, icmp_families, link_watches
+from agents.probe.address_sla import summarize
 from agents.probe.confirm import Confirmed
 from agents.probe.icmp_engine import IcmpEngine, open_icmp_socket
-from agents.probe.icmp_sla import summarize
 from agents.probe.link import LinkWatcher
 from agents.probe.passive import PassiveSource, route_choices
 from agents.probe.registry import EXCHANGES
@@ -59,7 +58,6 @@ from schemas.wire import (
     FastEvidence,
     Measurement,
     MeasurementBatch,
-    Protocol,
 )
 
 log = logging.getLogger("pathwatch.agent")
@@ -262,7 +260,7 @@ class Agent:
                 kind="consecutive-failures",
                 node=plan.node,
                 agent=self.agent_name,
-                protocol=cast(Protocol, probe.kind),
+                protocol=probe.kind,
                 traffic_class=target.traffic_class,
                 count=confirmed.misses,
                 source="probe",
@@ -352,10 +350,10 @@ class Agent:
                     )
                 continue
             items.extend(result)
-            if probe.icmp_sla is not None and result:
-                summary = summarize(target.address, result, probe.icmp_sla)
+            if probe.sla is not None and result:
+                summary = summarize(target.address, result, probe.sla)
                 for test in summary.exceeded:
-                    self.counters[f"icmp_exceeded_by_{test.replace('-', '_')}"] += 1
+                    self.counters[f"{probe.kind}_exceeded_by_{test.replace('-', '_')}"] += 1
         return items
 
     async def _round(self, plan: RoutePlan, due: list[PlannedProbe]) -> None:

@@ -21,15 +21,9 @@ from agents.probe.link import LinkWatch
 from agents.probe.registry import EXCHANGES, resolve
 from agents.probe.rtt import TimeoutBounds
 from agents.probe.watch import ConfirmSettings
-from schemas.config import (
-    HttpProbeProfile,
-    IcmpProbeProfile,
-    PathwatchConfig,
-    ProbeRef,
-    ServiceRoute,
-    SlaMetrics,
-)
+from schemas.config import PathwatchConfig, ProbeRef, ServiceRoute, SlaMetrics
 from schemas.fastdetect import agent_confirms, confirm_interval, reply_timeout_bounds
+from schemas.probekinds import HttpProbeProfile
 from schemas.wire import TRAFFIC_CLASSES, TrafficClass
 
 
@@ -44,7 +38,8 @@ class PlannedProbe:
     interval: float
     duration: float
     targets: list[Target]
-    icmp_sla: SlaMetrics | None = None
+    #: the SLA each target must meet (kinds judged per address); None: none
+    sla: SlaMetrics | None = None
     #: confirm mode (suspicion re-probing) of its targets; None: off for this probe
     confirm: ConfirmSettings | None = None
 
@@ -101,12 +96,6 @@ def _confirm_settings(kind: str, profile: Any, route: ServiceRoute) -> ConfirmSe
     )
 
 
-def _addresses(profile: Any) -> list[str]:
-    if isinstance(profile, HttpProbeProfile):
-        return [profile.url]
-    return list(profile.probe_address)
-
-
 def _planned_probe(
     config: PathwatchConfig, route: ServiceRoute, ref: ProbeRef, engine: IcmpEngine | None
 ) -> PlannedProbe:
@@ -136,7 +125,7 @@ def _planned_probe(
             icmp=engine,
         )
         for traffic_class in profile.traffic_classes
-        for address in _addresses(profile)
+        for address in profile.destinations()
     ]
     if isinstance(profile, HttpProbeProfile):
         host = urlsplit(profile.url).hostname or ""
@@ -150,7 +139,7 @@ def _planned_probe(
         interval=float(profile.probe_interval),
         duration=float(profile.probe_duration),
         targets=targets,
-        icmp_sla=profile.sla_metrics if isinstance(profile, IcmpProbeProfile) else None,
+        sla=None if found is None else profile.sla(),
         confirm=None if found is None else _confirm_settings(kind, profile, route),
     )
 

@@ -19,7 +19,7 @@ from aggregator.ingest import IngestCounters, decode_batch
 from aggregator.partition import PartitionFilter
 from aggregator.skew import SkewMonitor
 from aggregator.windows import Reconfigured, RouteSpec, WindowBook, default_lateness
-from schemas.config import HttpProbeProfile, PathwatchConfig, ServiceRoute
+from schemas.config import PathwatchConfig, ServiceRoute
 from schemas.fastdetect import agent_confirmed_probes
 from schemas.limits import MAX_CLOCK_OFFSET_S, MAX_SKEW_ALARMS, SUBJECT_CACHE_ENTRIES
 from schemas.wire import Alarm, EvidenceHops, FastEvidence, WindowStats
@@ -47,10 +47,8 @@ def listed_destinations(config: PathwatchConfig, route: ServiceRoute) -> frozens
         profile = config.probe_profile(ref)
         if profile is None:
             named.update(a.strip() for a in ref.options.get("probe-address", "").split(","))
-        elif isinstance(profile, HttpProbeProfile):
-            named.add(profile.url)
         else:
-            named.update(profile.probe_address)
+            named.update(profile.destinations())
     return frozenset(named)
 
 

@@ -76,6 +76,10 @@ class PluginProfile:
     probe_address: list[str] = field(default_factory=list)
     port: int | None = None
 
+    def destinations(self) -> list[str]:
+        """What each round probes once per traffic class, like a profile's."""
+        return list(self.probe_address)
+
 
 ProbeFunc = Callable[[Target, Any, float], Awaitable[list[Measurement]]]
 #: One request / reply of a probe kind: `(target, profile, timeout_s) -> Measurement`.

@@ -10,7 +10,7 @@ probe-address and traffic class. Pings go through the agent's shared
 from __future__ import annotations
 
 from agents.probe.base import Target, attempt_timeout, spaced_attempts
-from schemas.config import IcmpProbeProfile
+from schemas.probekinds import IcmpProbeProfile
 from schemas.wire import Measurement
 
 

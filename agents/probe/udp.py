@@ -17,8 +17,8 @@ import socket
 import time
 
 from agents.probe.base import Target, attempt_timeout, spaced_attempts
-from agents.probe.sockopts import SO_TIMESTAMPNS, kernel_time_ns, pinned_socket
-from schemas.config import UdpProbeProfile
+from agents.probe.sockopts import SO_TIMESTAMPNS, pinned_socket, receive_datagram
+from schemas.probekinds import UdpProbeProfile
 from schemas.wire import Measurement, Outcome
 
 _UNREACHABLE = {
@@ -28,28 +28,6 @@ _UNREACHABLE = {
     errno.EHOSTDOWN,
     errno.ENETDOWN,
 }
-
-
-def _wake(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-async def _receive(sock: socket.socket) -> tuple[bytes, int]:
-    """The next datagram on `sock` and the kernel's time of its arrival (ns)."""
-    loop = asyncio.get_running_loop()
-    while True:
-        try:
-            data, ancdata, _flags, _peer = sock.recvmsg(65535, 64)
-            return data, kernel_time_ns(ancdata)
-        except (BlockingIOError, InterruptedError):
-            pass
-        readable: asyncio.Future[None] = loop.create_future()
-        loop.add_reader(sock.fileno(), _wake, readable)
-        try:
-            await readable
-        finally:
-            loop.remove_reader(sock.fileno())
 
 
 async def exchange_udp(target: Target, profile: UdpProbeProfile, timeout: float) -> Measurement:
@@ -72,7 +50,7 @@ async def exchange_udp(target: Target, profile: UdpProbeProfile, timeout: float)
             return target.measurement("udp", sent_at, outcome, detail=str(exc))
         try:
             async with asyncio.timeout(timeout):
-                reply, received_ns = await _receive(sock)
+                reply, received_ns = await receive_datagram(sock)
         except TimeoutError:
             return target.measurement("udp", sent_at, "timeout")
         except OSError as exc:

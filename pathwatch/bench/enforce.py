@@ -70,7 +70,7 @@ def window(service: str, route: str, end: float, failing: bool, variation: int =
         latency = 0.1 * shift
         lanes.append(
             LaneStats(
-                protocol=protocol,  # type: ignore[arg-type]
+                protocol=protocol,
                 traffic_class=traffic_class,  # type: ignore[arg-type]
                 count=count,
                 errors=errors,

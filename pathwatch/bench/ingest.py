@@ -87,7 +87,7 @@ def realistic_items(ts: float, rng: random.Random) -> list[Measurement]:
         items.append(
             Measurement(
                 ts=ts + i * 0.001,
-                protocol=protocol,  # type: ignore[arg-type]
+                protocol=protocol,
                 traffic_class=CLASSES[(i // 3) % 4],  # type: ignore[arg-type]
                 destination=f"127.0.0.{1 + i % 3}",
                 probe=f"{protocol}-probe",

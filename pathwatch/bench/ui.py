@@ -111,7 +111,7 @@ def bench_config(nats_url: str, store: Path) -> PathwatchConfig:
 def _lane(protocol: str, rng: random.Random, probe: str = "", destination: str = "") -> LaneStats:
     latency = rng.uniform(0.2, 5.0)
     return LaneStats(
-        protocol=protocol,  # type: ignore[arg-type]
+        protocol=protocol,
         traffic_class="best-effort",
         probe=probe,
         destination=destination,
