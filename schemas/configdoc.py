@@ -51,8 +51,7 @@ def _kinds() -> list[str]:
         "Each kind has its `<kind>-probe-profiles` table below and is referenced from a"
         " route's probe as `<kind>-probe-profile`. Its measurements land in lanes of"
         " its protocol.\n",
-        "| Kind | Protocol | Judged against | Time to establishment | SLA figures"
-        " | Confirm mode |",
+        "| Kind | Protocol | Judged against | Time to establishment | SLA figures | Confirm mode |",
         "|---|---|---|---|---|---|",
     ]
     for kind in KINDS:
