@@ -136,6 +136,23 @@ class HttpProbeProfile(ProbeProfile, frozen=True, kw_only=True):
         return self.sla_metrics
 
 
+class DnsProbeProfile(ProbeProfile, frozen=True, kw_only=True):
+    """DNS lookups over UDP: the answer's rcode and records are checked; the latency of
+    an ok lookup is its time to establishment."""
+
+    probe_address: Annotated[Addresses, key("Resolvers queried (IP literals; at least one).")]
+    port: Annotated[Port, key("UDP port of the resolvers.")] = 53
+    query_name: Annotated[str, key("Name looked up.", min_length=1, max_length=253)]
+    record_type: Annotated[Literal["A", "AAAA"], key("Record type asked for.")] = "A"
+    expect_address: Annotated[
+        list[str],
+        key(
+            "Addresses of which the answer must hold at least one to count as ok; empty:"
+            " any record of `record-type`."
+        ),
+    ] = []
+
+
 # --- the registry -------------------------------------------------------------
 
 
@@ -220,6 +237,15 @@ KINDS: tuple[ProbeKind, ...] = (
         protocol="tls",
         judged_by=frozenset({"reachability"}),
         time_to_establishment=True,
+    ),
+    ProbeKind(
+        name="dns",
+        title="DNS",
+        profile=DnsProbeProfile,
+        protocol="dns",
+        judged_by=frozenset({"reachability"}),
+        time_to_establishment=True,
+        confirmable=True,
     ),
     ProbeKind(
         name="http",
