@@ -170,7 +170,7 @@ class Aggregator:
         if result.folded:
             counters.drop("lane-limit", result.folded)
         for run in result.failure_runs:
-            protocol, traffic_class, source, probe, destination = run.key
+            protocol, traffic_class, source, destination, probe = run.key
             self.fast_out.append(
                 FastEvidence(
                     service=batch.service,

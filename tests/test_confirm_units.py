@@ -183,12 +183,12 @@ def test_the_plan_and_the_aggregator_agree_on_confirmed_probes() -> None:
 
 def test_the_aggregator_counts_no_failures_of_probes_their_agent_confirms() -> None:
     from aggregator.fastpath import FailureRuns
-    from aggregator.lanes import FineKey
+    from schemas.wire import Lane
 
     runs = FailureRuns(2, agent_confirmed=frozenset({"quick"}))
-    confirmed: FineKey = ("udp", "best-effort", "probe", "quick", "127.0.0.1")
-    plain: FineKey = ("udp", "best-effort", "probe", "plain", "127.0.0.1")
-    passive: FineKey = ("udp", "best-effort", "passive", "quick", "127.0.0.1")
+    confirmed = Lane("udp", "best-effort", "probe", "127.0.0.1", "quick")
+    plain = Lane("udp", "best-effort", "probe", "127.0.0.1", "plain")
+    passive = Lane("udp", "best-effort", "passive", "127.0.0.1", "quick")
     assert runs.failure(confirmed, "timeout") is None
     assert runs.failure(confirmed, "timeout") is None
     assert runs.failure(plain, "timeout") is None
