@@ -45,9 +45,9 @@ from agents.probe.link import LinkWatcher
 from agents.probe.passive import PassiveSource, route_choices
 from agents.probe.registry import EXCHANGES
 from agents.probe.watch import TargetWatch
-from pathwatch.aio import wait_any
-from pathwatch.bus import Bus
-from pathwatch.configsource import LiveConfig
+from pathwatch.runtime.aio import wait_any
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.configsource import LiveConfig
 from schemas import subjects
 from schemas.codec import encode
 from schemas.config import PathwatchConfig

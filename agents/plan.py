@@ -178,7 +178,7 @@ def link_watches(config: PathwatchConfig, node: str | None) -> list[LinkWatch]:
 
 def icmp_families(plans: list[RoutePlan]) -> set[int]:
     """Address families the ICMP probes of `plans` need (to check sockets at start)."""
-    from agents.probe.icmp_engine import family_of
+    from agents.probe.sockopts import family_of
 
     return {
         int(family_of(target.address))

@@ -36,9 +36,9 @@ from prometheus_client.registry import Collector
 
 from aggregator.ingest import IngestCounters
 from aggregator.role_metrics import RoleBook, role_families
-from pathwatch.bus import Bus, PathStateFollower
-from pathwatch.metrics_http import MetricsHttpServer
-from pathwatch.readiness import Readiness
+from pathwatch.runtime.bus import Bus, PathStateFollower
+from pathwatch.runtime.metrics_http import MetricsHttpServer
+from pathwatch.runtime.readiness import Readiness
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message
 from schemas.limits import MAX_ALARMS
@@ -284,7 +284,7 @@ class PathwatchCollector(Collector):
 
 class MetricsServer(MetricsHttpServer):
     """`/metrics` of the aggregator's exporter (`PathwatchCollector`), with `/healthz` and
-    `/readyz`, on the shared bounded server (`pathwatch.metrics_http`)."""
+    `/readyz`, on the shared bounded server (`pathwatch.runtime.metrics_http`)."""
 
     def __init__(
         self,

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from agents.healer.settings import SettingsError
 from agents.healer.settings import parse_duration as healer_duration
 from pathwatch.cliduration import duration_option
-from pathwatch.configfile import ConfigError, parse_config
+from pathwatch.runtime.configfile import ConfigError, parse_config
 from schemas.catalog import KeyDoc, config_keys
 from schemas.durations import DurationError, parse_duration
 

@@ -162,7 +162,7 @@ services:
 def test_the_plan_and_the_aggregator_agree_on_confirmed_probes() -> None:
     from agents.plan import build_plan
     from aggregator.core import route_specs
-    from pathwatch.configfile import parse_config
+    from pathwatch.runtime.configfile import parse_config
 
     config = parse_config(RULE_CONFIG).config
     plans = {plan.route: plan for plan in build_plan(config, None, None)}

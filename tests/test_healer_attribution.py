@@ -22,8 +22,8 @@ from agents.healer.hooks import Reconnect
 from agents.healer.liveness import LivenessLoop
 from agents.healer.settings import LivenessSettings
 from agents.probe.liveness import Connection
-from pathwatch.bus import Bus
-from pathwatch.configfile import parse_config
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.configfile import parse_config
 from schemas import subjects
 from schemas.codec import encode
 from schemas.config import PathwatchConfig

@@ -17,8 +17,8 @@ import nats.js.errors
 import yaml
 
 from enforcer.notifier.consumer import consumer_name
-from pathwatch.bus import Bus
-from pathwatch.embedded import free_port
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.embedded import free_port
 from schemas import subjects
 from tests.conftest import wait_for
 from tests.test_notifier_webhook import (

@@ -23,7 +23,7 @@ from agents.nsexec import run_in_netns, socket_in_netns
 from agents.passive.events import decode_events
 from agents.passive.follower import open_conntrack_socket
 from agents.probe.passive import PassiveSource, route_choices
-from pathwatch.configfile import parse_config
+from pathwatch.runtime.configfile import parse_config
 from schemas.wire import Measurement
 from tests.conftest import wait_for
 from tests.netns import requires_nft, requires_root

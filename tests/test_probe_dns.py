@@ -17,8 +17,8 @@ import dns.rrset
 from agents.agent import Agent
 from agents.probe.base import Target
 from agents.probe.dns import probe_dns
-from pathwatch.bus import Bus, BusOptions
-from pathwatch.configfile import parse_config
+from pathwatch.runtime.bus import Bus, BusOptions
+from pathwatch.runtime.configfile import parse_config
 from schemas.codec import decode_message
 from schemas.probekinds import DnsProbeProfile
 from schemas.wire import MeasurementBatch

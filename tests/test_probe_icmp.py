@@ -219,7 +219,7 @@ async def test_two_routes_to_one_destination_measured_separately() -> None:
 
 
 def test_family_detection() -> None:
-    from agents.probe.icmp_engine import family_of
+    from agents.probe.sockopts import family_of
 
     assert family_of("::1") == socket.AF_INET6
     assert family_of("127.0.0.1") == socket.AF_INET

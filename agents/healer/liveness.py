@@ -20,7 +20,7 @@ from agents.healer.attribution import Stamp
 from agents.healer.netns import NetnsLoop
 from agents.healer.settings import LivenessSettings
 from agents.probe.liveness import Connection, LivenessCheck
-from pathwatch.aio import wait_any
+from pathwatch.runtime.aio import wait_any
 
 log = logging.getLogger("pathwatch.healer")
 

@@ -36,8 +36,8 @@ from rich.progress import Progress, TaskID
 
 from aggregator.core import Aggregator
 from aggregator.service import run_aggregator
-from pathwatch.bus import Bus, BusOptions
-from pathwatch.embedded import EmbeddedNats
+from pathwatch.runtime.bus import Bus, BusOptions
+from pathwatch.runtime.embedded import EmbeddedNats
 from schemas.codec import decode_message, encode
 from schemas.config import PathwatchConfig
 from schemas.wire import Measurement, MeasurementBatch

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 
 from pathwatch.app import app, examples
-from pathwatch.runtime import (
+from pathwatch.rolecli import (
     LogFormatOption,
     bus_options_or_exit,
     err_console,
@@ -21,8 +21,8 @@ from schemas import subjects
 
 if TYPE_CHECKING:
     from enforcer.notifier.service import NotifierService
-    from pathwatch.bus import Bus
-    from pathwatch.metrics_http import MetricsHttpServer
+    from pathwatch.runtime.bus import Bus
+    from pathwatch.runtime.metrics_http import MetricsHttpServer
 
 #: Where the notifier serves /metrics unless told otherwise.
 DEFAULT_METRICS_LISTEN = "127.0.0.1:9642"
@@ -62,8 +62,8 @@ def notifier_command(
     its own durable consumer, so a restart or a receiver that is down loses nothing.
     """
     from enforcer.notifier.service import NotifierService, NotifierSetupError
-    from pathwatch.bus import Bus
-    from pathwatch.listen import parse_listen
+    from pathwatch.runtime.bus import Bus
+    from pathwatch.runtime.listen import parse_listen
 
     setup_logging(verbose, log_format)
     loaded = load_or_exit(config)
@@ -112,8 +112,8 @@ def _serve_metrics(service: NotifierService, listen: str) -> MetricsHttpServer |
     """`/metrics` of the notifiers on `listen` ('' for none); exit 2 if it cannot bind."""
     from prometheus_client import CollectorRegistry
 
-    from pathwatch.listen import ListenError
-    from pathwatch.metrics_http import MetricsHttpServer
+    from pathwatch.runtime.listen import ListenError
+    from pathwatch.runtime.metrics_http import MetricsHttpServer
 
     if not listen:
         return None
