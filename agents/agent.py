@@ -37,14 +37,14 @@ from collections import Counter
 from dataclasses import dataclass
 
 from agents.outbox import Outbox
-from agents.plan import PlannedProbe, RoutePlan, build_plan, icmp_families, link_watches
+from agents.passive.source import PassiveSource, route_choices
 from agents.probe.address_sla import summarize
 from agents.probe.confirm import Confirmed
 from agents.probe.icmp_engine import IcmpEngine, open_icmp_socket
 from agents.probe.link import LinkWatcher
-from agents.probe.passive import PassiveSource, route_choices
 from agents.probe.registry import EXCHANGES
 from agents.probe.watch import TargetWatch
+from agents.probeplan import PlannedProbe, RoutePlan, build_plan, icmp_families, link_watches
 from pathwatch.runtime.aio import wait_any
 from pathwatch.runtime.bus import Bus
 from pathwatch.runtime.configsource import LiveConfig

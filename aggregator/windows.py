@@ -32,7 +32,7 @@ from schemas.wire import Lane, LaneStats, Measurement, WindowStats
 
 
 @dataclass(frozen=True)
-class RouteSpec:
+class RouteWindowing:
     """What the aggregator needs to know about one configured route."""
 
     service: str
@@ -50,7 +50,7 @@ class RouteSpec:
     agent_confirmed: frozenset[str] = frozenset()
 
 
-def _failure_runs(spec: RouteSpec) -> FailureRuns | None:
+def _failure_runs(spec: RouteWindowing) -> FailureRuns | None:
     """The consecutive-failure counting of a route (None: the fast path is off)."""
     if not spec.consecutive_failures:
         return None
@@ -124,7 +124,9 @@ class RouteWindows:
         "windows",
     )
 
-    def __init__(self, spec: RouteSpec, deadlines: list[Deadline], endings: list[Deadline]) -> None:
+    def __init__(
+        self, spec: RouteWindowing, deadlines: list[Deadline], endings: list[Deadline]
+    ) -> None:
         self.spec = spec
         self.windows: dict[int, Window] = {}
         self.runs = _failure_runs(spec)
@@ -240,7 +242,7 @@ class RouteWindows:
             window.ripe_lanes = window_lanes(window.fine, self.spec.tracked)
         return True
 
-    def respec(self, spec: RouteSpec) -> None:
+    def respec(self, spec: RouteWindowing) -> None:
         """Take a changed spec of the same window width and lateness, keeping the open
         windows (failure runs start over when their threshold or probes changed)."""
         old = self.spec
@@ -289,7 +291,7 @@ class RouteWindows:
 class WindowBook:
     """The windows of every configured route and their close times."""
 
-    def __init__(self, specs: list[RouteSpec]) -> None:
+    def __init__(self, specs: list[RouteWindowing]) -> None:
         self._deadlines: list[Deadline] = []
         self._endings: list[Deadline] = []
         self.routes: dict[tuple[str, str], RouteWindows] = {
@@ -297,7 +299,7 @@ class WindowBook:
             for spec in specs
         }
 
-    def reconfigure(self, specs: list[RouteSpec]) -> Reconfigured:
+    def reconfigure(self, specs: list[RouteWindowing]) -> Reconfigured:
         """Take a new set of routes: an unchanged route keeps its windows, and so does a
         changed one whose window width and lateness stay (it takes the new spec); a new
         one, or one with a new width or lateness, starts with new windows (the open ones

@@ -160,8 +160,8 @@ services:
 
 
 def test_the_plan_and_the_aggregator_agree_on_confirmed_probes() -> None:
-    from agents.plan import build_plan
-    from aggregator.core import route_specs
+    from agents.probeplan import build_plan
+    from aggregator.core import route_windowing
     from pathwatch.runtime.configfile import parse_config
 
     config = parse_config(RULE_CONFIG).config
@@ -177,7 +177,7 @@ def test_the_plan_and_the_aggregator_agree_on_confirmed_probes() -> None:
     assert held.bounds.ceiling == 1.0  # max defaults to probe-duration
     assert confirm["plain"] is None and confirm["web"] is None
     assert [probe.confirm for probe in plans["unconfirmed"].probes] == [None]
-    specs = {spec.route: spec.agent_confirmed for spec in route_specs(config)}
+    specs = {spec.route: spec.agent_confirmed for spec in route_windowing(config)}
     assert specs == {"r": frozenset({"quick", "held"}), "unconfirmed": frozenset()}
 
 

@@ -44,13 +44,13 @@ from agents.healer.attribution import Attribution, Stamp
 from agents.healer.decision import Action, Backoff, HealPolicy
 from agents.healer.events import EventLog, HealEvent
 from agents.healer.hooks import Reconnect, ReconnectHook, RouteRepointHook
-from agents.healer.liveness import LivenessLoop
+from agents.healer.liveness_loop import LivenessLoop
 from agents.healer.monitor import PathMonitor
 from agents.healer.netns import NetnsLoop
 from agents.healer.reselect import Selection, ask_load_balancer, local_choice
 from agents.healer.settings import LivenessSettings
+from agents.probe.datapath_check import Connection, IcmpLivenessCheck, LivenessCheck
 from agents.probe.icmp_engine import IcmpEngine
-from agents.probe.liveness import Connection, IcmpLivenessCheck, LivenessCheck
 from pathwatch.runtime.aio import wait_any
 from pathwatch.runtime.bus import Bus
 from pathwatch.runtime.configsource import LiveConfig
