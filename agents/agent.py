@@ -31,7 +31,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import socket
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -40,11 +39,11 @@ from agents.outbox import Outbox
 from agents.passive.source import PassiveSource, route_choices
 from agents.probe.address_sla import summarize
 from agents.probe.confirm import Confirmed
-from agents.probe.icmp_engine import IcmpEngine, open_icmp_socket
+from agents.probe.icmp_engine import IcmpEngine
 from agents.probe.link import LinkWatcher
 from agents.probe.registry import EXCHANGES
 from agents.probe.watch import TargetWatch
-from agents.probeplan import PlannedProbe, RoutePlan, build_plan, icmp_families, link_watches
+from agents.probeplan import PlannedProbe, RoutePlan, build_plan, link_watches, preflight
 from pathwatch.runtime.aio import wait_any
 from pathwatch.runtime.bus import Bus
 from pathwatch.runtime.configsource import LiveConfig
@@ -101,7 +100,7 @@ class Agent:
         self.config = config
         self.config_hash = config_hash
         self.plans = build_plan(config, node, self.engine)
-        self._check_icmp(self.plans)
+        preflight(self.plans)
         self.watches = self._watches(self.plans)
         self._schedulers: list[asyncio.Task[None]] = []
         self._rounds: set[asyncio.Task[None]] = set()
@@ -118,12 +117,6 @@ class Agent:
 
     # --- configuration ----------------------------------------------------
 
-    def _check_icmp(self, plans: list[RoutePlan]) -> None:
-        """Fail at start (IcmpUnavailable) when ICMP probes cannot open a socket."""
-        for family in icmp_families(plans):
-            sock, _raw = open_icmp_socket(socket.AddressFamily(family), self.engine.privileged)
-            sock.close()
-
     def reload(self, config: PathwatchConfig, config_hash: str = "") -> None:
         """Apply a new config; rounds in flight finish under the old one.
 
@@ -131,7 +124,7 @@ class Agent:
         probed, e.g. an unknown plugin.
         """
         plans = build_plan(config, self.node, self.engine)
-        self._check_icmp(plans)
+        preflight(plans)
         self.config = config
         self.config_hash = config_hash
         self.plans = plans

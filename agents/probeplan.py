@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from agents.probe.base import PluginProfile, ProbeFunc, Target
 from agents.probe.icmp_engine import IcmpEngine
 from agents.probe.link import LinkWatch
-from agents.probe.registry import EXCHANGES, resolve
+from agents.probe.registry import EXCHANGES, PREFLIGHTS, resolve
 from agents.probe.rtt import TimeoutBounds
 from agents.probe.watch import ConfirmSettings
 from schemas.config import PathwatchConfig, ProbeRef, ServiceRoute, SlaMetrics
@@ -176,14 +176,11 @@ def link_watches(config: PathwatchConfig, node: str | None) -> list[LinkWatch]:
     return watches
 
 
-def icmp_families(plans: list[RoutePlan]) -> set[int]:
-    """Address families the ICMP probes of `plans` need (to check sockets at start)."""
-    from agents.probe.sockopts import family_of
-
-    return {
-        int(family_of(target.address))
-        for plan in plans
-        for probe in plan.probes
-        if probe.kind == "icmp"
-        for target in probe.targets
-    }
+def preflight(plans: list[RoutePlan]) -> None:
+    """Run each probe kind's start-up check on its targets (raises when one cannot be
+    probed, e.g. IcmpUnavailable)."""
+    for plan in plans:
+        for probe in plan.probes:
+            check = PREFLIGHTS.get(probe.kind)
+            if check is not None and probe.targets:
+                check(probe.targets)

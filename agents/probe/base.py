@@ -87,6 +87,9 @@ ProbeFunc = Callable[[Target, Any, float], Awaitable[list[Measurement]]]
 #: (`agents.probe.watch`); a probe of such a kind is its exchange, spaced.
 ExchangeFunc = Callable[[Target, Any, float], Awaitable[Measurement]]
 
+#: A kind's check at start and reload that its targets can be probed at all (raises if not).
+PreflightFunc = Callable[[list[Target]], None]
+
 T = TypeVar("T")
 
 

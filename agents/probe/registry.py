@@ -18,7 +18,7 @@ from importlib import import_module
 from importlib.metadata import entry_points
 from typing import cast
 
-from agents.probe.base import ExchangeFunc, ProbeFunc
+from agents.probe.base import ExchangeFunc, PreflightFunc, ProbeFunc
 from schemas.probekinds import KINDS
 
 ENTRY_POINT_GROUP = "pathwatch.probes"
@@ -38,6 +38,15 @@ EXCHANGES: dict[str, ExchangeFunc] = {
     kind.name: cast(ExchangeFunc, _builtin(kind.name, "exchange"))
     for kind in KINDS
     if kind.confirmable
+}
+
+#: Checks at start and reload (`preflight_<kind>`) of the kinds that have one.
+PREFLIGHTS: dict[str, PreflightFunc] = {
+    kind.name: check
+    for kind in KINDS
+    if (
+        check := getattr(import_module(f"agents.probe.{kind.name}"), f"preflight_{kind.name}", None)
+    )
 }
 
 
