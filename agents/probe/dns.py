@@ -1,23 +1,19 @@
 """DNS probe: A / AAAA lookups of one name at a resolver, over UDP (dnspython).
 
-Each attempt sends one query from a connected, pinned, DSCP-marked socket
-and waits for the resolver's answer to it (stray datagrams and answers to
-other queries are skipped). An answer with an rcode other than NOERROR is
-`dns-error` (the rcode in the detail, e.g. NXDOMAIN); a NOERROR answer
-without a record of the asked type, or without any of `expect-address` when
-that is set, is `bad-reply`, and so is an answer that does not parse; no
-answer within the attempt timeout is `timeout`; ICMP errors of the resolver
-are `unreachable`. An ok attempt's latency, from right before the send to the
-kernel's receive timestamp, is its time to establishment.
+Each attempt sends one query (`agents.probe.datagram`) and waits for the
+resolver's answer to it (answers to other queries are skipped). An answer
+with an rcode other than NOERROR is `dns-error` (the rcode in the detail,
+e.g. NXDOMAIN); a NOERROR answer without a record of the asked type, or
+without any of `expect-address` when that is set, is `bad-reply`, and so is
+an answer that does not parse; no answer within the attempt timeout is
+`timeout`; ICMP errors of the resolver are `unreachable`. An ok attempt's
+latency, the query-to-answer time, is its time to establishment.
 """
 
 from __future__ import annotations
 
-import asyncio
-import errno
 import ipaddress
-import socket
-import time
+from collections.abc import Callable
 
 import dns.exception
 import dns.message
@@ -25,17 +21,9 @@ import dns.rcode
 import dns.rdatatype
 
 from agents.probe.base import Target, attempt_timeout, spaced_attempts
-from agents.probe.sockopts import SO_TIMESTAMPNS, pinned_socket, receive_datagram
+from agents.probe.datagram import request_reply
 from schemas.probekinds import DnsProbeProfile
 from schemas.wire import Measurement, Outcome
-
-_UNREACHABLE = {
-    errno.ECONNREFUSED,
-    errno.EHOSTUNREACH,
-    errno.ENETUNREACH,
-    errno.EHOSTDOWN,
-    errno.ENETDOWN,
-}
 
 
 def _addresses(answer: dns.message.Message, rdtype: dns.rdatatype.RdataType) -> set[str]:
@@ -62,46 +50,31 @@ def _verdict(profile: DnsProbeProfile, answer: dns.message.Message) -> tuple[Out
     return "ok", ""
 
 
-async def _answer(sock: socket.socket, query: dns.message.Message) -> tuple[bytes, int]:
-    """The first datagram that parses as an answer to `query`, and its arrival time."""
-    while True:
-        data, received_ns = await receive_datagram(sock)
+def _answers(query: dns.message.Message) -> Callable[[bytes], bool]:
+    """Whether a datagram is the answer to `query` (one that does not parse is taken,
+    and judged `bad-reply`)."""
+
+    def answers(data: bytes) -> bool:
         try:
-            if query.is_response(dns.message.from_wire(data)):
-                return data, received_ns
+            return bool(query.is_response(dns.message.from_wire(data)))
         except dns.exception.DNSException:
-            return data, received_ns
+            return True
+
+    return answers
 
 
 async def exchange_dns(target: Target, profile: DnsProbeProfile, timeout: float) -> Measurement:
     """One query / answer exchange with the resolver, waiting up to `timeout` s."""
     query = dns.message.make_query(profile.query_name, profile.record_type)
-    sent_at = time.time()
+    port = target.port or profile.port
+    got = await request_reply(target, "dns", port, query.to_wire(), timeout, _answers(query))
+    if isinstance(got, Measurement):
+        return got
     try:
-        sock = pinned_socket(target, socket.SOCK_DGRAM)
-        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-    except OSError as exc:
-        return target.measurement("dns", sent_at, "send-failed", detail=str(exc))
-    try:
-        try:
-            sock.connect((target.address, target.port or profile.port))
-            sent_ns = time.time_ns()
-            sock.send(query.to_wire())
-            async with asyncio.timeout(timeout):
-                data, received_ns = await _answer(sock, query)
-        except TimeoutError:
-            return target.measurement("dns", sent_at, "timeout")
-        except OSError as exc:
-            outcome: Outcome = "unreachable" if exc.errno in _UNREACHABLE else "send-failed"
-            return target.measurement("dns", sent_at, outcome, detail=str(exc))
-    finally:
-        sock.close()
-    try:
-        verdict, detail = _verdict(profile, dns.message.from_wire(data))
+        verdict, detail = _verdict(profile, dns.message.from_wire(got.data))
     except dns.exception.DNSException as exc:
         verdict, detail = "bad-reply", f"answer does not parse: {exc}"
-    elapsed_ms = max(received_ns - sent_ns, 0) / 1e6
-    return target.measurement("dns", sent_at, verdict, elapsed_ms, detail=detail[:200])
+    return target.measurement("dns", got.sent_at, verdict, got.elapsed_ms, detail=detail[:200])
 
 
 async def probe_dns(target: Target, profile: DnsProbeProfile, deadline: float) -> list[Measurement]:

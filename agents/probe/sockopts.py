@@ -8,7 +8,6 @@ so round-trip times do not include the event loop's delays.
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import struct
 import time
@@ -56,26 +55,3 @@ def kernel_time_ns(ancdata: list[tuple[int, int, Any]]) -> int:
             seconds, nanos = struct.unpack("@qq", cdata[:16])
             return int(seconds * 1_000_000_000 + nanos)
     return time.time_ns()
-
-
-def _wake(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-async def receive_datagram(sock: socket.socket) -> tuple[bytes, int]:
-    """The next datagram on non-blocking `sock` (SO_TIMESTAMPNS set) and the kernel's
-    time of its arrival (ns)."""
-    loop = asyncio.get_running_loop()
-    while True:
-        try:
-            data, ancdata, _flags, _peer = sock.recvmsg(65535, 64)
-            return data, kernel_time_ns(ancdata)
-        except (BlockingIOError, InterruptedError):
-            pass
-        readable: asyncio.Future[None] = loop.create_future()
-        loop.add_reader(sock.fileno(), _wake, readable)
-        try:
-            await readable
-        finally:
-            loop.remove_reader(sock.fileno())
