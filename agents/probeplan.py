@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from agents.probe.base import PluginProfile, ProbeFunc, Target
 from agents.probe.icmp_engine import IcmpEngine
@@ -23,7 +22,6 @@ from agents.probe.rtt import TimeoutBounds
 from agents.probe.watch import ConfirmSettings
 from schemas.config import PathwatchConfig, ProbeRef, ServiceRoute, SlaMetrics
 from schemas.fastdetect import agent_confirms, confirm_interval, reply_timeout_bounds
-from schemas.probekinds import HttpProbeProfile
 from schemas.wire import TRAFFIC_CLASSES, TrafficClass
 
 
@@ -127,10 +125,6 @@ def _planned_probe(
         for traffic_class in profile.traffic_classes
         for address in profile.destinations()
     ]
-    if isinstance(profile, HttpProbeProfile):
-        host = urlsplit(profile.url).hostname or ""
-        if not host:
-            raise ValueError(f"probe {ref.name!r}: url {profile.url!r} has no host")
     return PlannedProbe(
         name=ref.name,
         kind=kind,

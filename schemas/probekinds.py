@@ -17,8 +17,10 @@ probe module in `agents/probe/`, its profile and entry here, and its docs
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from msgspec import Meta, field
 
@@ -132,6 +134,12 @@ class HttpProbeProfile(ProbeProfile, frozen=True, kw_only=True):
     def destinations(self) -> list[str]:
         return [self.url]
 
+    def problems(self) -> list[tuple[str, str]]:
+        url = urlsplit(self.url)
+        if url.scheme in ("http", "https") and url.hostname:
+            return []
+        return [("url", f"expected an http(s) URL with a host, got {self.url!r}")]
+
     def sla(self) -> SlaMetrics:
         return self.sla_metrics
 
@@ -151,6 +159,15 @@ class DnsProbeProfile(ProbeProfile, frozen=True, kw_only=True):
             " any record of `record-type`."
         ),
     ] = []
+
+    def problems(self) -> list[tuple[str, str]]:
+        found = []
+        for address in self.expect_address:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                found.append(("expect-address", f"expected an IP address, got {address!r}"))
+        return found
 
 
 # --- the registry -------------------------------------------------------------

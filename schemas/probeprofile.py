@@ -102,6 +102,11 @@ class ProbeProfile(ConfigSection, frozen=True, kw_only=True):
         addresses: list[str] = cast(Any, self).probe_address
         return list(addresses)
 
+    def problems(self) -> list[tuple[str, str]]:
+        """(key, message) of each semantic error of the profile's own keys (addresses are
+        checked by `schemas.validate`); none by default."""
+        return []
+
     def sla(self) -> SlaMetrics | None:
         """The SLA each destination must meet; None for kinds not judged per address."""
         return None

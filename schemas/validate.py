@@ -229,6 +229,8 @@ def errors(config: PathwatchConfig) -> list[Problem]:
             for index, address in enumerate(getattr(profile, "probe_address", ())):
                 keys = (kind.profiles_key, name, "probe-address", index)
                 _check_address(problems, keys, address, False)
+            for key, message in profile.problems():
+                problems.append(Problem((kind.profiles_key, name, key), message))
     for name, service in config.services.items():
         _check_service(problems, config, name, service)
     for name, notifier in config.notifiers.items():

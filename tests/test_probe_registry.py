@@ -65,3 +65,17 @@ services:
         ("dns", ["127.0.0.1"])
     ]
     preflight(plans)  # no check for DNS: nothing to fail
+
+
+def test_each_kind_checks_its_own_keys() -> None:
+    text = """
+http-probe-profiles:
+  h: {url: "ftp://files"}
+dns-probe-profiles:
+  d: {probe-address: [127.0.0.1], query-name: ok.test, expect-address: [nope]}
+"""
+    with pytest.raises(ConfigError) as raised:
+        parse_config(text)
+    message = str(raised.value)
+    assert "http-probe-profiles.h.url: expected an http(s) URL with a host" in message
+    assert "dns-probe-profiles.d.expect-address: expected an IP address, got 'nope'" in message
