@@ -3,7 +3,10 @@
 Every key is declared once here with its type, range, default, unit and
 description (`schemas.units`); the JSON Schema export, `docs/config.md`
 (`pathwatch config docs`) and the decoder read them from these declarations.
-Adding a key is adding one line here. Structural checks (types, ranges, unknown
+Adding a key is adding one line here. The keys that exist once per probe kind
+(`<kind>-probe-profiles`, a probe's `<kind>-probe-profile`, a reachability
+profile's protocol tables) are added to their sections from the registry in
+`schemas.probekinds`, where each kind's profile is declared. Structural checks (types, ranges, unknown
 keys) come from msgspec through `schemas.decode`; semantic checks (references,
 duplicates, warnings) live in `schemas.validate` and `schemas.advice`.
 Units follow the router CLI: seconds for windows, intervals and hold-down,
