@@ -6,9 +6,10 @@ description (`schemas.units`); the JSON Schema export, `docs/config.md`
 Adding a key is adding one line here. The keys that exist once per probe kind
 (`<kind>-probe-profiles`, a probe's `<kind>-probe-profile`, a reachability
 profile's protocol tables) are added to their sections from the registry in
-`schemas.probekinds`, where each kind's profile is declared. Structural checks (types, ranges, unknown
-keys) come from msgspec through `schemas.decode`; semantic checks (references,
-duplicates, warnings) live in `schemas.validate` and `schemas.advice`.
+`schemas.probekinds`, where each kind's profile is declared. Structural checks
+(types, ranges, unknown keys) come from msgspec through `schemas.decode`;
+semantic checks (references, duplicates, warnings) live in `schemas.validate`
+and `schemas.advice`.
 Units follow the router CLI: seconds for windows, intervals and hold-down,
 milliseconds for latencies, percent for thresholds; a duration key also takes a
 string with units (`30s`, `200ms`, `5m`, `1m30s`).
