@@ -4,17 +4,18 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from enforcer.holddown import HoldDownPolicy
+from schemas import probekinds
 from schemas.config import ClassThresholds, PathwatchConfig, SlaMetrics
 from schemas.wire import Protocol, TrafficClass
 
-#: Protocols judged against reachability profiles.
-REACHABILITY_PROTOCOLS: frozenset[str] = frozenset({"tcp", "udp", "tls", "http"})
+#: Protocols judged against reachability profiles (`schemas.probekinds`).
+REACHABILITY_PROTOCOLS: frozenset[str] = frozenset(probekinds.REACHABILITY_PROTOCOLS)
 _DEFAULT_THRESHOLDS = ClassThresholds()
 
 
 @dataclass(frozen=True)
 class ProbeSpec:
-    """One named probe of a route; `sla` is set for ICMP and HTTP probes (enforced)."""
+    """One named probe of a route; `sla` is set for kinds judged per address (enforced)."""
 
     name: str
     kind: str
@@ -70,8 +71,7 @@ def route_specs(config: PathwatchConfig) -> list[RouteSpec]:
         )
         if profile is not None:
             for protocol in REACHABILITY_PROTOCOLS:
-                table: dict[TrafficClass, ClassThresholds] = getattr(profile, protocol)
-                for traffic_class, entry in table.items():
+                for traffic_class, entry in profile.table(protocol).items():
                     thresholds[(protocol, traffic_class)] = entry
         probes: dict[str, ProbeSpec] = {}
         for ref in detection.probes:
@@ -81,8 +81,8 @@ def route_specs(config: PathwatchConfig) -> list[RouteSpec]:
                 continue
             kind, _ = found
             probe_profile = config.probe_profile(ref)
-            sla = getattr(probe_profile, "sla_metrics", None)
-            destinations = tuple(getattr(probe_profile, "probe_address", ()) or ())
+            sla = None if probe_profile is None else probe_profile.sla()
+            destinations = () if probe_profile is None else tuple(probe_profile.destinations())
             probes[ref.name] = ProbeSpec(ref.name, kind, sla, destinations)
         specs.append(
             RouteSpec(

@@ -24,6 +24,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+import msgspec.structs
+
 from agents.agent import run_agent
 from aggregator.service import START_ONLY as AGGREGATOR_START_ONLY
 from aggregator.service import run_aggregator
@@ -33,13 +35,13 @@ from enforcer.notifier.follow import FollowingNotifiers
 from enforcer.notifier.service import NotifierSetupError
 from enforcer.service import START_ONLY as ENFORCER_START_ONLY
 from enforcer.service import run_enforcer
-from pathwatch.bus import Bus
-from pathwatch.configfile import LoadedConfig
-from pathwatch.configsource import ConfigSource, Revision
-from pathwatch.embedded import EmbeddedNats, NatsServerMissing
 from pathwatch.grafana.annotations import run_configured_annotator
-from pathwatch.listen import ListenError
-from pathwatch.runtime import bus_options
+from pathwatch.rolecli import bus_options
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.configfile import LoadedConfig
+from pathwatch.runtime.configsource import ConfigSource, Revision
+from pathwatch.runtime.embedded import EmbeddedNats, NatsServerMissing
+from pathwatch.runtime.listen import ListenError
 from pathwatch.statedir import (
     AUTH_NAME,
     NatsAuth,
@@ -100,7 +102,8 @@ async def run_all(
         async def connect(role: str) -> Bus:
             options = bus_options(config.nats, f"pathwatch-{role}", url)
             if auth is not None:
-                options = dataclasses.replace(options, user=auth.user, password=auth.password)
+                nats = msgspec.structs.replace(options.nats, user=auth.user, password=auth.password)
+                options = dataclasses.replace(options, nats=nats)
             bus = await Bus.connect(options, stop)
             buses.append(bus)
             return bus

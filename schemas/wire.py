@@ -5,19 +5,24 @@ schema version. Timestamps are Unix seconds (float); latencies milliseconds;
 rates percent.
 """
 
-from typing import Annotated, Literal, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Literal, NamedTuple
 
 from msgspec import Meta, Struct
 
 from schemas.limits import MAX_LABEL_CHARS, MAX_STATUS_COUNTERS
 from schemas.names import Name
+from schemas.probekinds import PROBE_PROTOCOLS
+from schemas.traffic import TRAFFIC_CLASSES as TRAFFIC_CLASSES
+from schemas.traffic import TrafficClass as TrafficClass
 
 SCHEMA_VERSION = 1
 
-Protocol = Literal["icmp", "tcp", "udp", "tls", "http", "link"]
-TrafficClass = Literal["high", "medium", "low", "best-effort"]
-TRAFFIC_CLASSES: tuple[TrafficClass, ...] = ("high", "medium", "low", "best-effort")
-PROTOCOLS: tuple[Protocol, ...] = ("icmp", "tcp", "udp", "tls", "http", "link")
+#: Protocols of lanes: those of the probe kinds (`schemas.probekinds`) and `link`.
+PROTOCOLS: tuple[str, ...] = (*PROBE_PROTOCOLS, "link")
+if TYPE_CHECKING:
+    Protocol = str
+else:
+    Protocol = Literal[PROTOCOLS]
 SourceKind = Literal["probe", "passive", "link"]
 
 #: What happened to one attempt or one session.

@@ -22,9 +22,9 @@ import pytest
 
 from enforcer.api import run_api
 from enforcer.engine import Engine
-from pathwatch.bus import Bus
-from pathwatch.configfile import parse_config
-from pathwatch.embedded import free_port
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.configfile import parse_config
+from pathwatch.runtime.embedded import free_port
 from schemas import subjects
 from schemas.wire import Alarm, LaneStats, PathState, WindowStats
 from tests.conftest import wait_for

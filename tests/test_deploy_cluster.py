@@ -34,8 +34,8 @@ from pyroute2 import netns as pyroute2_netns
 
 from agents.routing.follower import command_consumer_name
 from aggregator.partition import partition_of
-from pathwatch.bus import Bus, BusOptions
-from pathwatch.embedded import find_nats_server
+from pathwatch.runtime.bus import Bus, BusOptions
+from pathwatch.runtime.embedded import find_nats_server
 from schemas import subjects
 from tests.conftest import wait_for
 from tests.netns import in_ns, namespaces, requires_root, sh, unique
@@ -202,7 +202,9 @@ def join_checked(thread: threading.Thread, timeout: float) -> None:
 
 def user_options(user: str, urls: list[str], **kwargs: Any) -> BusOptions:
     var = user.upper().replace("-", "_")
-    return BusOptions(servers=urls, name=user, user=user, password=password(var), **kwargs)
+    return BusOptions.from_url(
+        ",".join(urls), name=user, user=user, password=password(var), **kwargs
+    )
 
 
 async def ensure_when_ready(admin: Bus) -> bool:

@@ -6,7 +6,7 @@ from typing import Any
 import msgspec
 
 from enforcer.engine import Engine, Outputs
-from pathwatch.configfile import parse_config
+from pathwatch.runtime.configfile import parse_config
 from schemas.codec import decode_message, encode
 from schemas.wire import (
     AgentHeartbeat,

@@ -18,8 +18,8 @@ import yaml
 from nats.aio.msg import Msg
 
 from enforcer.notifier.consumer import consumer_name
-from pathwatch.bus import Bus
-from pathwatch.embedded import free_port
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.embedded import free_port
 from schemas import subjects
 from schemas.codec import decode_message
 from schemas.wire import RoleStatus

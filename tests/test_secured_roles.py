@@ -33,8 +33,8 @@ import pytest
 from agents.probe.registry import ENTRY_POINT_GROUP
 from agents.routing.follower import command_consumer_name
 from aggregator.partition import partition_of
-from pathwatch.bus import Bus, BusOptions
-from pathwatch.embedded import free_port
+from pathwatch.runtime.bus import Bus, BusOptions
+from pathwatch.runtime.embedded import free_port
 from schemas import subjects
 from tests.conftest import wait_for
 from tests.netns import namespaces, requires_root

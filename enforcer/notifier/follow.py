@@ -23,8 +23,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from enforcer.notifier.service import NotifierService
-from pathwatch.bus import Bus
-from pathwatch.configsource import LiveConfig
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.configsource import LiveConfig
 from schemas.config import PathwatchConfig
 
 log = logging.getLogger("pathwatch.notifier")

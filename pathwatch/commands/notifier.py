@@ -9,27 +9,27 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 
 from pathwatch.app import app, examples
-from pathwatch.configstore import DEFAULT_NAME
-from pathwatch.roleconfig import (
-    ConfigFromOption,
-    ConfigNameOption,
-    following,
-    role_config_or_exit,
-)
-from pathwatch.runtime import (
+from pathwatch.rolecli import (
     LogFormatOption,
     bus_options_or_exit,
     err_console,
     run_until_signal,
     setup_logging,
 )
+from pathwatch.roleconfig import (
+    ConfigFromOption,
+    ConfigNameOption,
+    following,
+    role_config_or_exit,
+)
+from pathwatch.runtime.configstore import DEFAULT_NAME
 from schemas import subjects
 from schemas.config import PathwatchConfig
 
 if TYPE_CHECKING:
     from enforcer.notifier.follow import FollowingNotifiers
-    from pathwatch.bus import Bus
-    from pathwatch.metrics_http import MetricsHttpServer
+    from pathwatch.runtime.bus import Bus
+    from pathwatch.runtime.metrics_http import MetricsHttpServer
 
 #: Where the notifier serves /metrics unless told otherwise.
 DEFAULT_METRICS_LISTEN = "127.0.0.1:9642"
@@ -75,8 +75,8 @@ def notifier_command(
     """
     from enforcer.notifier.follow import FollowingNotifiers
     from enforcer.notifier.service import NotifierSetupError
-    from pathwatch.bus import Bus
-    from pathwatch.listen import parse_listen
+    from pathwatch.runtime.bus import Bus
+    from pathwatch.runtime.listen import parse_listen
 
     setup_logging(verbose, log_format)
     role_config = role_config_or_exit(config, config_from, config_name)
@@ -134,8 +134,8 @@ def _serve_metrics(service: FollowingNotifiers, listen: str) -> MetricsHttpServe
     """`/metrics` of the notifiers on `listen` ('' for none); exit 2 if it cannot bind."""
     from prometheus_client import CollectorRegistry
 
-    from pathwatch.listen import ListenError
-    from pathwatch.metrics_http import MetricsHttpServer
+    from pathwatch.runtime.listen import ListenError
+    from pathwatch.runtime.metrics_http import MetricsHttpServer
 
     if not listen:
         return None
