@@ -12,8 +12,9 @@ from pathwatch.configfile import parse_config
 from schemas import subjects
 from schemas.codec import encode
 from schemas.config import PathwatchConfig
-from schemas.wire import LaneStats, PathEvent, PathState, RouteCommand, WindowStats
+from schemas.wire import PathEvent, PathState, RouteCommand, WindowStats
 from tests.conftest import wait_for
+from tests.test_enforcer_engine import ping
 from tests.test_enforcer_integration import collect, names, path_state, start
 
 __all__ = ["names"]  # the fixture, used by name
@@ -46,20 +47,13 @@ services:
 
 
 def ping_window(service: str, start: float, ok: int) -> WindowStats:
-    lane = LaneStats(
-        protocol="icmp",
-        traffic_class="best-effort",
-        probe="ping",
-        destination="127.0.0.1",
-        count=5,
-        errors=5 - ok,
-        loss_pct=20.0 * (5 - ok),
-        outcomes={"ok": ok, "timeout": 5 - ok},
-        latency_max_ms=1,
-        latency_mean_ms=1,
-    )
+    """One window of the ping probe to 127.0.0.1 with `ok` of 4 replies."""
     return WindowStats(
-        service=service, route="r1", window_start=start, window_end=start + 1, lanes=[lane]
+        service=service,
+        route="r1",
+        window_start=start,
+        window_end=start + 1,
+        lanes=[ping("127.0.0.1", ok)],
     )
 
 
@@ -69,7 +63,7 @@ class Feeder:
     def __init__(self, bus: Bus, service: str) -> None:
         self.bus = bus
         self.service = service
-        self.ok = 5
+        self.ok = 4
         self.start = float(int(time.time())) - 1
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -119,7 +113,7 @@ async def test_a_route_whose_probes_still_fail_stays_held_then_comes_back(
         assert [c.action for c in routes.items] == ["withdraw"]
         assert "probation" not in [e.kind for e in events.items]
 
-        feeder.ok = 5  # the path works again
+        feeder.ok = 4  # the path works again
         await wait_for(lambda: any(c.action == "restore" for c in routes.items), 15, what="restore")
         back = await path_state(bus, service, "r1")
         assert back is not None and back.state in ("probation", "up") and back.in_service

@@ -10,6 +10,7 @@ Once the blackhole is lifted the probes pass and path 1 comes back.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -33,30 +34,42 @@ def path1_since(stack: Stack, after: float) -> list[PathState]:
     return [state for _, state in stack.timeline.paths.get(key, []) if state.updated >= after]
 
 
-async def scenario(made: Bed, stack: Stack) -> None:
-    async def healthy() -> bool:
+def routed(
+    made: Bed, stack: Stack, in_service: bool, gateway: str
+) -> Callable[[], Awaitable[bool]]:
+    """Whether path 1's in-service flag in KV and the router's gateway are as wanted."""
+
+    async def check() -> bool:
         stack.check_alive()
         state = await stack.path_state(PATH1)
         return (
             state is not None
-            and state.state == "up"
-            and await stack.router_gateway() == made.gateway1
+            and state.in_service == in_service
+            and await stack.router_gateway() == gateway
         )
 
-    await wait_for(healthy, 15, interval=0.05, what="path 1 up and routed")
+    return check
+
+
+async def scenario(made: Bed, stack: Stack) -> None:
+    await wait_for(
+        routed(made, stack, True, made.gateway1), 15, interval=0.05, what="path 1 routed"
+    )
+
+    async def up() -> bool:
+        state = await stack.path_state(PATH1)
+        return state is not None and state.state == "up"
+
+    await wait_for(up, 15, interval=0.05, what="path 1 up (its probes passing)")
     fault_at = time.time()
     made.apply_fault("blackhole")
 
-    async def withdrawn() -> bool:
-        stack.check_alive()
-        state = await stack.path_state(PATH1)
-        return (
-            state is not None
-            and not state.in_service
-            and await stack.router_gateway() == made.gateway2
-        )
-
-    await wait_for(withdrawn, 5, interval=0.05, what="path 1 withdrawn, routed on path 2")
+    await wait_for(
+        routed(made, stack, False, made.gateway2),
+        5,
+        interval=0.05,
+        what="path 1 withdrawn, routed on path 2",
+    )
 
     def extended_twice() -> bool:
         stack.check_alive()
@@ -81,14 +94,12 @@ async def scenario(made: Bed, stack: Stack) -> None:
     made.clear_faults()
     cleared_at = time.time()
 
-    async def back() -> bool:
-        stack.check_alive()
-        state = await stack.path_state(PATH1)
-        return (
-            state is not None and state.in_service and await stack.router_gateway() == made.gateway1
-        )
-
-    await wait_for(back, 15, interval=0.05, what="path 1 back once its probes pass")
+    await wait_for(
+        routed(made, stack, True, made.gateway1),
+        15,
+        interval=0.05,
+        what="path 1 back once its probes pass",
+    )
     returned = [s for s in path1_since(stack, cleared_at) if s.in_service]
     assert returned[0].state in ("probation", "up") and returned[0].recovery_held == ""
     print(f"path 1 back {time.time() - cleared_at:.1f} s after the blackhole was lifted")
