@@ -70,11 +70,14 @@ class RecoveryEvidence:
 
     Fed every window that closes while the route is down. Per probe lane, the
     streak is the number of replies in a row that succeeded, newest last: a
-    window without errors adds its count, a window with any error resets it
-    to 0 (a window does not say in which order its replies came, so the
-    failures may have been the newest). Immediate evidence of failure (fast
-    path) resets every streak. `held` is why the route's last hold-down end
-    was extended (empty when it was not).
+    window without errors adds its count; a window with errors holds its
+    successful replies only (a window does not say in which order its replies
+    came: its successes are taken as the newest, so a lossy path that still
+    passes its limits is not held for ever, while a dead one, with no success
+    at all, is); immediate evidence of failure (fast path: consecutive
+    failures, link down) resets every streak. The probation window then judges
+    the route against its limits as always. `held` is why the route's last
+    hold-down end was extended (empty when it was not).
     """
 
     __slots__ = ("held", "probes", "protocols", "required", "streaks", "verified_since")
@@ -125,7 +128,8 @@ class RecoveryEvidence:
             streak = streaks.get(key)
             if streak is None and len(streaks) >= MAX_RECOVERY_LANES:
                 continue
-            streak = 0 if lane.errors > 0 else (streak or 0) + lane.count
+            ok = max(lane.count - lane.errors, 0)
+            streak = ok if lane.errors > 0 else (streak or 0) + ok
             streaks[key] = streak
             short = short or streak < self.required
         if short or not streaks or any(s < self.required for s in streaks.values()):

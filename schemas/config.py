@@ -691,11 +691,12 @@ class ReachabilityDetection(_Cfg, frozen=True, kw_only=True):
     recovery_probes: Annotated[
         int,
         key(
-            "Probe-verified recovery: probe replies in a row that must have succeeded on every"
-            " enforced probe lane since the fault before the route comes back after a"
-            " hold-down; until then each hold-down end extends the hold-down (next"
-            " multiplier). 0, and routes without active probes (probe-type disabled, or no"
-            " probe sending packets), come back on probation with organic traffic.",
+            "Probe-verified recovery: successful probe replies every enforced probe lane needs"
+            " since the fault (in a row; of a window with errors only its successes count)"
+            " before the route comes back after a hold-down; until then each hold-down end"
+            " extends the hold-down (next multiplier). 0, and routes without active probes"
+            " (probe-type disabled, or no probe sending packets), come back on probation"
+            " with organic traffic.",
             ge=0,
             le=100000,
         ),

@@ -129,7 +129,7 @@ def test_failure_raises_alarm_withdraws_and_heals_then_recovers() -> None:
     assert held.state == "down" and not held.in_service and held.hold_down_until == 10_185
     assert held.recovery == "probe-verified"
     assert held.recovery_held == (
-        "probes not passed since the fault: tcp/high 0 of 3 replies ok in a row"
+        "probes not passed since the fault: tcp/high 1 of 3 replies ok in a row"
     )
     assert held.reason.endswith("; held: " + held.recovery_held)
     # the probes pass again: the next hold-down end puts the route on probation

@@ -61,12 +61,13 @@ def test_probes_still_failing_at_the_hold_down_end_extend_it_and_keep_the_path_d
     assert machine.track.reason == "ping 3 consecutive failures"  # the fault is kept
     assert recovery.held.startswith("probes not passed since the fault: ping 127.0.0.1")
     # still failing at the second end: extended again (x3), never on probation
-    recovery.observe([icmp("127.0.0.1", 4, errors=1), tcp(10)], down_at + 25)
+    recovery.observe([icmp("127.0.0.1", 4, errors=2), tcp(10)], down_at + 25)
     clock.now = down_at + BASE + 2 * BASE
     again = machine.tick()
     assert again is not None and again.state == "down"
     assert machine.track.multiplier == 3
     assert machine.track.hold_down_until == down_at + 30 + 30
+    assert "ping 127.0.0.1 (icmp/best-effort) 2 of 3 replies ok in a row" in again.reason
     assert machine.tick() is None  # nothing more until that end
 
 
@@ -88,11 +89,13 @@ def test_probes_passing_since_the_fault_bring_the_path_back_on_probation() -> No
     assert up.state == "up"
 
 
-def test_a_window_with_any_error_restarts_the_count_and_fast_evidence_resets_it() -> None:
+def test_a_window_with_errors_keeps_only_its_successes_and_fast_evidence_resets_all() -> None:
     recovery = probe_verified(required=6)
     machine, clock = machine_down(recovery)
     recovery.observe([icmp("127.0.0.1", 4)], clock.now + 5)
     recovery.observe([icmp("127.0.0.1", 4, errors=1)], clock.now + 10)
+    assert recovery.streaks == {("icmp", "best-effort", "probe", "127.0.0.1", "ping"): 3}
+    recovery.observe([icmp("127.0.0.1", 4, errors=4)], clock.now + 12)
     assert recovery.streaks == {("icmp", "best-effort", "probe", "127.0.0.1", "ping"): 0}
     recovery.observe([icmp("127.0.0.1", 4)], clock.now + 15)
     recovery.observe([icmp("127.0.0.1", 4)], clock.now + 20)
@@ -188,3 +191,23 @@ def test_a_new_fault_clears_the_held_reason_and_the_replies() -> None:
     assert back is not None and back.state == "probation"
     [down] = machine.observe(False, "ping loss 100 %", clock.now, clock.now + 5)
     assert down.state == "down" and recovery.streaks == {} and recovery.held == ""
+
+
+def test_a_lossy_path_within_its_limits_comes_back_and_a_dead_one_never_does() -> None:
+    """Every window of a lossy lane has an error; its successes still count (the
+    probation window judges its limits). A dead lane has no success at all."""
+    lossy = probe_verified()
+    machine, clock = machine_down(lossy)
+    for index in range(3):
+        lossy.observe([tcp(10, errors=2)], clock.now + 5 * index)
+    clock.now += BASE
+    back = machine.tick()
+    assert back is not None and back.state == "probation"
+    dead = probe_verified()
+    machine, clock = machine_down(dead)
+    for index in range(3):
+        dead.observe([tcp(10, errors=10)], clock.now + 5 * index)
+    clock.now += BASE
+    held = machine.tick()
+    assert held is not None and held.state == "down"
+    assert dead.held == "probes not passed since the fault: tcp/high 0 of 3 replies ok in a row"
