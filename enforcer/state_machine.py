@@ -129,7 +129,8 @@ class PathMachine:
             reason = f"hold-down over, {recovery.passed()}, on probation for one window"
             reason += f" ({track.reason})"
         # with no hold-down to wait for (base 0) the probes may pass after its end
-        return self._move("probation", max(at, recovery.verified_since or at), reason)
+        verified = min(recovery.verified_since or at, now)
+        return self._move("probation", max(at, verified), reason)
 
     def _extend(self, at: float, missing: str) -> Transition | None:
         """At the hold-down end `at`, the probes have not passed since the fault: stay
@@ -148,7 +149,8 @@ class PathMachine:
         return Transition("down", "down", at, f"{held} ({track.reason})")
 
     def tick(self) -> Transition | None:
-        """Notice an expired hold-down: `down` -> `probation` at the hold-down end."""
+        """Notice an expired hold-down: `down` -> `probation` at the hold-down end, or
+        `down` -> `down` with the hold-down extended while the probes have not passed."""
         return self._expire(self.clock())
 
     def observe(
