@@ -207,6 +207,12 @@ class PathwatchCollector(Collector):
             "1 when kept in service as best effort",
             labels=PATH_LABELS,
         )
+        recovery_held = GaugeMetricFamily(
+            "pathwatch_path_recovery_held",
+            "1 when the route is held down past a hold-down end: its probes have not passed"
+            " since the fault (probe-verified recovery)",
+            labels=PATH_LABELS,
+        )
         window_from = GaugeMetricFamily(
             "pathwatch_path_window_replica",
             "1 for the aggregator replica whose window of the route was judged last",
@@ -218,9 +224,10 @@ class PathwatchCollector(Collector):
             in_service.add_metric(labels, float(path.in_service))
             meets_sla.add_metric(labels, float(path.meets_sla))
             best_effort.add_metric(labels, float(path.best_effort))
+            recovery_held.add_metric(labels, float(bool(path.recovery_held)))
             if path.window_replica:
                 window_from.add_metric([*labels, path.window_replica], 1.0)
-        yield from (up, in_service, meets_sla, best_effort, window_from)
+        yield from (up, in_service, meets_sla, best_effort, recovery_held, window_from)
 
     def _alarms(self) -> Iterator[Metric]:
         active = GaugeMetricFamily(

@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from enforcer.holddown import HoldDownPolicy
+from enforcer.holddown import HoldDownPolicy, RecoveryEvidence
 from schemas import probekinds
 from schemas.config import ClassThresholds, PathwatchConfig, SlaMetrics
 from schemas.wire import Protocol, TrafficClass
@@ -58,6 +58,16 @@ class RouteSpec:
         return self.thresholds.get((protocol, traffic_class), _DEFAULT_THRESHOLDS)
 
 
+def recovery_evidence(spec: RouteSpec) -> RecoveryEvidence:
+    """The evidence that ends a hold-down of `spec`'s route: probe-verified when it has
+    active probes (ones that send packets) and `recovery-probes` above 0, else organic."""
+    active = spec.enabled and spec.probe_type != "disabled"
+    if not active or not any(probe.kind != "plugin" for probe in spec.probes.values()):
+        return RecoveryEvidence()
+    enforced = frozenset(name for name, probe in spec.probes.items() if probe.sla is not None)
+    return RecoveryEvidence(spec.hold_down.recovery_probes, enforced, REACHABILITY_PROTOCOLS)
+
+
 def route_specs(config: PathwatchConfig) -> list[RouteSpec]:
     """Every route of the config as a RouteSpec, in config order."""
     specs: list[RouteSpec] = []
@@ -96,7 +106,9 @@ def route_specs(config: PathwatchConfig) -> list[RouteSpec]:
                 enabled=detection.enabled,
                 enforcement=detection.enforcement,
                 window=detection.detection_window,
-                hold_down=HoldDownPolicy(detection.hold_down, detection.max_hold_down),
+                hold_down=HoldDownPolicy(
+                    detection.hold_down, detection.max_hold_down, detection.recovery_probes
+                ),
                 min_samples=detection.min_samples,
                 probe_type=detection.probe_type,
                 best_effort_allowed=service.service_policy.best_effort,

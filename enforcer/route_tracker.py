@@ -35,7 +35,7 @@ from enforcer.quiet_types import (
     QuietDecoder,
     quiet_decoder,
 )
-from enforcer.route_spec import REACHABILITY_PROTOCOLS, RouteSpec
+from enforcer.route_spec import REACHABILITY_PROTOCOLS, RouteSpec, recovery_evidence
 from enforcer.state_machine import Clock, PathMachine, Revision, TrackState, Transition
 from schemas.wire import (
     FastEvidence,
@@ -272,6 +272,8 @@ class RouteTracker:
         self._sla_limits: dict[str, SlaLimits] = {}
         #: Bumped by every change of a machine or of the lane data of this route.
         self.revision = Revision()
+        #: Probe replies since the route's last fault: what ends its hold-downs.
+        self.recovery = recovery_evidence(spec)
         #: Bumped by every change of the lane data (metrics, probe counters) of this route.
         self.data_version = 0
         self._quiet: _Quiet | None = None
@@ -307,7 +309,7 @@ class RouteTracker:
     ) -> Tracked:
         self.revision.bump()
         return Tracked(
-            PathMachine(self.spec.hold_down, self.clock, track, self.revision),
+            PathMachine(self.spec.hold_down, self.clock, track, self.revision, self.recovery),
             protocol,
             traffic_class,
             cause,
@@ -386,9 +388,16 @@ class RouteTracker:
             return False
         if self.last_window_end is None or end > self.last_window_end:
             self.last_window_end = end
+        self._observe_recovery(window.lanes, end)
         self._take_figures(window.lanes, end)
         self.quiet_taken = True
         return True
+
+    def _observe_recovery(self, lanes: list[LaneStats], end: float) -> None:
+        """Count a window's probe replies toward recovery while the route is down."""
+        self.evaluate()
+        if self.state == "down":
+            self.recovery.observe(lanes, end)
 
     def on_window(self, window: WindowStats) -> list[Change]:
         """Judge every lane of a closed window; returns the transitions it caused."""
@@ -396,6 +405,7 @@ class RouteTracker:
         start, end = window.window_start, window.window_end
         if self.last_window_end is None or end > self.last_window_end:
             self.last_window_end = end
+        self._observe_recovery(window.lanes, end)
         self.quiet_taken = self._quiet_window(window.lanes, end)
         if self.quiet_taken:
             return []
@@ -1160,6 +1170,7 @@ class RouteTracker:
         spec = self.spec
         summary = self.summary()
         in_service = self.raw_in_service or self.best_effort
+        held = self.recovery.held if self.state == "down" else ""
         return PathState(
             service=spec.service,
             route=spec.route,
@@ -1173,7 +1184,7 @@ class RouteTracker:
             meets_sla=summary.meets_sla,
             enforcement=spec.enforcement,
             stale=self.stale,
-            reason=summary.reason,
+            reason=f"{summary.reason}; held: {held}" if held else summary.reason,
             since=since,
             updated=updated,
             hold_down_until=summary.hold_down_until,
@@ -1181,6 +1192,8 @@ class RouteTracker:
             quality=self.quality,
             lanes=self.lane_states(),
             probes=self.probe_statuses(),
+            recovery=self.recovery.rule,
+            recovery_held=held,
         )
 
     # --- restore ----------------------------------------------------------
@@ -1233,6 +1246,7 @@ class RouteTracker:
             if status.counters:
                 self.counters[status.name] = dict(status.counters)
         self.best_effort = state.best_effort
+        self.recovery.held = state.recovery_held
         self.stale = state.stale
         self.since = state.since
         self.evaluate()

@@ -553,6 +553,19 @@ class ReachabilityDetection(ConfigSection, frozen=True, kw_only=True):
     max_hold_down: Annotated[float, seconds("Cap of the multiplied hold-down.", ge=0, le=86400)] = (
         3600
     )
+    recovery_probes: Annotated[
+        int,
+        key(
+            "Probe-verified recovery: successful probe replies every enforced probe lane needs"
+            " since the fault (in a row; of a window with errors only its successes count)"
+            " before the route comes back after a hold-down; until then each hold-down end"
+            " extends the hold-down (next multiplier). 0, and routes without active probes"
+            " (probe-type disabled, or no probe sending packets), come back on probation"
+            " with organic traffic.",
+            ge=0,
+            le=100000,
+        ),
+    ] = 3
     reachability_profile: Annotated[
         str | None,
         key("Name of the reachability-profile judging this route; null: the defaults."),

@@ -47,6 +47,8 @@ OUTCOMES: tuple[str, ...] = Outcome.__args__  # type: ignore[attr-defined]
 
 PathStateName = Literal["unknown", "up", "down", "probation"]
 ProbeStateName = Literal["unknown", "up", "down", "probation"]
+#: What brings a route back after its hold-down (DESIGN.md, "Path state machine").
+RecoveryRule = Literal["probe-verified", "organic-traffic"]
 
 #: Unix seconds, up to the year 2100 (`limits.MAX_CLOCK_OFFSET_S` bounds event
 #: times further, against the receiver's clock).
@@ -294,6 +296,12 @@ class PathState(Message, frozen=True, kw_only=True):
     probes: list[ProbeStatus] = []
     #: The aggregator replica whose window was judged last.
     window_replica: ReplicaName = ""
+    #: What brings the route back after a hold-down: its probes passing since the fault
+    #: (`probe-verified`) or one window of real traffic (`organic-traffic`, also what a
+    #: reader of an older enforcer's state gets).
+    recovery: RecoveryRule = "organic-traffic"
+    #: Why the route is still held down past a hold-down end (empty: not held).
+    recovery_held: str = ""
 
 
 PathEventKind = Literal["path-down", "path-up", "probation", "best-effort", "stale", "fresh"]
