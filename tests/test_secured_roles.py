@@ -189,10 +189,13 @@ async def test_every_role_works_under_its_own_user_over_mutual_tls(
                 "--netns", client_ns, "--json", NSM_LIVENESS_CHECK_ENABLED="false",
             )  # fmt: skip
             follow = start("alarms", "admin", "alarms", "--follow", "--json")
-            start("notifier", "notifier", "notifier", "--config-from", "nats")
-            # the agent takes its config from the fleet config in KV, pushed by admin
+            notifier = start("notifier", "notifier", "notifier", "--config-from", "nats")
+            # the agent and the notifier take their config from the fleet config in KV,
+            # pushed by admin; a new notifier's consumer starts at new alarms, so it
+            # must be open before the agent's windows raise one
             status, _, stderr = await run("config", "push", config, env=role_env("admin"))
             assert status == 0, stderr
+            await notifier.wait_log("notifier hook (webhook) started")
             start(
                 "agent", "agent-site-a-edge", "agent", "--node", "site-a-edge",
                 "--config-from", "nats", PYTHONPATH=plugin_path(tmp_path),
