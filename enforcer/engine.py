@@ -33,7 +33,7 @@ from enforcer import ids
 from enforcer.liveness import AgentLiveness
 from enforcer.reconfigure import ROUTE_REMOVED, plan_routes, raised_alarms
 from enforcer.route_spec import RouteSpec, route_specs
-from enforcer.route_tracker import Change, RouteTracker, Tracked
+from enforcer.route_tracker import AlarmNotice, Change, RouteTracker, Tracked
 from enforcer.selection import Candidate, best_effort_choice, select
 from enforcer.state_machine import Clock
 from schemas import subjects
@@ -85,6 +85,8 @@ class Publication:
     subject: str
     msg_id: str
     message: msgspec.Struct
+    #: an alarm update: the raised alarm again with a new reason (`_alarm_publication`)
+    update: bool = False
 
 
 @dataclass
@@ -114,18 +116,21 @@ def probe_key_target(key: str) -> tuple[str, str, str] | None:
     return None
 
 
-def _alarm_publication(
-    spec: RouteSpec,
-    tracked: Tracked,
-    status: Literal["raised", "cleared"],
-    raised_at: float,
-    cleared_at: float | None,
-    reason: str,
-) -> Publication:
-    """The alarm of one machine of a route, raised or cleared."""
+def _alarm_publication(spec: RouteSpec, tracked: Tracked, notice: AlarmNotice) -> Publication:
+    """The alarm of one machine of a route, raised, updated or cleared.
+
+    An update is the raised alarm again (same id) with its new reason, under its own
+    `Nats-Msg-Id` (made from the update's evidence time) and `updated_at` set."""
     alarm_id = ids.alarm_id(
-        spec.service, spec.route, tracked.protocol, tracked.traffic_class, tracked.cause, raised_at
+        spec.service,
+        spec.route,
+        tracked.protocol,
+        tracked.traffic_class,
+        tracked.cause,
+        notice.raised_at,
     )
+    status: Literal["raised", "cleared"] = "cleared" if notice.status == "cleared" else "raised"
+    updated = notice.status == "updated"
     alarm = Alarm(
         id=alarm_id,
         status=status,
@@ -135,13 +140,16 @@ def _alarm_publication(
         protocol=tracked.protocol,
         traffic_class=tracked.traffic_class,
         cause=tracked.cause,
-        reason=reason,
-        raised_at=raised_at,
-        cleared_at=cleared_at,
+        reason=notice.reason,
+        raised_at=notice.raised_at,
+        cleared_at=notice.cleared_at,
+        updated_at=notice.at if updated else None,
     )
-    return Publication(
-        subjects.alarm(spec.service, spec.route), ids.msg_id(alarm_id, status), alarm
-    )
+    if updated:
+        msg_id = ids.alarm_update_msg_id(alarm_id, notice.at)
+    else:
+        msg_id = ids.msg_id(alarm_id, status)
+    return Publication(subjects.alarm(spec.service, spec.route), msg_id, alarm, update=updated)
 
 
 class Engine:
@@ -206,7 +214,9 @@ class Engine:
             self.pending_metrics.pop(key, None)
             out.deleted_paths.append(key)
             out.publications.extend(
-                _alarm_publication(gone.spec, tracked, "cleared", raised, now, ROUTE_REMOVED)
+                _alarm_publication(
+                    gone.spec, tracked, AlarmNotice("cleared", raised, now, ROUTE_REMOVED, now)
+                )
                 for tracked, raised in raised_alarms(gone)
             )
         self.config = config
@@ -339,10 +349,7 @@ class Engine:
             # nothing but figures moved: the PathState is rebuilt by `flush_metrics`
             self.pending_metrics.setdefault(tracker.spec.key, window.window_end)
             return Outputs()
-        judged_revision = tracker.revision.value
-        out = self._settle(tracker.spec.service, {tracker: window.window_end}, changes)
-        tracker.restamp_quiet(judged_revision)
-        return out
+        return self._settle(tracker.spec.service, {tracker: window.window_end}, changes)
 
     def _figures_only(self, tracker: RouteTracker) -> bool:
         """Whether settling a quiet window of `tracker` could change nothing but figures:
@@ -540,37 +547,14 @@ class Engine:
 
     # --- settle: alarms, best-effort, events, commands ------------------------
 
-    def _alarm(self, tracker: RouteTracker, change: Change, out: Outputs) -> None:
-        tracked, transition = change.tracked, change.transition
-        if not tracked.enforced:
-            return
-        track = tracked.machine.track
-        spec = tracker.spec
-        status: Literal["raised", "cleared"]
-        if transition.state == "down" and track.alarm_raised_at is None:
-            track.alarm_raised_at = transition.at
-            tracked.machine.revision.bump()  # alarm_raised_at is shown in the lane state
-            status = "raised"
-            at = transition.at
-            cleared_at = None
-        elif transition.state == "up" and track.alarm_raised_at is not None:
-            at = track.alarm_raised_at
-            track.alarm_raised_at = None
-            tracked.machine.revision.bump()
-            status = "cleared"
-            cleared_at = transition.at
-        else:
-            return
-        out.publications.append(
-            _alarm_publication(spec, tracked, status, at, cleared_at, transition.reason)
-        )
-
     def _settle(
         self, service: str, touched: dict[RouteTracker, float], changes: list[Change]
     ) -> Outputs:
         out = Outputs()
         for change in changes:
-            self._alarm(self.trackers[change.route], change, out)
+            if change.alarm is not None:
+                spec = self.trackers[change.route].spec
+                out.publications.append(_alarm_publication(spec, change.tracked, change.alarm))
         for tracker in touched:
             tracker.evaluate()
         stale_routes = self.liveness.stale_routes()

@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import msgspec
 
@@ -35,6 +35,7 @@ from enforcer.quiet_types import (
     QuietDecoder,
     quiet_decoder,
 )
+from enforcer.reasons import Explanation, consecutive_failures_reason
 from enforcer.route_spec import REACHABILITY_PROTOCOLS, RouteSpec
 from enforcer.state_machine import Clock, PathMachine, Revision, TrackState, Transition
 from schemas.wire import (
@@ -91,15 +92,29 @@ class Tracked:
     kind: str = ""
     #: Reachability limits of an aggregate lane, set when first judged.
     limits: ReachabilityLimits | None = None
+    #: Why the machine is down (its reason while down), in parts.
+    why: Explanation = field(default_factory=Explanation)
+
+
+@dataclass(frozen=True)
+class AlarmNotice:
+    """The alarm of one machine raised, updated (same id, new reason) or cleared."""
+
+    status: Literal["raised", "updated", "cleared"]
+    raised_at: float
+    cleared_at: float | None
+    reason: str
+    at: float
 
 
 @dataclass(frozen=True)
 class Change:
-    """A transition of one machine of a route."""
+    """A transition of one machine of a route, and what it did to its alarm."""
 
     route: str
     tracked: Tracked
     transition: Transition
+    alarm: AlarmNotice | None = None
 
 
 _UNSEEN = object()
@@ -324,10 +339,53 @@ class RouteTracker:
         )
 
     def _changes(self, tracked: Tracked, transitions: list[Transition]) -> list[Change]:
-        return [Change(self.spec.key, tracked, transition) for transition in transitions]
+        return [self._settle(tracked, transition) for transition in transitions]
 
     def _change(self, tracked: Tracked, transition: Transition | None) -> list[Change]:
-        return [] if transition is None else [Change(self.spec.key, tracked, transition)]
+        return [] if transition is None else [self._settle(tracked, transition)]
+
+    def _settle(self, tracked: Tracked, transition: Transition) -> Change:
+        """A transition with its alarm: raised at the first down of an enforced machine,
+        updated (new reason) at a later one, cleared when it is up again."""
+        if transition.previous != transition.state:
+            tracked.why.clear()
+        track = tracked.machine.track
+        raised_at = track.alarm_raised_at
+        alarm: AlarmNotice | None = None
+        if not tracked.enforced:
+            pass
+        elif transition.state == "down" and raised_at is None:
+            track.alarm_raised_at = transition.at
+            alarm = AlarmNotice("raised", transition.at, None, transition.reason, transition.at)
+        elif transition.state == "down" and raised_at is not None:
+            alarm = AlarmNotice("updated", raised_at, None, transition.reason, transition.at)
+        elif transition.state == "up" and raised_at is not None:
+            track.alarm_raised_at = None
+            at = transition.at
+            alarm = AlarmNotice("cleared", raised_at, at, transition.reason, at)
+        if alarm is not None:
+            self.revision.bump()  # alarm_raised_at and the reason are shown in the states
+        return Change(self.spec.key, tracked, transition, alarm)
+
+    def _explain(
+        self, tracked: Tracked, at: float, window: tuple[str, ...] | None = None, fast: str = ""
+    ) -> list[Change]:
+        """Note new evidence against a machine that is down (a failing window's tests, or
+        fast evidence); when its reason changes, the change (an alarm update)."""
+        track = tracked.machine.track
+        if track.state != "down":
+            return []
+        why = tracked.why
+        if window is not None:
+            why.window = window
+        if fast:
+            why.fast = fast
+        reason = why.text()
+        if not reason or reason == track.reason:
+            return []
+        track.reason = reason
+        self.revision.bump()
+        return [self._settle(tracked, Transition("down", "down", at, reason))]
 
     # --- inputs -------------------------------------------------------------
 
@@ -456,6 +514,8 @@ class RouteTracker:
             transitions = tracked.machine.observe(verdict.passed, reason, start, end)
             if transitions:
                 changes.extend(self._changes(tracked, transitions))
+            if verdict.passed is False:
+                changes.extend(self._explain(tracked, end, verdict.reasons))
         if enabled:
             for name, verdicts in probe_verdicts.items():
                 tracked = self.probes.get(name)
@@ -472,6 +532,8 @@ class RouteTracker:
                 transitions = tracked.machine.observe(verdict.passed, reason, start, end)
                 if transitions:
                     changes.extend(self._changes(tracked, transitions))
+                if verdict.passed is False:
+                    changes.extend(self._explain(tracked, end, verdict.reasons))
             for cause, tracked in self.evidence.items():
                 reason = self.evidence_down.get(cause, "")
                 changes.extend(
@@ -491,22 +553,6 @@ class RouteTracker:
         else:
             self._note_quiet(window.lanes)
         return changes
-
-    def restamp_quiet(self, judged_revision: int) -> None:
-        """Keep the quiet note of the window just judged across the engine's settling.
-
-        Settling a judged window bumps the revision for bookkeeping only (an alarm
-        raised or cleared is shown in the lane states): no machine changes, so the
-        note taken at the end of the window (`judged_revision`) still holds and
-        the next window of, say, a route held down is quiet rather than judged in
-        full. Called by the engine right after settling that window, nothing else
-        in between."""
-        quiet = self._quiet
-        if quiet is not None and quiet.revision == judged_revision:
-            quiet.revision = self.revision.value
-        later = self._note_later
-        if later is not None and later[1] == judged_revision:
-            self._note_later = (later[0], self.revision.value)
 
     def _current_quiet(self) -> "_Quiet | None":
         """The quiet note, taken now from the last judged window if it was put off
@@ -555,11 +601,9 @@ class RouteTracker:
             held = self._held_until(tracked.machine)
             if held is None:
                 return
-            if held == _NO_HOLD:
-                lanes[key] = tracked.limits or self._limits(key[0], key[1])  # type: ignore[arg-type]
-            else:
-                lanes[key] = None
-                until = min(until, held)
+            # a lane held down is checked too: a failing window may change its reason
+            lanes[key] = tracked.limits or self._limits(key[0], key[1])  # type: ignore[arg-type]
+            until = min(until, held)
         probes: dict[str, SlaLimits] = {}
         for name, tracked in self.probes.items():
             probe_spec = spec.probes.get(name)
@@ -826,8 +870,7 @@ class RouteTracker:
                 evidence.ts,
             )
         protocol, traffic_class = evidence.protocol, evidence.traffic_class
-        label = f"{protocol or 'any'}/{traffic_class or 'any'}"
-        reason = f"{label} {evidence.count} consecutive failures{detail}"
+        reason = consecutive_failures_reason(evidence)
         targets: list[Tracked] = []
         passive_only = self.spec.probe_type == "disabled"
         source = evidence.source or ("passive" if passive_only else "probe")
@@ -855,6 +898,7 @@ class RouteTracker:
         changes: list[Change] = []
         for tracked in targets:
             changes.extend(self._change(tracked, tracked.machine.fail(reason, evidence.ts)))
+            changes.extend(self._explain(tracked, evidence.ts, fast=reason))
         return changes
 
     def _ensure_probe(self, name: str, kind: str) -> Tracked:
