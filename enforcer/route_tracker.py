@@ -16,16 +16,7 @@ from typing import Literal, NamedTuple
 
 import msgspec
 
-from enforcer.judge import (
-    NOT_JUDGED,
-    PASSED,
-    ReachabilityLimits,
-    SlaLimits,
-    Verdict,
-    combine,
-    judge_reachability,
-    judge_sla,
-)
+from enforcer.judge import NOT_JUDGED, PASSED, Judge, Verdict, combine
 from enforcer.quality import route_quality
 from enforcer.quiet_types import (
     REACHABILITY,
@@ -37,9 +28,11 @@ from enforcer.quiet_types import (
 )
 from enforcer.reasons import Explanation, consecutive_failures_reason
 from enforcer.route_spec import REACHABILITY_PROTOCOLS, RouteSpec
+from enforcer.rules import enough_samples
 from enforcer.state_machine import Clock, PathMachine, Revision, TrackState, Transition
 from schemas.wire import (
     FastEvidence,
+    Lane,
     LaneState,
     LaneStats,
     PathState,
@@ -56,8 +49,8 @@ AggregateKey = tuple[str, str, str]
 _NO_HOLD = float("inf")
 ProbeLaneKey = tuple[str, str, str, str]
 
-#: Every distinct reachability limits in use, shared by the routes that have them.
-_SHARED_LIMITS: dict[ReachabilityLimits, ReachabilityLimits] = {}
+#: Every distinct reachability judge in use, shared by the routes that have it.
+_SHARED_JUDGES: dict[Judge, Judge] = {}
 
 #: Causes of route-level evidence machines, with the protocol shown for them.
 EVIDENCE_CAUSES = ("link", "neighbour", "consecutive-failures")
@@ -90,8 +83,8 @@ class Tracked:
     cause: str
     enforced: bool
     kind: str = ""
-    #: Reachability limits of an aggregate lane, set when first judged.
-    limits: ReachabilityLimits | None = None
+    #: The reachability judge of an aggregate lane, set when first judged.
+    judge: Judge | None = None
     #: Why the machine is down (its reason while down), in parts.
     why: Explanation = field(default_factory=Explanation)
 
@@ -148,8 +141,8 @@ _SHARED_LAYOUTS_MAX = 4096
 
 def _quiet_layout(
     lanes: list[LaneStats],
-    known: "dict[AggregateKey, ReachabilityLimits | None]",
-    probes: dict[str, SlaLimits],
+    known: "dict[AggregateKey, Judge | None]",
+    probes: dict[str, Judge],
     probe_lanes_up: frozenset[ProbeLaneKey],
     previous: _QuietLayout | None = None,
 ) -> _QuietLayout | None:
@@ -157,15 +150,13 @@ def _quiet_layout(
     `previous` (the route's last layout) when it is the same."""
     slots: list[LayoutSlot] = []
     for lane in lanes:
-        where = (lane.protocol, lane.traffic_class, lane.source, lane.probe, lane.destination)
+        where = Lane(lane.protocol, lane.traffic_class, lane.source, lane.destination, lane.probe)
         if lane.probe:
             sla = probes.get(lane.probe)
             key = (lane.probe, lane.protocol, lane.traffic_class, lane.destination)
             if sla is None or key not in probe_lanes_up:
                 return None
-            slots.append(
-                (*where, SLA, sla.loss_pct, sla.latency_max_ms, sla.latency_mean_ms, sla.jitter_ms)
-            )
+            slots.append((where, SLA, sla.limits))
             continue
         if lane.destination:
             return None
@@ -173,19 +164,10 @@ def _quiet_layout(
         if found is _UNSEEN:
             return None
         if found is None:
-            slots.append((*where, SHOWN, math.inf, math.inf, math.inf, math.inf))
+            slots.append((where, SHOWN, ()))
             continue
-        limits: ReachabilityLimits = found  # type: ignore[assignment]
-        slots.append(
-            (
-                *where,
-                REACHABILITY,
-                limits.error_pct,
-                limits.tte_max_ms,
-                limits.tte_mean_ms,
-                math.inf,
-            )
-        )
+        judge: Judge = found  # type: ignore[assignment]
+        slots.append((where, REACHABILITY, judge.limits))
     layout_slots = tuple(slots)
     if previous is not None and previous.slots == layout_slots:
         return previous
@@ -214,9 +196,9 @@ class _Quiet:
     #: The earliest hold-down end of a down machine (inf when none is down).
     until: float
     #: Aggregate lanes: their limits, or None when not judged (shown only, or held down).
-    lanes: dict[AggregateKey, ReachabilityLimits | None]
-    #: Probes with an SLA: their limits.
-    probes: dict[str, SlaLimits]
+    lanes: dict[AggregateKey, Judge | None]
+    #: Probes with an SLA: their judge.
+    probes: dict[str, Judge]
     #: Probe addresses shown up: (probe, protocol, class, destination).
     probe_lanes_up: frozenset[ProbeLaneKey]
     #: The layout of the window it was noted after, for the whole-window check.
@@ -283,8 +265,8 @@ class RouteTracker:
         self.since = 0.0
         self.raw_in_service = True
         self._quality = (-1, 0.0)
-        self._reachability_limits: dict[tuple[str, str], ReachabilityLimits] = {}
-        self._sla_limits: dict[str, SlaLimits] = {}
+        self._reachability_judges: dict[tuple[str, str], Judge] = {}
+        self._sla_judges: dict[str, Judge] = {}
         #: Bumped by every change of a machine or of the lane data of this route.
         self.revision = Revision()
         #: Bumped by every change of the lane data (metrics, probe counters) of this route.
@@ -389,29 +371,20 @@ class RouteTracker:
 
     # --- inputs -------------------------------------------------------------
 
-    def _limits(self, protocol: Protocol, traffic_class: TrafficClass) -> ReachabilityLimits:
+    def _limits(self, protocol: Protocol, traffic_class: TrafficClass) -> Judge:
         key = (protocol, traffic_class)
-        limits = self._reachability_limits.get(key)
-        if limits is None:
-            limits = ReachabilityLimits.of(self.spec.thresholds_for(protocol, traffic_class))
+        judge = self._reachability_judges.get(key)
+        if judge is None:
+            judge = Judge.reachability(self.spec.thresholds_for(protocol, traffic_class))
             # one shared object per distinct limits: fewer long-lived objects for the GC
-            limits = _SHARED_LIMITS.setdefault(limits, limits)
-            self._reachability_limits[key] = limits
-        return limits
+            judge = _SHARED_JUDGES.setdefault(judge, judge)
+            self._reachability_judges[key] = judge
+        return judge
 
-    def _judge_reachability(
-        self, lane: LaneStats, limits: ReachabilityLimits | None = None
-    ) -> Verdict:
-        """`judge_reachability`, with the reasons built only for failing lanes."""
-        if lane.count < self.spec.min_samples:
-            return NOT_JUDGED
-        if limits is None:
-            limits = self._limits(lane.protocol, lane.traffic_class)
-        if not limits.exceeded(lane):
-            return PASSED
-        return judge_reachability(
-            lane, self.spec.thresholds_for(lane.protocol, lane.traffic_class), 0
-        )
+    def _judge_reachability(self, lane: LaneStats, judge: Judge | None = None) -> Verdict:
+        if judge is None:
+            judge = self._limits(lane.protocol, lane.traffic_class)
+        return judge.verdict(lane, self.spec.min_samples)
 
     def _open_quiet(self, end: float) -> "_Quiet | None":
         """The quiet note if it still holds for a window ending at `end` (no machine
@@ -506,10 +479,10 @@ class RouteTracker:
             if tracked is None:
                 tracked = self._new(lane.protocol, lane.traffic_class, "reachability", True)
                 tracked_lanes[key] = tracked
-            limits = tracked.limits
-            if limits is None:
-                limits = tracked.limits = self._limits(lane.protocol, lane.traffic_class)
-            verdict = self._judge_reachability(lane, limits)
+            judge = tracked.judge
+            if judge is None:
+                judge = tracked.judge = self._limits(lane.protocol, lane.traffic_class)
+            verdict = judge.verdict(lane, min_samples)
             reason = verdict.reason if verdict.reasons else ""
             transitions = tracked.machine.observe(verdict.passed, reason, start, end)
             if transitions:
@@ -567,16 +540,6 @@ class RouteTracker:
 
     # --- quiet windows: nothing to change but metrics ---------------------------
 
-    @staticmethod
-    def _held_until(machine: PathMachine) -> float | None:
-        """inf when settled up, the hold-down end when held down, None otherwise."""
-        if machine.settled(True, ""):
-            return _NO_HOLD
-        track = machine.track
-        if track.state == "down" and track.hold_down_until is not None:
-            return track.hold_down_until
-        return None
-
     def _note_quiet(self, window_lanes: list[LaneStats]) -> None:
         """After a judged window: note whether the next windows may skip the machines."""
         self._quiet = None
@@ -590,7 +553,7 @@ class RouteTracker:
         ):
             return
         until = _NO_HOLD
-        lanes: dict[AggregateKey, ReachabilityLimits | None] = {}
+        lanes: dict[AggregateKey, Judge | None] = {}
         for key in self.lane_metrics:
             tracked = self.lanes.get(key)
             if tracked is None:
@@ -598,17 +561,17 @@ class RouteTracker:
                     return
                 lanes[key] = None  # shown, never judged
                 continue
-            held = self._held_until(tracked.machine)
+            held = tracked.machine.quiet_until()
             if held is None:
                 return
             # a lane held down is checked too: a failing window may change its reason
-            lanes[key] = tracked.limits or self._limits(key[0], key[1])  # type: ignore[arg-type]
+            lanes[key] = tracked.judge or self._limits(key[0], key[1])  # type: ignore[arg-type]
             until = min(until, held)
-        probes: dict[str, SlaLimits] = {}
+        probes: dict[str, Judge] = {}
         for name, tracked in self.probes.items():
             probe_spec = spec.probes.get(name)
-            limits = self._sla_limits.get(name)
-            held = self._held_until(tracked.machine)
+            limits = self._sla_judges.get(name)
+            held = tracked.machine.quiet_until()
             if probe_spec is None or probe_spec.sla is None or limits is None or held is None:
                 return
             until = min(until, held)
@@ -643,8 +606,8 @@ class RouteTracker:
                 sla = probes.get(probe)
                 if (
                     sla is None
-                    or lane.count < min_samples
-                    or sla.exceeded(lane)
+                    or not enough_samples(lane, min_samples)
+                    or sla.check(lane)
                     or (probe, lane.protocol, lane.traffic_class, lane.destination)
                     not in probe_lanes_up
                 ):
@@ -657,14 +620,8 @@ class RouteTracker:
                 continue
             if limits is _UNSEEN:
                 return False
-            if lane.count >= min_samples:
-                latency_max, latency_mean = lane.latency_max_ms, lane.latency_mean_ms
-                if (
-                    lane.error_pct > limits.error_pct  # type: ignore[attr-defined]
-                    or (latency_max is not None and latency_max > limits.tte_max_ms)  # type: ignore[attr-defined]
-                    or (latency_mean is not None and latency_mean > limits.tte_mean_ms)  # type: ignore[attr-defined]
-                ):
-                    return False
+            if enough_samples(lane, min_samples) and limits.check(lane):  # type: ignore[attr-defined]
+                return False
         self._take_figures(lanes, end)
         return True
 
@@ -794,33 +751,22 @@ class RouteTracker:
         probe_spec = spec.probes.get(lane.probe)
         enforced = probe_spec is not None and probe_spec.enforced
         if probe_spec is not None and probe_spec.sla is not None:
-            limits = self._sla_limits.get(lane.probe)
-            if limits is None:
-                limits = self._sla_limits[lane.probe] = SlaLimits.of(probe_spec.sla)
+            judge = self._sla_judges.get(lane.probe)
+            if judge is None:
+                judge = self._sla_judges[lane.probe] = Judge.sla(probe_spec.sla)
             counters = self._sla_counters(lane.probe)
             outcomes = lane.outcomes
             for counter, outcome in _OUTCOME_COUNTERS:
                 hits = outcomes.get(outcome)
                 if hits:
                     counters[counter] += hits
-            if lane.count < spec.min_samples:
-                verdict = NOT_JUDGED
-            elif not limits.exceeded(lane):
-                verdict = PASSED
-            else:
-                verdict, excess = judge_sla(lane, probe_spec.sla, spec.min_samples)
-                for counter, hit in (
-                    ("exceeded-by-max-loss", excess.loss),
-                    ("exceeded-by-max-latency", excess.latency_max),
-                    ("exceeded-by-mean-latency", excess.latency_mean),
-                    ("exceeded-by-max-jitter", excess.jitter),
-                ):
-                    if hit:
-                        counters[counter] += 1
+            verdict = judge.verdict(lane, spec.min_samples)
+            for rule in verdict.failed:
+                counters[rule.counter] += 1
         elif lane.protocol in REACHABILITY_PROTOCOLS:
             verdict = self._judge_reachability(lane)
         else:
-            verdict = PASSED if lane.count >= spec.min_samples else NOT_JUDGED
+            verdict = PASSED if enough_samples(lane, spec.min_samples) else NOT_JUDGED
         self._record_probe_lane(lane, verdict, end, enforced)
         return verdict
 
