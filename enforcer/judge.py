@@ -10,6 +10,7 @@ measurements is not judged (verdict None).
 from dataclasses import dataclass, field
 
 from enforcer.reasons import number
+from enforcer.route_spec import RouteSpec
 from enforcer.rules import (
     REACHABILITY_RULES,
     SLA_RULES,
@@ -22,9 +23,18 @@ from enforcer.rules import (
     precheck,
 )
 from schemas.config import ClassThresholds, SlaMetrics
-from schemas.wire import LaneStats
+from schemas.wire import LaneStats, Protocol, TrafficClass
 
-__all__ = ["NOT_JUDGED", "PASSED", "Judge", "Verdict", "combine", "lane_label", "number"]
+__all__ = [
+    "NOT_JUDGED",
+    "PASSED",
+    "Judge",
+    "RouteJudges",
+    "Verdict",
+    "combine",
+    "lane_label",
+    "number",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,3 +126,32 @@ def combine(verdicts: list[Verdict]) -> Verdict:
     if not verdicts or any(verdict.passed is None for verdict in verdicts):
         return NOT_JUDGED
     return PASSED
+
+
+#: Every distinct judge in use, shared by the routes that have it (fewer objects for the GC).
+_SHARED_JUDGES: dict[Judge, Judge] = {}
+
+
+class RouteJudges:
+    """The judges of one route: reachability per (protocol, class), SLA per probe."""
+
+    def __init__(self, spec: RouteSpec) -> None:
+        self.spec = spec
+        self._reachability: dict[tuple[str, str], Judge] = {}
+        self._sla: dict[str, Judge | None] = {}
+
+    def reachability(self, protocol: Protocol, traffic_class: TrafficClass) -> Judge:
+        key = (protocol, traffic_class)
+        judge = self._reachability.get(key)
+        if judge is None:
+            judge = Judge.reachability(self.spec.thresholds_for(protocol, traffic_class))
+            judge = self._reachability[key] = _SHARED_JUDGES.setdefault(judge, judge)
+        return judge
+
+    def sla(self, probe: str) -> Judge | None:
+        """The SLA judge of a probe; None when it has no SLA (plugin, unknown probe)."""
+        if probe not in self._sla:
+            probe_spec = self.spec.probes.get(probe)
+            sla = probe_spec.sla if probe_spec is not None else None
+            self._sla[probe] = Judge.sla(sla) if sla is not None else None
+        return self._sla[probe]
