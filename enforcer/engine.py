@@ -24,16 +24,15 @@ command, is still produced by the input that caused it; selection and
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Literal
 
 import msgspec
 
 from enforcer import ids
 from enforcer.liveness import AgentLiveness
+from enforcer.messages import Outputs, Publication, alarm_publication, route_messages
 from enforcer.reconfigure import ROUTE_REMOVED, plan_routes, raised_alarms
 from enforcer.route_spec import RouteSpec, route_specs
-from enforcer.route_tracker import AlarmNotice, Change, RouteTracker, Tracked
+from enforcer.route_tracker import AlarmNotice, Change, RouteTracker
 from enforcer.selection import Candidate, best_effort_choice, select
 from enforcer.state_machine import Clock
 from schemas import subjects
@@ -53,16 +52,14 @@ from schemas.wire import (
     AgentHeartbeat,
     Alarm,
     FastEvidence,
-    HealCommand,
     LbSelectReply,
     LbSelectRequest,
-    PathEvent,
-    PathEventKind,
     PathState,
     ProbeState,
-    RouteCommand,
     WindowStats,
 )
+
+__all__ = ["METRICS_REFRESH_SECONDS", "Engine", "Outputs", "Publication", "probe_key_target"]
 
 log = logging.getLogger("pathwatch.enforcer")
 
@@ -70,40 +67,6 @@ log = logging.getLogger("pathwatch.enforcer")
 METRICS_REFRESH_SECONDS = 0.0
 
 _NO_ROUTES: dict[str, RouteTracker] = {}
-
-_EVENT_OF_STATE: dict[str, PathEventKind] = {
-    "down": "path-down",
-    "up": "path-up",
-    "probation": "probation",
-}
-
-
-@dataclass(frozen=True)
-class Publication:
-    """One JetStream message: subject, `Nats-Msg-Id`, payload."""
-
-    subject: str
-    msg_id: str
-    message: msgspec.Struct
-    #: an alarm update: the raised alarm again with a new reason (`_alarm_publication`)
-    update: bool = False
-
-
-@dataclass
-class Outputs:
-    """What one input produced."""
-
-    paths: list[PathState] = field(default_factory=list)
-    publications: list[Publication] = field(default_factory=list)
-    expired_probe_keys: list[str] = field(default_factory=list)
-    #: keys of routes no longer configured, whose PathState goes from KV
-    deleted_paths: list[str] = field(default_factory=list)
-
-    def extend(self, other: "Outputs") -> None:
-        self.paths.extend(other.paths)
-        self.publications.extend(other.publications)
-        self.expired_probe_keys.extend(other.expired_probe_keys)
-        self.deleted_paths.extend(other.deleted_paths)
 
 
 def probe_key_target(key: str) -> tuple[str, str, str] | None:
@@ -114,42 +77,6 @@ def probe_key_target(key: str) -> tuple[str, str, str] | None:
     if len(parts) == 4 and parts[1] == "if":
         return parts[0], "if", f"{parts[2]}.{parts[3]}"
     return None
-
-
-def _alarm_publication(spec: RouteSpec, tracked: Tracked, notice: AlarmNotice) -> Publication:
-    """The alarm of one machine of a route, raised, updated or cleared.
-
-    An update is the raised alarm again (same id) with its new reason, under its own
-    `Nats-Msg-Id` (made from the update's evidence time) and `updated_at` set."""
-    alarm_id = ids.alarm_id(
-        spec.service,
-        spec.route,
-        tracked.protocol,
-        tracked.traffic_class,
-        tracked.cause,
-        notice.raised_at,
-    )
-    status: Literal["raised", "cleared"] = "cleared" if notice.status == "cleared" else "raised"
-    updated = notice.status == "updated"
-    alarm = Alarm(
-        id=alarm_id,
-        status=status,
-        severity="major" if spec.enforcement else "minor",
-        service=spec.service,
-        route=spec.route,
-        protocol=tracked.protocol,
-        traffic_class=tracked.traffic_class,
-        cause=tracked.cause,
-        reason=notice.reason,
-        raised_at=notice.raised_at,
-        cleared_at=notice.cleared_at,
-        updated_at=notice.at if updated else None,
-    )
-    if updated:
-        msg_id = ids.alarm_update_msg_id(alarm_id, notice.at)
-    else:
-        msg_id = ids.msg_id(alarm_id, status)
-    return Publication(subjects.alarm(spec.service, spec.route), msg_id, alarm, update=updated)
 
 
 class Engine:
@@ -214,7 +141,7 @@ class Engine:
             self.pending_metrics.pop(key, None)
             out.deleted_paths.append(key)
             out.publications.extend(
-                _alarm_publication(
+                alarm_publication(
                     gone.spec, tracked, AlarmNotice("cleared", raised, now, ROUTE_REMOVED, now)
                 )
                 for tracked, raised in raised_alarms(gone)
@@ -554,7 +481,7 @@ class Engine:
         for change in changes:
             if change.alarm is not None:
                 spec = self.trackers[change.route].spec
-                out.publications.append(_alarm_publication(spec, change.tracked, change.alarm))
+                out.publications.append(alarm_publication(spec, change.tracked, change.alarm))
         for tracker in touched:
             tracker.evaluate()
         stale_routes = self.liveness.stale_routes()
@@ -597,84 +524,11 @@ class Engine:
             self.pending_metrics.setdefault(key, at)
             return
         self.pending_metrics.pop(key, None)
-        previous_state = previous.state if previous else "unknown"
         since = previous.since if previous and previous.state == tracker.state else at
         state = tracker.snapshot(since, now)
         self.previous[key] = state
         out.paths.append(state)
-        events: list[tuple[PathEventKind, str]] = []
-        if previous_state != state.state and state.state in _EVENT_OF_STATE:
-            events.append((_EVENT_OF_STATE[state.state], state.reason))
-        if state.best_effort and not (previous and previous.best_effort):
-            events.append(
-                ("best-effort", f"every route of {spec.service} is down; kept in service")
-            )
-        if previous is not None and previous.stale != state.stale:
-            events.append(
-                (
-                    "stale" if state.stale else "fresh",
-                    "no fresh data" if state.stale else "data again",
-                )
-            )
-        for kind, reason in events:
-            event_id = ids.event_id(spec.service, spec.route, kind, at)
-            out.publications.append(
-                Publication(
-                    subjects.event(spec.service, spec.route),
-                    event_id,
-                    PathEvent(
-                        id=event_id,
-                        service=spec.service,
-                        route=spec.route,
-                        kind=kind,
-                        ts=at,
-                        state=state.state,
-                        previous=previous_state,
-                        reason=reason,
-                        in_service=state.in_service,
-                        hold_down_until=state.hold_down_until,
-                    ),
-                )
-            )
-        was_in_service = previous.in_service if previous else True
-        if spec.enforcement and was_in_service != state.in_service:
-            action: Literal["withdraw", "restore"] = "restore" if state.in_service else "withdraw"
-            command_id = ids.command_id(spec.service, spec.route, action, at)
-            out.publications.append(
-                Publication(
-                    subjects.cmd_route(spec.node),
-                    command_id,
-                    RouteCommand(
-                        id=command_id,
-                        action=action,
-                        node=spec.node,
-                        service=spec.service,
-                        route=spec.route,
-                        prefixes=list(spec.prefixes),
-                        interface=spec.interface,
-                        gateway=spec.gateway,
-                        cost=spec.cost,
-                        best_effort=state.best_effort,
-                        reason=state.reason,
-                        ts=at,
-                    ),
-                )
-            )
-            if action == "withdraw":
-                heal_id = ids.command_id(spec.service, spec.route, "reselect", at)
-                out.publications.append(
-                    Publication(
-                        subjects.cmd_heal(spec.service, spec.route),
-                        heal_id,
-                        HealCommand(
-                            id=heal_id,
-                            service=spec.service,
-                            route=spec.route,
-                            reason=state.reason,
-                            ts=at,
-                        ),
-                    )
-                )
+        out.publications.extend(route_messages(spec, previous, state, at))
 
     # --- selection ---------------------------------------------------------------
 

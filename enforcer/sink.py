@@ -16,8 +16,8 @@ from collections.abc import Callable
 import msgspec
 from nats.js.kv import KeyValue
 
-from enforcer.engine import Outputs, Publication
 from enforcer.lease import Lease
+from enforcer.messages import Outputs, Publication
 from enforcer.store import EnforcerStore
 from pathwatch.bus import Bus
 from schemas import subjects
