@@ -128,8 +128,22 @@ def combine(verdicts: list[Verdict]) -> Verdict:
     return PASSED
 
 
-#: Every distinct judge in use, shared by the routes that have it (fewer objects for the GC).
-_SHARED_JUDGES: dict[Judge, Judge] = {}
+#: The judge of every distinct profile in use, shared by the routes that have it.
+_JUDGES: dict[ClassThresholds | SlaMetrics, Judge] = {}
+_JUDGES_MAX = 4096
+
+
+def _judge_of(profile: ClassThresholds | SlaMetrics) -> Judge:
+    judge = _JUDGES.get(profile)
+    if judge is None:
+        if len(_JUDGES) >= _JUDGES_MAX:
+            _JUDGES.clear()
+        if isinstance(profile, SlaMetrics):
+            judge = Judge.sla(profile)
+        else:
+            judge = Judge.reachability(profile)
+        _JUDGES[profile] = judge
+    return judge
 
 
 class RouteJudges:
@@ -144,8 +158,8 @@ class RouteJudges:
         key = (protocol, traffic_class)
         judge = self._reachability.get(key)
         if judge is None:
-            judge = Judge.reachability(self.spec.thresholds_for(protocol, traffic_class))
-            judge = self._reachability[key] = _SHARED_JUDGES.setdefault(judge, judge)
+            thresholds = self.spec.thresholds_for(protocol, traffic_class)
+            judge = self._reachability[key] = _judge_of(thresholds)
         return judge
 
     def sla(self, probe: str) -> Judge | None:
@@ -153,5 +167,5 @@ class RouteJudges:
         if probe not in self._sla:
             probe_spec = self.spec.probes.get(probe)
             sla = probe_spec.sla if probe_spec is not None else None
-            self._sla[probe] = Judge.sla(sla) if sla is not None else None
+            self._sla[probe] = _judge_of(sla) if sla is not None else None
         return self._sla[probe]

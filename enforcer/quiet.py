@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from enforcer.judge import Judge, RouteJudges
 from enforcer.quiet_types import REACHABILITY, SHOWN, SLA, LayoutSlot, QuietDecoder, quiet_decoder
-from enforcer.route_figures import RouteFigures
+from enforcer.route_figures import RouteFigures, lane_key
 from enforcer.route_machines import RouteMachines
 from enforcer.route_spec import REACHABILITY_PROTOCOLS, RouteSpec
 from enforcer.rules import enough_samples
@@ -73,7 +73,7 @@ def _layout(lanes: list[LaneStats], note: _Note, previous: _Layout | None = None
     `previous` (the route's last layout) when it is the same."""
     slots: list[LayoutSlot] = []
     for lane in lanes:
-        key = lane.lane
+        key = lane_key(lane)
         if lane.probe:
             sla = note.probes.get(lane.probe)
             if sla is None or key not in note.probe_lanes_up:
@@ -170,13 +170,13 @@ class QuietShortcut:
                     sla is None
                     or not enough_samples(lane, min_samples)
                     or sla.check(lane)
-                    or lane.lane not in note.probe_lanes_up
+                    or lane_key(lane) not in note.probe_lanes_up
                 ):
                     return False
                 continue
             if lane.destination:
                 return False
-            judge = note.lanes.get(lane.lane, _UNSEEN)
+            judge = note.lanes.get(lane_key(lane), _UNSEEN)
             if judge is _UNSEEN:
                 return False
             if judge is not None and enough_samples(lane, min_samples) and judge.check(lane):  # type: ignore[attr-defined]

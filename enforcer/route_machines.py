@@ -180,9 +180,14 @@ class RouteMachines:
 
     def observe(self, tracked: Tracked, verdict: Verdict, start: float, end: float) -> list[Change]:
         """One window's verdict on one machine; a failing one also explains a down one."""
-        transitions = tracked.machine.observe(verdict.passed, verdict.reason, start, end)
+        passed = verdict.passed
+        transitions = tracked.machine.observe(
+            passed, verdict.reason if passed is False else "", start, end
+        )
+        if not transitions and passed is not False:
+            return []  # the common case: nothing changed
         changes = [self.settle(tracked, transition) for transition in transitions]
-        if verdict.passed is False:
+        if passed is False:
             changes.extend(self.explain(tracked, end, window=verdict.reasons))
         return changes
 

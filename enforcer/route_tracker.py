@@ -20,10 +20,10 @@ from enforcer.judge import NOT_JUDGED, PASSED, RouteJudges, Verdict, combine
 from enforcer.quiet import QuietShortcut
 from enforcer.quiet_types import QuietDecoder
 from enforcer.route_evidence import RouteEvidence
-from enforcer.route_figures import RouteFigures
+from enforcer.route_figures import RouteFigures, lane_key
 from enforcer.route_machines import AlarmNotice, Change, RouteMachines, Tracked
 from enforcer.route_spec import REACHABILITY_PROTOCOLS, RouteSpec
-from enforcer.route_view import RouteFlags, RouteView
+from enforcer.route_view import RouteView
 from enforcer.rules import enough_samples
 from enforcer.state_machine import Clock, Revision
 from schemas.wire import (
@@ -93,10 +93,10 @@ class RouteTracker:
         self.machines.evaluate()
 
     def snapshot(self, since: float, updated: float) -> PathState:
-        return self.view.snapshot(RouteFlags(self.best_effort, self.stale), since, updated)
+        return self.view.snapshot(self.best_effort, self.stale, since, updated)
 
     def unchanged_but_figures(self, previous: PathState) -> bool:
-        return self.view.unchanged_but_figures(previous, RouteFlags(self.best_effort, self.stale))
+        return self.view.unchanged_but_figures(previous, self.best_effort, self.stale)
 
     # --- windows --------------------------------------------------------------
 
@@ -154,7 +154,7 @@ class RouteTracker:
     def _judge_aggregate(self, lane: LaneStats, start: float, end: float) -> list[Change]:
         """An aggregate lane: its figures kept, and judged when the route judges it."""
         spec = self.spec
-        key = lane.lane
+        key = lane_key(lane)
         self.figures.lane_metrics[key] = lane
         if (
             not spec.enabled

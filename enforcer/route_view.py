@@ -27,13 +27,6 @@ class RouteSummary(NamedTuple):
     multiplier: int
 
 
-class RouteFlags(NamedTuple):
-    """What the engine decides about a route beside its machines."""
-
-    best_effort: bool
-    stale: bool
-
-
 class RouteView:
     """The PathState of one route, rebuilt only as far as something changed."""
 
@@ -45,8 +38,8 @@ class RouteView:
         self.figures = figures
         self.revision = revision
         self._summary: tuple[int, RouteSummary] | None = None
-        #: The last PathState: (revision, state, flags, since), it, figures version.
-        self._snapshot: tuple[tuple[int, str, RouteFlags, float], PathState, int] | None = None
+        #: The last PathState: (revision, state, best-effort, stale, since), it, figures version.
+        self._snapshot: tuple[tuple[int, str, bool, bool, float], PathState, int] | None = None
 
     def summary(self) -> RouteSummary:
         """Meets-SLA, reason and hold-down of the route, in one pass over its machines."""
@@ -123,15 +116,16 @@ class RouteView:
             protocol=tracked.protocol,
         )
 
-    def snapshot(self, flags: RouteFlags, since: float, updated: float) -> PathState:
-        """The route's PathState; when only figures moved since the last one, that one
-        with those replaced: nothing derived from the machines is rebuilt."""
+    def snapshot(self, best_effort: bool, stale: bool, since: float, updated: float) -> PathState:
+        """The route's PathState (`best_effort`, `stale`: the engine's flags of the route);
+        when only figures moved since the last one, that one with those replaced: nothing
+        derived from the machines is rebuilt."""
         figures = self.figures
         figures.fold()
-        key = (self.revision.value, self.machines.state, flags, since)
+        key = (self.revision.value, self.machines.state, best_effort, stale, since)
         last = self._snapshot
         if last is None or last[0] != key:
-            state = self._build(flags, since, updated)
+            state = self._build(best_effort, stale, since, updated)
         else:
             replace = msgspec.structs.replace
             counters = figures.counters
@@ -145,7 +139,7 @@ class RouteView:
         self._snapshot = (key, state, figures.version)
         return state
 
-    def unchanged_but_figures(self, previous: PathState, flags: RouteFlags) -> bool:
+    def unchanged_but_figures(self, previous: PathState, best_effort: bool, stale: bool) -> bool:
         """Whether `previous` (this route's last snapshot) differs from a new one only in
         figures: lane metrics, quality, probe counters and the update time."""
         last = self._snapshot
@@ -154,11 +148,11 @@ class RouteView:
             and last[1] is previous
             and last[0][0] == self.revision.value
             and previous.state == self.machines.state
-            and previous.best_effort == flags.best_effort
-            and previous.stale == flags.stale
+            and previous.best_effort == best_effort
+            and previous.stale == stale
         )
 
-    def _build(self, flags: RouteFlags, since: float, updated: float) -> PathState:
+    def _build(self, best_effort: bool, stale: bool, since: float, updated: float) -> PathState:
         spec = self.spec
         summary = self.summary()
         machines = self.machines
@@ -170,11 +164,11 @@ class RouteView:
             gateway=spec.gateway,
             cost=spec.cost,
             state=machines.state,
-            in_service=machines.raw_in_service or flags.best_effort,
-            best_effort=flags.best_effort,
+            in_service=machines.raw_in_service or best_effort,
+            best_effort=best_effort,
             meets_sla=summary.meets_sla,
             enforcement=spec.enforcement,
-            stale=flags.stale,
+            stale=stale,
             reason=summary.reason,
             since=since,
             updated=updated,

@@ -39,9 +39,10 @@ _COMPARISONS: dict[str, tuple[Callable[[float, float], bool], str, Callable[...,
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Rule:
-    """One test of one figure of a lane against one limit of a profile."""
+    """One test of one figure of a lane against one limit of a profile (each declared
+    once below: compared and hashed by identity)."""
 
     #: the test's words in a reason ("error", "latency max")
     name: str
