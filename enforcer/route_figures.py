@@ -213,38 +213,45 @@ class RouteFigures:
         self, lanes: Iterable[LaneStats], states: list[LaneState] | None, set_keys: set[Lane] | None
     ) -> bool:
         """Record one quiet window's figures (`set_keys`: lanes set by a newer window);
-        False when a lane has no place in `states` (then they must be rebuilt)."""
+        False when a lane has no place in `states` (then they must be rebuilt). This runs
+        for every lane of every quiet window: `lane_key` and `_count_outcomes` inline."""
         replace = msgspec.structs.replace
-        slots = self._slots
+        slots, judged, counter_of = self._slots, self.machines.lanes, _COUNTER_OF_OUTCOME
+        lane_metrics, probe_lanes = self.lane_metrics, self.probe_lanes
+        min_samples = self.spec.min_samples
         complete = True
         counters_of, counters = "", {}
         for lane in lanes:
             probe = lane.probe
+            key = _new_tuple(
+                Lane, (lane.protocol, lane.traffic_class, lane.source, lane.destination, probe)
+            )
             if probe:
                 if probe != counters_of:
                     counters_of, counters = probe, self.sla_counters(probe)
-                _count_outcomes(counters, lane)
-            key = lane_key(lane)
+                for outcome, hits in lane.outcomes.items():
+                    counter = counter_of.get(outcome)
+                    if counter is not None and hits:
+                        counters[counter] += hits
             if set_keys is not None:
                 if key in set_keys:
                     continue
                 set_keys.add(key)
             if probe:
-                shown = self.probe_lanes[key] = replace(self.probe_lanes[key], metrics=lane)
+                shown = probe_lanes[key] = replace(probe_lanes[key], metrics=lane)
             else:
-                self.lane_metrics[key] = lane
-                shown = None
+                lane_metrics[key] = lane
             if states is None:
                 continue
             slot = slots.get(key)
             if slot is None:
                 complete = False
-            elif shown is not None:
+            elif probe:
                 states[slot] = shown
-            elif key in self.machines.lanes:
+            elif key in judged:
                 states[slot] = replace(states[slot], metrics=lane)
             else:
-                states[slot] = shown_lane(lane, self.spec.min_samples)
+                states[slot] = shown_lane(lane, min_samples)
         return complete
 
     # --- what is shown ------------------------------------------------------
