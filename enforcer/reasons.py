@@ -42,7 +42,7 @@ def consecutive_failures_reason(evidence: FastEvidence) -> str:
     outcome = found.group(1) if found else detail
     if outcome:
         text += f" ({outcome})"
-    if evidence.destination and evidence.destination not in outcome:
+    if evidence.destination:
         text += f" to {evidence.destination}"
     return text
 
