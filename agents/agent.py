@@ -31,24 +31,22 @@ import asyncio
 import contextlib
 import functools
 import logging
-import socket
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import cast
 
 from agents.outbox import Outbox
-from agents.plan import PlannedProbe, RoutePlan, build_plan, icmp_families, link_watches
+from agents.passive.source import PassiveSource, route_choices
+from agents.probe.address_sla import summarize
 from agents.probe.confirm import Confirmed
-from agents.probe.icmp_engine import IcmpEngine, open_icmp_socket
-from agents.probe.icmp_sla import summarize
+from agents.probe.icmp_engine import IcmpEngine
 from agents.probe.link import LinkWatcher
-from agents.probe.passive import PassiveSource, route_choices
 from agents.probe.registry import EXCHANGES
 from agents.probe.watch import TargetWatch
-from pathwatch.aio import wait_any
-from pathwatch.bus import Bus
-from pathwatch.configsource import LiveConfig
+from agents.probeplan import PlannedProbe, RoutePlan, build_plan, link_watches, preflight
+from pathwatch.runtime.aio import wait_any
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.configsource import LiveConfig
 from schemas import subjects
 from schemas.codec import encode
 from schemas.config import PathwatchConfig
@@ -59,7 +57,6 @@ from schemas.wire import (
     FastEvidence,
     Measurement,
     MeasurementBatch,
-    Protocol,
 )
 
 log = logging.getLogger("pathwatch.agent")
@@ -103,7 +100,7 @@ class Agent:
         self.config = config
         self.config_hash = config_hash
         self.plans = build_plan(config, node, self.engine)
-        self._check_icmp(self.plans)
+        preflight(self.plans)
         self.watches = self._watches(self.plans)
         self._schedulers: list[asyncio.Task[None]] = []
         self._rounds: set[asyncio.Task[None]] = set()
@@ -120,12 +117,6 @@ class Agent:
 
     # --- configuration ----------------------------------------------------
 
-    def _check_icmp(self, plans: list[RoutePlan]) -> None:
-        """Fail at start (IcmpUnavailable) when ICMP probes cannot open a socket."""
-        for family in icmp_families(plans):
-            sock, _raw = open_icmp_socket(socket.AddressFamily(family), self.engine.privileged)
-            sock.close()
-
     def reload(self, config: PathwatchConfig, config_hash: str = "") -> None:
         """Apply a new config; rounds in flight finish under the old one.
 
@@ -133,7 +124,7 @@ class Agent:
         probed, e.g. an unknown plugin.
         """
         plans = build_plan(config, self.node, self.engine)
-        self._check_icmp(plans)
+        preflight(plans)
         self.config = config
         self.config_hash = config_hash
         self.plans = plans
@@ -262,7 +253,7 @@ class Agent:
                 kind="consecutive-failures",
                 node=plan.node,
                 agent=self.agent_name,
-                protocol=cast(Protocol, probe.kind),
+                protocol=probe.kind,
                 traffic_class=target.traffic_class,
                 count=confirmed.misses,
                 source="probe",
@@ -352,10 +343,10 @@ class Agent:
                     )
                 continue
             items.extend(result)
-            if probe.icmp_sla is not None and result:
-                summary = summarize(target.address, result, probe.icmp_sla)
+            if probe.sla is not None and result:
+                summary = summarize(target.address, result, probe.sla)
                 for test in summary.exceeded:
-                    self.counters[f"icmp_exceeded_by_{test.replace('-', '_')}"] += 1
+                    self.counters[f"{probe.kind}_exceeded_by_{test.replace('-', '_')}"] += 1
         return items
 
     async def _round(self, plan: RoutePlan, due: list[PlannedProbe]) -> None:

@@ -27,11 +27,11 @@ from agents.routing.desired import DesiredState, desired_routes
 from agents.routing.follower import CommandFollower
 from agents.routing.kernel import KernelTable, RouteApplyError
 from agents.routing.plan import Change, plan_changes
-from pathwatch.aio import wait_any
-from pathwatch.bus import Bus, PathStateFollower
-from pathwatch.configsource import LiveConfig
-from pathwatch.status import RoleCounters, publish_status
-from pathwatch.supervise import start_supervised
+from pathwatch.runtime.aio import wait_any
+from pathwatch.runtime.bus import Bus, PathStateFollower
+from pathwatch.runtime.configsource import LiveConfig
+from pathwatch.runtime.status import RoleCounters, publish_status
+from pathwatch.runtime.supervise import start_supervised
 from schemas.config import PathwatchConfig
 from schemas.subjects import path_key
 from schemas.wire import PathState, RouteCommand

@@ -18,8 +18,8 @@ from aggregator.dedupe import Deduplicator
 from aggregator.ingest import IngestCounters, decode_batch
 from aggregator.partition import PartitionFilter
 from aggregator.skew import SkewMonitor
-from aggregator.windows import Reconfigured, RouteSpec, WindowBook, default_lateness
-from schemas.config import HttpProbeProfile, PathwatchConfig, ServiceRoute
+from aggregator.windows import Reconfigured, RouteWindowing, WindowBook, default_lateness
+from schemas.config import PathwatchConfig, ServiceRoute
 from schemas.fastdetect import agent_confirmed_probes
 from schemas.limits import MAX_CLOCK_OFFSET_S, MAX_SKEW_ALARMS, SUBJECT_CACHE_ENTRIES
 from schemas.wire import Alarm, EvidenceHops, FastEvidence, WindowStats
@@ -47,23 +47,21 @@ def listed_destinations(config: PathwatchConfig, route: ServiceRoute) -> frozens
         profile = config.probe_profile(ref)
         if profile is None:
             named.update(a.strip() for a in ref.options.get("probe-address", "").split(","))
-        elif isinstance(profile, HttpProbeProfile):
-            named.add(profile.url)
         else:
-            named.update(profile.probe_address)
+            named.update(profile.destinations())
     return frozenset(named)
 
 
-def route_specs(config: PathwatchConfig) -> list[RouteSpec]:
-    """One RouteSpec per configured route with reachability detection enabled."""
+def route_windowing(config: PathwatchConfig) -> list[RouteWindowing]:
+    """One RouteWindowing per configured route with reachability detection enabled."""
     allowed = config.aggregator.allowed_lateness
-    specs: list[RouteSpec] = []
+    specs: list[RouteWindowing] = []
     for service_name, route_name, service, route in config.routes():
         detection = route.reachability_detection
         window = float(detection.detection_window)
         tracked = tracked_destinations(service.address)
         specs.append(
-            RouteSpec(
+            RouteWindowing(
                 service=service_name,
                 route=route_name,
                 window_s=window,
@@ -103,9 +101,9 @@ class Aggregator:
         *,
         partition: int = 0,
         partitions: int = 1,
-        specs: list[RouteSpec] | None = None,
+        specs: list[RouteWindowing] | None = None,
     ) -> None:
-        self.book = WindowBook(route_specs(config) if specs is None else specs)
+        self.book = WindowBook(route_windowing(config) if specs is None else specs)
         self.filter = PartitionFilter(partition, partitions)
         self.max_future = config.aggregator.max_future_skew
         self.dedupe = Deduplicator()
@@ -121,7 +119,7 @@ class Aggregator:
         and clock-skew limits."""
         self.max_future = config.aggregator.max_future_skew
         self.skew.alarm_threshold_s = config.aggregator.skew_alarm
-        return self.book.reconfigure(route_specs(config))
+        return self.book.reconfigure(route_windowing(config))
 
     def owns(self, subject: str) -> tuple[str, str] | None:
         """(service, route) when the subject belongs to this partition (cached per subject)."""
@@ -172,7 +170,7 @@ class Aggregator:
         if result.folded:
             counters.drop("lane-limit", result.folded)
         for run in result.failure_runs:
-            protocol, traffic_class, source, probe, destination = run.key
+            protocol, traffic_class, source, destination, probe = run.key
             self.fast_out.append(
                 FastEvidence(
                     service=batch.service,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pathwatch.bus import Bus
+from pathwatch.runtime.bus import Bus
 
 
 class Coverage:

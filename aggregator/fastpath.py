@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aggregator.lanes import FineKey
+from schemas.wire import Lane
 
 
 @dataclass(frozen=True)
 class FailureRun:
     """A lane that just reached the threshold."""
 
-    key: FineKey
+    key: Lane
     count: int
     last_outcome: str
 
@@ -33,17 +33,19 @@ class FailureRuns:
         self.threshold = threshold
         #: names of probes whose agent confirms their failures itself
         self.agent_confirmed = agent_confirmed
-        self.runs: dict[FineKey, int] = {}
+        self.runs: dict[Lane, int] = {}
 
-    def failure(self, key: FineKey, outcome: str) -> FailureRun | None:
+    def failure(self, key: Lane, outcome: str) -> FailureRun | None:
+        """Count a failure on `key`, which may be the lane's plain tuple (`RouteWindows.add`):
+        read by index, not by name."""
         confirmed = self.agent_confirmed
-        if confirmed and key[3] in confirmed and key[2] == "probe":
+        if confirmed and key[4] in confirmed and key[2] == "probe":
             return None
         count = self.runs.get(key, 0) + 1
         self.runs[key] = count
         if count == self.threshold:
-            return FailureRun(key, count, outcome)
+            return FailureRun(Lane(*key), count, outcome)
         return None
 
-    def success(self, key: FineKey) -> None:
+    def success(self, key: Lane) -> None:
         self.runs.pop(key, None)

@@ -2,7 +2,7 @@
 (docs/internals.md, "Lanes").
 
 During a window the measurements of a route are accumulated per *fine lane*
-`(protocol, traffic_class, source, probe, destination)` in a `LaneAccumulator`:
+(a `schemas.wire.Lane` naming its destination and probe) in a `LaneAccumulator`:
 the `ok` latencies and their timestamps (both packed in an `array('d')`) and
 the other outcomes counted. Jitter is worked out at close over the series in
 event-time order (the arrival order unless the timestamps say otherwise). At
@@ -28,10 +28,7 @@ from operator import itemgetter, le, sub
 from msgspec.structs import replace
 
 from aggregator.stats import LOSS_OUTCOMES, mos
-from schemas.wire import LaneStats, Protocol, SourceKind, TrafficClass
-
-#: (protocol, traffic_class, source, probe, destination)
-FineKey = tuple[Protocol, TrafficClass, SourceKind, str, str]
+from schemas.wire import Lane, LaneStats
 
 _by_time = itemgetter(0)
 
@@ -133,19 +130,13 @@ def pooled(summaries: list[Summary], members: tuple[int, ...]) -> Summary:
     return merge([summaries[i] for i in members])
 
 
-def lane_stats(
-    protocol: Protocol,
-    traffic_class: TrafficClass,
-    source: SourceKind,
-    destination: str,
-    probe: str,
-    summary: Summary,
-) -> LaneStats:
+def lane_stats(lane: Lane, summary: Summary) -> LaneStats:
     """LaneStats of a summary; latency figures over `ok` measurements only.
 
     Only fields that differ from LaneStats' defaults are passed (msgspec's
     keyword matching gets several times slower past about 15 keywords).
     """
+    protocol, traffic_class, source, destination, probe = lane
     count, outcomes, values, jitter_total, jitter_pairs = summary
     errors = count - outcomes.get("ok", 0)
     loss_pct = 0.0
@@ -203,11 +194,7 @@ def lane_stats(
 class DetailStep:
     """One reported detail lane: its identity and the positions of its fine lanes."""
 
-    protocol: Protocol
-    traffic_class: TrafficClass
-    source: SourceKind
-    destination: str
-    probe: str
+    lane: Lane
     members: tuple[int, ...]
 
 
@@ -216,16 +203,14 @@ class AggregateStep:
     """One reported aggregate lane; `twin` is the position of the detail lane with the
     same single member, whose figures it copies, when there is one."""
 
-    protocol: Protocol
-    traffic_class: TrafficClass
-    source: SourceKind
+    lane: Lane
     members: tuple[int, ...]
     twin: int | None
 
 
 @dataclass(frozen=True, slots=True)
 class LanePlan:
-    """How the fine lanes of one layout (a set of fine keys) become the reported lanes.
+    """How the fine lanes of one layout (a set of fine lanes) become the reported lanes.
 
     `order` fixes the position of each fine lane; steps name fine lanes by
     position. Worked out once per layout and shared by every route with that
@@ -233,30 +218,28 @@ class LanePlan:
     plan, so closing a window only summarises lanes and builds their stats.
     """
 
-    order: tuple[FineKey, ...]
+    order: tuple[Lane, ...]
     aggregates: tuple[AggregateStep, ...]
     details: tuple[DetailStep, ...]
 
 
-def lane_plan(keys: Iterable[FineKey], tracked: frozenset[str]) -> LanePlan:
+def lane_plan(lanes: Iterable[Lane], tracked: frozenset[str]) -> LanePlan:
     """The plan of a layout: aggregate lanes in sorted order, then detail lanes in sorted
-    order (by protocol, class, source, destination, probe)."""
-    order = tuple(sorted(keys))
-    aggregate_members: dict[tuple[Protocol, TrafficClass, SourceKind], list[int]] = {}
-    detail_members: dict[tuple[Protocol, TrafficClass, SourceKind, str, str], list[int]] = {}
-    for position, (protocol, traffic_class, source, probe, destination) in enumerate(order):
-        aggregate_members.setdefault((protocol, traffic_class, source), []).append(position)
-        detail_key: tuple[Protocol, TrafficClass, SourceKind, str, str]
-        if source == "probe" and (probe or destination):
-            detail_key = (protocol, traffic_class, source, destination, probe)
-        elif source == "passive" and destination in tracked:
-            detail_key = (protocol, traffic_class, source, destination, "")
+    order (Lane order: protocol, class, source, destination, probe)."""
+    order = tuple(sorted(lanes))
+    aggregate_members: dict[Lane, list[int]] = {}
+    detail_members: dict[Lane, list[int]] = {}
+    for position, lane in enumerate(order):
+        aggregate_members.setdefault(lane.aggregate, []).append(position)
+        if lane.source == "probe" and (lane.probe or lane.destination):
+            detail = lane
+        elif lane.source == "passive" and lane.destination in tracked:
+            detail = lane._replace(probe="")
         else:
             continue
-        detail_members.setdefault(detail_key, []).append(position)
+        detail_members.setdefault(detail, []).append(position)
     details = tuple(
-        DetailStep(*detail_key, members=tuple(members))
-        for detail_key, members in sorted(detail_members.items())
+        DetailStep(detail, tuple(members)) for detail, members in sorted(detail_members.items())
     )
     #: detail lane of each fine lane that is a detail lane on its own
     single_detail = {
@@ -264,31 +247,29 @@ def lane_plan(keys: Iterable[FineKey], tracked: frozenset[str]) -> LanePlan:
     }
     aggregates = tuple(
         AggregateStep(
-            protocol,
-            traffic_class,
-            source,
+            aggregate,
             tuple(members),
             single_detail.get(members[0]) if len(members) == 1 else None,
         )
-        for (protocol, traffic_class, source), members in sorted(aggregate_members.items())
+        for aggregate, members in sorted(aggregate_members.items())
     )
     return LanePlan(order, aggregates, details)
 
 
 #: plans by (layout, tracked destinations); cleared when it holds PLAN_CACHE_SIZE plans
-_plans: dict[tuple[frozenset[FineKey], frozenset[str]], LanePlan] = {}
+_plans: dict[tuple[frozenset[Lane], frozenset[str]], LanePlan] = {}
 PLAN_CACHE_SIZE = 1024
 #: layouts with more fine lanes than this (passive sessions towards many destinations,
 #: which differ from window to window) are planned afresh and not kept: the cache
-#: holds at most PLAN_CACHE_SIZE x PLAN_CACHE_MAX_LANES fine keys
+#: holds at most PLAN_CACHE_SIZE x PLAN_CACHE_MAX_LANES fine lanes
 PLAN_CACHE_MAX_LANES = 256
 
 
-def plan_for(keys: Collection[FineKey], tracked: frozenset[str]) -> LanePlan:
+def plan_for(lanes: Collection[Lane], tracked: frozenset[str]) -> LanePlan:
     """The shared plan of a layout (built on first use)."""
-    if len(keys) > PLAN_CACHE_MAX_LANES:
-        return lane_plan(keys, tracked)
-    layout = (frozenset(keys), tracked)
+    if len(lanes) > PLAN_CACHE_MAX_LANES:
+        return lane_plan(lanes, tracked)
+    layout = (frozenset(lanes), tracked)
     plan = _plans.get(layout)
     if plan is None:
         if len(_plans) >= PLAN_CACHE_SIZE:
@@ -298,40 +279,22 @@ def plan_for(keys: Collection[FineKey], tracked: frozenset[str]) -> LanePlan:
 
 
 def window_lanes(
-    fine: Mapping[FineKey, LaneAccumulator], tracked: Iterable[str] = ()
+    fine: Mapping[Lane, LaneAccumulator], tracked: Iterable[str] = ()
 ) -> list[LaneStats]:
     """The lanes of a closed window, aggregate lanes first, in a stable order (the
     layout's `LanePlan`)."""
     tracked_set = tracked if isinstance(tracked, frozenset) else frozenset(tracked)
     plan = plan_for(fine, tracked_set)
-    summaries = [summarize(fine[key]) for key in plan.order]
-    detail_lanes: list[LaneStats] = []
-    for detail in plan.details:
-        detail_lanes.append(
-            lane_stats(
-                detail.protocol,
-                detail.traffic_class,
-                detail.source,
-                detail.destination,
-                detail.probe,
-                pooled(summaries, detail.members),
-            )
-        )
+    summaries = [summarize(fine[lane]) for lane in plan.order]
+    detail_lanes = [
+        lane_stats(detail.lane, pooled(summaries, detail.members)) for detail in plan.details
+    ]
     lanes: list[LaneStats] = []
     for aggregate in plan.aggregates:
         if aggregate.twin is not None:
             # the same figures as its only detail lane: a copy without the detail
             lanes.append(replace(detail_lanes[aggregate.twin], destination="", probe=""))
             continue
-        lanes.append(
-            lane_stats(
-                aggregate.protocol,
-                aggregate.traffic_class,
-                aggregate.source,
-                "",
-                "",
-                pooled(summaries, aggregate.members),
-            )
-        )
+        lanes.append(lane_stats(aggregate.lane, pooled(summaries, aggregate.members)))
     lanes.extend(detail_lanes)
     return lanes

@@ -6,7 +6,7 @@ watched in KV `pathwatch-paths`, the alarms replayed from `PATHWATCH_ALARMS`,
 and the ingest counters. Nothing touches prometheus objects on the hot path.
 
 Cardinality (docs/metrics.md): lane series exist only for lanes present in the
-last closed window of a route, so they are bounded by routes x protocols (6)
+last closed window of a route, so they are bounded by routes x protocols (probe kinds + link)
 x traffic classes (4) x sources (3); destinations and probes are labelled
 only with `metrics.per-destination` (then add probes x probe addresses and
 tracked passive destinations per route). Path series are one per configured
@@ -36,12 +36,13 @@ from prometheus_client.registry import Collector
 
 from aggregator.ingest import IngestCounters
 from aggregator.role_metrics import RoleBook, role_families
-from pathwatch.bus import Bus, PathStateFollower
-from pathwatch.metrics_http import MetricsHttpServer
-from pathwatch.readiness import Readiness
+from pathwatch.runtime.bus import Bus, PathStateFollower
+from pathwatch.runtime.metrics_http import MetricsHttpServer
+from pathwatch.runtime.readiness import Readiness
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message
 from schemas.limits import MAX_ALARMS
+from schemas.probekinds import TTE_PROTOCOLS, protocol_titles
 from schemas.wire import Alarm, EnforcerLease, LaneStats, PathState, WindowStats
 
 log = logging.getLogger("pathwatch.aggregator.metrics")
@@ -49,7 +50,6 @@ log = logging.getLogger("pathwatch.aggregator.metrics")
 #: Labels of lane series; `destination` and `probe` only on per-destination lanes.
 LANE_LABELS = ("service", "route", "protocol", "traffic_class", "source", "destination", "probe")
 PATH_LABELS = ("service", "route")
-TTE_PROTOCOLS = frozenset({"tcp", "udp", "tls"})
 
 
 def _seconds(ms: float | None) -> float | None:
@@ -95,12 +95,12 @@ _LANE_GAUGES: tuple[tuple[str, str, Callable[[LaneStats], float | None]], ...] =
     ("pathwatch_lane_samples", "Samples in the last window", lambda s: float(s.count)),
     (
         "pathwatch_lane_tte_mean_seconds",
-        "Mean time to establishment (tcp, udp, tls)",
+        f"Mean time to establishment ({protocol_titles(TTE_PROTOCOLS)})",
         lambda s: _seconds(s.latency_mean_ms) if s.protocol in TTE_PROTOCOLS else None,
     ),
     (
         "pathwatch_lane_tte_max_seconds",
-        "Maximum time to establishment (tcp, udp, tls)",
+        f"Maximum time to establishment ({protocol_titles(TTE_PROTOCOLS)})",
         lambda s: _seconds(s.latency_max_ms) if s.protocol in TTE_PROTOCOLS else None,
     ),
 )
@@ -207,6 +207,12 @@ class PathwatchCollector(Collector):
             "1 when kept in service as best effort",
             labels=PATH_LABELS,
         )
+        recovery_held = GaugeMetricFamily(
+            "pathwatch_path_recovery_held",
+            "1 when the route is held down past a hold-down end: its probes have not passed"
+            " since the fault (probe-verified recovery)",
+            labels=PATH_LABELS,
+        )
         window_from = GaugeMetricFamily(
             "pathwatch_path_window_replica",
             "1 for the aggregator replica whose window of the route was judged last",
@@ -218,9 +224,10 @@ class PathwatchCollector(Collector):
             in_service.add_metric(labels, float(path.in_service))
             meets_sla.add_metric(labels, float(path.meets_sla))
             best_effort.add_metric(labels, float(path.best_effort))
+            recovery_held.add_metric(labels, float(bool(path.recovery_held)))
             if path.window_replica:
                 window_from.add_metric([*labels, path.window_replica], 1.0)
-        yield from (up, in_service, meets_sla, best_effort, window_from)
+        yield from (up, in_service, meets_sla, best_effort, recovery_held, window_from)
 
     def _alarms(self) -> Iterator[Metric]:
         active = GaugeMetricFamily(
@@ -284,7 +291,7 @@ class PathwatchCollector(Collector):
 
 class MetricsServer(MetricsHttpServer):
     """`/metrics` of the aggregator's exporter (`PathwatchCollector`), with `/healthz` and
-    `/readyz`, on the shared bounded server (`pathwatch.metrics_http`)."""
+    `/readyz`, on the shared bounded server (`pathwatch.runtime.metrics_http`)."""
 
     def __init__(
         self,

@@ -1,7 +1,7 @@
 """The drops and consumer restarts of every role, in the aggregator's `/metrics`.
 
 Each role publishes a `RoleStatus` on `pw.status.<role>.<instance>`
-(`pathwatch.status`); `watch_status` keeps the latest of each instance in a
+(`pathwatch.runtime.status`); `watch_status` keeps the latest of each instance in a
 `RoleBook` (at most `limits.MAX_STATUS_SOURCES`, the instance heard least
 recently forgotten first) and `role_families` turns them into:
 
@@ -24,8 +24,8 @@ from collections.abc import Iterator
 from nats.aio.msg import Msg
 from prometheus_client.core import CounterMetricFamily, Metric
 
-from pathwatch.bus import Bus
-from pathwatch.status import LatestBook, decode_status
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.status import LatestBook, decode_status
 from schemas import subjects
 from schemas.limits import MAX_STATUS_SOURCES
 from schemas.wire import RoleStatus

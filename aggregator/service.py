@@ -39,12 +39,12 @@ from aggregator.metrics import (
 )
 from aggregator.partition import subscriptions
 from aggregator.role_metrics import watch_status
-from pathwatch.bus import Bus
-from pathwatch.configsource import LiveConfig
-from pathwatch.heap import settle_heap
-from pathwatch.readiness import Readiness, nats_connected
-from pathwatch.status import RoleCounters, publish_status
-from pathwatch.supervise import start_supervised
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.configsource import LiveConfig
+from pathwatch.runtime.heap import settle_heap
+from pathwatch.runtime.readiness import Readiness, nats_connected
+from pathwatch.runtime.status import RoleCounters, publish_status
+from pathwatch.runtime.supervise import start_supervised
 from schemas import subjects
 from schemas.codec import encode
 from schemas.config import PathwatchConfig

@@ -1,6 +1,7 @@
-"""Statistics of one lane over one window (pure functions, no I/O).
+"""Definitions of the statistics of one lane over one window, the loss outcomes and MOS.
 
-Definitions (docs/metrics.md repeats them):
+The figures are computed in one place, `aggregator.lanes.lane_stats` (inline, for
+speed); their definitions (docs/metrics.md repeats them):
 
 * median: the middle value of the sorted latencies, or the mean of the two
   middle values when the count is even (exact, like `statistics.median`);
@@ -20,41 +21,9 @@ Definitions (docs/metrics.md repeats them):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-
 LOSS_OUTCOMES: frozenset[str] = frozenset(
     {"timeout", "send-failed", "timeout-before-establishment"}
 )
-
-
-def median(sorted_values: Sequence[float]) -> float:
-    """Exact median of already sorted, non-empty values."""
-    n = len(sorted_values)
-    middle = n // 2
-    if n % 2:
-        return sorted_values[middle]
-    return (sorted_values[middle - 1] + sorted_values[middle]) / 2.0
-
-
-def nearest_rank(sorted_values: Sequence[float], percent: int) -> float:
-    """Nearest-rank percentile (integer percent, exact rank arithmetic) of sorted values."""
-    n = len(sorted_values)
-    rank = max(1, -(-percent * n // 100))
-    return sorted_values[min(rank, n) - 1]
-
-
-def jitter(series: Iterable[Sequence[float]]) -> float | None:
-    """Mean absolute difference of consecutive values, pooled over several series."""
-    total = 0.0
-    pairs = 0
-    for values in series:
-        previous: float | None = None
-        for value in values:
-            if previous is not None:
-                total += abs(value - previous)
-                pairs += 1
-            previous = value
-    return total / pairs if pairs else None
 
 
 def mos(mean_rtt_ms: float, jitter_ms: float | None, loss_pct: float) -> float:

@@ -40,13 +40,13 @@ from enforcer.api_settings import CurrentSettings
 from enforcer.load_balancer import LoadBalancerRow, load_balancer_rows
 from enforcer.web import status_page
 from enforcer.web.auth import COOKIE, token_is_valid
-from pathwatch.bus import Bus
-from pathwatch.configsource import LiveConfig
-from pathwatch.configstore import DEFAULT_NAME
-from pathwatch.fleet import FleetReport
-from pathwatch.httpbounds import bounded_h11
-from pathwatch.listen import bind_listener, host_port
-from pathwatch.readiness import Readiness, nats_connected
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.configsource import LiveConfig
+from pathwatch.runtime.configstore import DEFAULT_NAME
+from pathwatch.runtime.fleet import FleetReport
+from pathwatch.runtime.httpbounds import bounded_h11
+from pathwatch.runtime.listen import bind_listener, host_port
+from pathwatch.runtime.readiness import Readiness, nats_connected
 from schemas.config import PathwatchConfig
 from schemas.limits import MAX_MESSAGE_BYTES, MAX_TEXT_CHARS, http_connection_limit
 from schemas.names import is_subject_safe

@@ -24,12 +24,12 @@ from nats.aio.msg import Msg
 from nats.js.errors import KeyDeletedError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from pathwatch.bus import Bus
-from pathwatch.configsource import LiveConfig
-from pathwatch.configstore import ConfigStore, StoreError
-from pathwatch.fleet import FleetBook, FleetReport
-from pathwatch.status import RoleCounters, decode_status, publish_status
-from pathwatch.supervise import start_supervised
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.configsource import LiveConfig
+from pathwatch.runtime.configstore import ConfigStore, StoreError
+from pathwatch.runtime.fleet import FleetBook, FleetReport
+from pathwatch.runtime.status import RoleCounters, decode_status, publish_status
+from pathwatch.runtime.supervise import start_supervised
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message, encode
 from schemas.limits import MAX_ALARMS

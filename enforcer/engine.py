@@ -490,15 +490,25 @@ class Engine:
         routes = self.services[service]
         enabled = self.enabled_routes[service]
         chosen: str | None = None
+        kept = self.best_effort_routes[service]
         if (
             enabled
             and routes[0].spec.best_effort_allowed
-            and not any(t.raw_in_service for t in enabled)
+            and (kept or not any(t.raw_in_service for t in enabled))
         ):
             chosen = best_effort_choice(
-                [Candidate(t.spec.route, t.quality, t.spec.cost, t.best_effort) for t in enabled]
+                [
+                    Candidate(
+                        t.spec.route,
+                        t.quality,
+                        t.spec.cost,
+                        t.best_effort,
+                        t.raw_in_service,
+                        t.state == "up",
+                    )
+                    for t in enabled
+                ]
             )
-        kept = self.best_effort_routes[service]
         if chosen is not None or kept:
             touched = dict(touched)
             for tracker in routes:

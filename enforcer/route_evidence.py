@@ -11,7 +11,8 @@ Plugin probe states set through the API drive one machine per plugin probe.
 from enforcer.reasons import consecutive_failures_reason
 from enforcer.route_machines import Change, RouteMachines, Tracked
 from enforcer.route_spec import REACHABILITY_PROTOCOLS, RouteSpec
-from schemas.wire import FastEvidence, Lane, ProbeState, Protocol
+from schemas import probekinds
+from schemas.wire import FastEvidence, Lane, ProbeState
 
 
 class RouteEvidence:
@@ -74,7 +75,7 @@ class RouteEvidence:
         found = [t for t in machines.probes.values() if t.enforced and t.kind == kind]
         if found:
             return found
-        protocol: Protocol | None = kind if kind in ("icmp", "http") else None  # type: ignore[assignment]
+        protocol = probekinds.BY_NAME[kind].protocol if kind in probekinds.SLA_KINDS else None
         return [
             machines.probe(probe.name, protocol, True, probe.kind)
             for probe in self.spec.probes.values()

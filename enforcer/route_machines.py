@@ -17,7 +17,7 @@ from typing import Literal
 
 from enforcer.judge import Verdict
 from enforcer.reasons import Explanation
-from enforcer.route_spec import REACHABILITY_PROTOCOLS, RouteSpec
+from enforcer.route_spec import REACHABILITY_PROTOCOLS, RouteSpec, recovery_evidence
 from enforcer.state_machine import Clock, PathMachine, Revision, TrackState, Transition
 from schemas.wire import (
     Lane,
@@ -111,6 +111,8 @@ class RouteMachines:
         self.state: PathStateName = "unknown"
         self.raw_in_service = True
         self._evaluated_at = -1
+        #: Probe replies since the route's last fault: what ends its hold-downs.
+        self.recovery = recovery_evidence(spec)
 
     # --- making machines ----------------------------------------------------
 
@@ -124,7 +126,7 @@ class RouteMachines:
         track: TrackState | None = None,
     ) -> Tracked:
         self.revision.bump()
-        machine = PathMachine(self.spec.hold_down, self.clock, track, self.revision)
+        machine = PathMachine(self.spec.hold_down, self.clock, track, self.revision, self.recovery)
         return Tracked(machine, protocol, traffic_class, cause, enforced, kind)
 
     def lane(self, key: Lane) -> Tracked:
@@ -266,6 +268,7 @@ class RouteMachines:
     def restore(self, state: PathState) -> None:
         """Take over the machines a PathState read from KV shows."""
         self.revision.bump()
+        self.recovery.held = state.recovery_held
         for lane in state.lanes:
             judged = lane.enforced and lane.protocol in REACHABILITY_PROTOCOLS
             if judged and not lane.probe and not lane.destination:

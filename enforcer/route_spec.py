@@ -3,18 +3,19 @@
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from enforcer.holddown import HoldDownPolicy
+from enforcer.holddown import HoldDownPolicy, RecoveryEvidence
+from schemas import probekinds
 from schemas.config import ClassThresholds, PathwatchConfig, SlaMetrics
 from schemas.wire import Protocol, TrafficClass
 
-#: Protocols judged against reachability profiles.
-REACHABILITY_PROTOCOLS: frozenset[str] = frozenset({"tcp", "udp", "tls", "http"})
+#: Protocols judged against reachability profiles (`schemas.probekinds`).
+REACHABILITY_PROTOCOLS: frozenset[str] = frozenset(probekinds.REACHABILITY_PROTOCOLS)
 _DEFAULT_THRESHOLDS = ClassThresholds()
 
 
 @dataclass(frozen=True)
 class ProbeSpec:
-    """One named probe of a route; `sla` is set for ICMP and HTTP probes (enforced)."""
+    """One named probe of a route; `sla` is set for kinds judged per address (enforced)."""
 
     name: str
     kind: str
@@ -57,6 +58,16 @@ class RouteSpec:
         return self.thresholds.get((protocol, traffic_class), _DEFAULT_THRESHOLDS)
 
 
+def recovery_evidence(spec: RouteSpec) -> RecoveryEvidence:
+    """The evidence that ends a hold-down of `spec`'s route: probe-verified when it has
+    active probes (ones that send packets) and `recovery-probes` above 0, else organic."""
+    active = spec.enabled and spec.probe_type != "disabled"
+    if not active or not any(probe.kind != "plugin" for probe in spec.probes.values()):
+        return RecoveryEvidence()
+    enforced = frozenset(name for name, probe in spec.probes.items() if probe.sla is not None)
+    return RecoveryEvidence(spec.hold_down.recovery_probes, enforced, REACHABILITY_PROTOCOLS)
+
+
 def route_specs(config: PathwatchConfig) -> list[RouteSpec]:
     """Every route of the config as a RouteSpec, in config order."""
     specs: list[RouteSpec] = []
@@ -70,8 +81,7 @@ def route_specs(config: PathwatchConfig) -> list[RouteSpec]:
         )
         if profile is not None:
             for protocol in REACHABILITY_PROTOCOLS:
-                table: dict[TrafficClass, ClassThresholds] = getattr(profile, protocol)
-                for traffic_class, entry in table.items():
+                for traffic_class, entry in profile.table(protocol).items():
                     thresholds[(protocol, traffic_class)] = entry
         probes: dict[str, ProbeSpec] = {}
         for ref in detection.probes:
@@ -81,8 +91,8 @@ def route_specs(config: PathwatchConfig) -> list[RouteSpec]:
                 continue
             kind, _ = found
             probe_profile = config.probe_profile(ref)
-            sla = getattr(probe_profile, "sla_metrics", None)
-            destinations = tuple(getattr(probe_profile, "probe_address", ()) or ())
+            sla = None if probe_profile is None else probe_profile.sla()
+            destinations = () if probe_profile is None else tuple(probe_profile.destinations())
             probes[ref.name] = ProbeSpec(ref.name, kind, sla, destinations)
         specs.append(
             RouteSpec(
@@ -96,7 +106,9 @@ def route_specs(config: PathwatchConfig) -> list[RouteSpec]:
                 enabled=detection.enabled,
                 enforcement=detection.enforcement,
                 window=detection.detection_window,
-                hold_down=HoldDownPolicy(detection.hold_down, detection.max_hold_down),
+                hold_down=HoldDownPolicy(
+                    detection.hold_down, detection.max_hold_down, detection.recovery_probes
+                ),
                 min_samples=detection.min_samples,
                 probe_type=detection.probe_type,
                 best_effort_allowed=service.service_policy.best_effort,

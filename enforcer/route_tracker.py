@@ -115,14 +115,22 @@ class RouteTracker:
         if self.quiet.still_open(end) is None:
             return False
         self._saw(end)
+        self._observe_recovery(window.lanes, end)
         self.figures.take_quiet(window.lanes)
         self.quiet_taken = True
         return True
+
+    def _observe_recovery(self, lanes: list[LaneStats], end: float) -> None:
+        """Count a window's probe replies toward recovery while the route is down."""
+        self.machines.evaluate()
+        if self.machines.state == "down":
+            self.machines.recovery.observe(lanes, end)
 
     def on_window(self, window: WindowStats) -> list[Change]:
         """Judge every lane of a closed window; returns the changes it caused."""
         start, end = window.window_start, window.window_end
         self._saw(end)
+        self._observe_recovery(window.lanes, end)
         self.quiet_taken = self.quiet.accepts(window.lanes, end)
         if self.quiet_taken:
             self.figures.take_quiet(window.lanes)

@@ -156,6 +156,7 @@ class RouteView:
         spec = self.spec
         summary = self.summary()
         machines = self.machines
+        held = machines.recovery.held if machines.state == "down" else ""
         return PathState(
             service=spec.service,
             route=spec.route,
@@ -169,7 +170,7 @@ class RouteView:
             meets_sla=summary.meets_sla,
             enforcement=spec.enforcement,
             stale=stale,
-            reason=summary.reason,
+            reason=f"{summary.reason}; held: {held}" if held else summary.reason,
             since=since,
             updated=updated,
             hold_down_until=summary.hold_down_until,
@@ -177,4 +178,6 @@ class RouteView:
             quality=self.figures.quality,
             lanes=self.figures.lane_states(),
             probes=self.probe_statuses(),
+            recovery=machines.recovery.rule,
+            recovery_held=held,
         )

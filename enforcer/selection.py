@@ -2,7 +2,10 @@
 
 Best-effort: when no route of a service is in service, the one with the best
 quality (then the lowest cost, then the name) stays in service, and keeps
-that role while the service remains dead.
+that role until another route is known to be better: in service on its own
+and `up`. A route merely back on probation (or unknown) is no such proof, so
+a probation expiry never moves the best-effort choice from one dead route to
+another (issue 21: the router replaced the route twice within 20 ms).
 
 Load balancing ranks in-service routes by `preference` (the one ordering rule
 of both `pw.lb.select` and `show load-balancer`, docs/cli.md): Meets-SLA (of
@@ -26,15 +29,27 @@ class Candidate:
     route: str
     quality: float
     cost: int
+    #: Kept in service as best effort now.
     current: bool
+    #: In service on its own (not as best effort).
+    in_service: bool = False
+    #: Judged up (not merely on probation or unknown).
+    up: bool = False
 
 
 def best_effort_choice(candidates: Sequence[Candidate]) -> str | None:
-    """The sticky current best-effort route, else the best by quality, then cost, then name."""
+    """The route to keep in service as best effort, None when none is needed.
+
+    None once a route is in service and up; else the current best-effort route
+    (sticky); else, when no route is in service, the best by quality, then cost,
+    then name.
+    """
+    if any(c.in_service and c.up for c in candidates):
+        return None
     for candidate in candidates:
         if candidate.current:
             return candidate.route
-    if not candidates:
+    if not candidates or any(c.in_service for c in candidates):
         return None
     return min(candidates, key=lambda c: (-c.quality, c.cost, c.route)).route
 

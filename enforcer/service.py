@@ -25,11 +25,11 @@ from enforcer.reconcile import reconcile_store
 from enforcer.sink import OutputSink
 from enforcer.store import EnforcerStore
 from enforcer.window_choice import WindowChoice
-from pathwatch.bus import Bus
-from pathwatch.configsource import LiveConfig
-from pathwatch.heap import settle_heap
-from pathwatch.status import RoleCounters, publish_status
-from pathwatch.supervise import start_supervised
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.configsource import LiveConfig
+from pathwatch.runtime.heap import settle_heap
+from pathwatch.runtime.status import RoleCounters, publish_status
+from pathwatch.runtime.supervise import start_supervised
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message, encode
 from schemas.config import PathwatchConfig

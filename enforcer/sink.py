@@ -19,7 +19,7 @@ from nats.js.kv import KeyValue
 from enforcer.lease import Lease
 from enforcer.messages import Outputs, Publication
 from enforcer.store import EnforcerStore
-from pathwatch.bus import Bus
+from pathwatch.runtime.bus import Bus
 from schemas import subjects
 from schemas.fit import fit
 from schemas.limits import PAYLOAD_HEADROOM_BYTES

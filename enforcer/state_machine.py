@@ -2,7 +2,10 @@
 
 States: `unknown` (no judged window yet; usable, not meeting SLA), `up`,
 `down` (for the hold-down), `probation` (back in service after the hold-down
-for one window judged on fresh data only). Times of transitions come from the
+for one window judged on fresh data only). A route with active probes leaves
+`down` only once its probes have passed since the fault (probe-verified
+recovery, `RecoveryEvidence`): at a hold-down end without that, the hold-down
+is extended with the next multiplier and the machine stays down. Times of transitions come from the
 evidence (window end, evidence timestamp, hold-down end), never from the
 local clock, so two enforcers fed the same input reach the same states at the
 same instants; the clock only decides *when* an expired hold-down is noticed.
@@ -11,7 +14,7 @@ same instants; the clock only decides *when* an expired hold-down is noticed.
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from enforcer.holddown import HoldDownPolicy
+from enforcer.holddown import HoldDownPolicy, RecoveryEvidence
 from schemas.wire import PathStateName
 
 Clock = Callable[[], float]
@@ -63,7 +66,7 @@ class Transition:
 class PathMachine:
     """unknown / up / down / probation with a growing, decaying hold-down."""
 
-    __slots__ = ("clock", "policy", "revision", "track")
+    __slots__ = ("clock", "policy", "recovery", "revision", "track")
 
     def __init__(
         self,
@@ -71,11 +74,14 @@ class PathMachine:
         clock: Clock,
         track: TrackState | None = None,
         revision: Revision | None = None,
+        recovery: RecoveryEvidence | None = None,
     ) -> None:
         self.policy = policy
         self.clock = clock
         self.track = track if track is not None else TrackState()
         self.revision = revision if revision is not None else Revision()
+        #: The route's probe replies since its last fault (shared by its machines).
+        self.recovery = recovery if recovery is not None else RecoveryEvidence()
 
     @property
     def state(self) -> PathStateName:
@@ -100,6 +106,8 @@ class PathMachine:
         track.hold_down_until = at + self.policy.duration(track.multiplier)
         track.healthy_since = None
         track.meets_sla = False
+        self.recovery.reset()
+        self.recovery.held = ""
         return self._move("down", at, reason)
 
     def _expire(self, now: float) -> Transition | None:
@@ -109,13 +117,40 @@ class PathMachine:
         if track.hold_down_until > now:
             return None
         at = track.hold_down_until
+        recovery = self.recovery
+        missing = recovery.missing()
+        if missing:
+            return self._extend(at, missing)
         track.hold_down_until = None
-        return self._move(
-            "probation", at, f"hold-down over, on probation for one window ({track.reason})"
-        )
+        recovery.held = ""
+        if recovery.required <= 0:
+            reason = f"hold-down over, on probation for one window ({track.reason})"
+        else:
+            reason = f"hold-down over, {recovery.passed()}, on probation for one window"
+            reason += f" ({track.reason})"
+        # with no hold-down to wait for (base 0) the probes may pass after its end
+        verified = min(recovery.verified_since or at, now)
+        return self._move("probation", max(at, verified), reason)
+
+    def _extend(self, at: float, missing: str) -> Transition | None:
+        """At the hold-down end `at`, the probes have not passed since the fault: stay
+        down, held for the next multiplier's hold-down (down -> down, None when nothing
+        changed: a hold-down of 0 s is looked at again at the next window or tick)."""
+        track = self.track
+        track.multiplier = self.policy.escalated(track.multiplier)
+        until = at + self.policy.duration(track.multiplier)
+        if until <= at and missing == self.recovery.held:
+            return None
+        if until > at:
+            track.hold_down_until = until
+        self.recovery.held = missing
+        self.revision.bump()
+        held = f"hold-down extended to {until - at:g} s (x{track.multiplier}): {missing}"
+        return Transition("down", "down", at, f"{held} ({track.reason})")
 
     def tick(self) -> Transition | None:
-        """Notice an expired hold-down: `down` -> `probation` at the hold-down end."""
+        """Notice an expired hold-down: `down` -> `probation` at the hold-down end, or
+        `down` -> `down` with the hold-down extended while the probes have not passed."""
         return self._expire(self.clock())
 
     def observe(
@@ -179,7 +214,9 @@ class PathMachine:
         return float("inf") if self._steady("meets SLA") else None
 
     def fail(self, reason: str, at: float) -> Transition | None:
-        """Immediate evidence of failure (fast path): down unless already down."""
+        """Immediate evidence of failure (fast path): down unless already down (then
+        it still tells that the fault has not cleared)."""
         if self.track.state == "down":
+            self.recovery.reset()
             return None
         return self._go_down(at, reason)

@@ -2,7 +2,7 @@
 
 `text` on a terminal is rich's coloured output; anywhere else (systemd, a pipe, a
 file) it is one plain line per record, never wrapped, with the date:
-`2025-01-31T12:00:00.123+00:00 WARNING pathwatch.bus: nats agent-x: disconnected`.
+`2025-01-31T12:00:00.123+00:00 WARNING pathwatch.runtime.bus: nats agent-x: disconnected`.
 
 `json` is one object per line with stable keys: `ts` (RFC 3339, UTC, milliseconds),
 `level`, `logger`, `message`, and `exception` (the formatted traceback) when there is

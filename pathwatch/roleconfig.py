@@ -21,11 +21,11 @@ from typing import Annotated, Literal
 import msgspec
 import typer
 
-from pathwatch.bus import Bus
-from pathwatch.configfile import LoadedConfig
-from pathwatch.configsource import ConfigSource, FileSource, KvSource
-from pathwatch.configstore import DEFAULT_NAME
-from pathwatch.runtime import load_or_exit
+from pathwatch.rolecli import load_or_exit
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.configfile import LoadedConfig
+from pathwatch.runtime.configsource import ConfigSource, FileSource, KvSource
+from pathwatch.runtime.configstore import DEFAULT_NAME
 from schemas.config import NatsConfig, PathwatchConfig
 
 log = logging.getLogger("pathwatch.config")

@@ -24,21 +24,24 @@ from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+import msgspec.structs
+
 from agents.agent import run_agent
 from aggregator.service import START_ONLY as AGGREGATOR_START_ONLY
 from aggregator.service import run_aggregator
 from enforcer.api import START_ONLY as API_START_ONLY
 from enforcer.api import run_api
-from enforcer.notifier.service import NotifierService, NotifierSetupError
+from enforcer.notifier.follow import FollowingNotifiers
+from enforcer.notifier.service import NotifierSetupError
 from enforcer.service import START_ONLY as ENFORCER_START_ONLY
 from enforcer.service import run_enforcer
-from pathwatch.bus import Bus
-from pathwatch.configfile import LoadedConfig
-from pathwatch.configsource import ConfigSource, Revision
-from pathwatch.embedded import EmbeddedNats, NatsServerMissing
 from pathwatch.grafana.annotations import run_configured_annotator
-from pathwatch.listen import ListenError
-from pathwatch.runtime import bus_options
+from pathwatch.rolecli import bus_options
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.configfile import LoadedConfig
+from pathwatch.runtime.configsource import ConfigSource, Revision
+from pathwatch.runtime.embedded import EmbeddedNats, NatsServerMissing
+from pathwatch.runtime.listen import ListenError
 from pathwatch.statedir import (
     AUTH_NAME,
     NatsAuth,
@@ -99,7 +102,8 @@ async def run_all(
         async def connect(role: str) -> Bus:
             options = bus_options(config.nats, f"pathwatch-{role}", url)
             if auth is not None:
-                options = dataclasses.replace(options, user=auth.user, password=auth.password)
+                nats = msgspec.structs.replace(options.nats, user=auth.user, password=auth.password)
+                options = dataclasses.replace(options, nats=nats)
             bus = await Bus.connect(options, stop)
             buses.append(bus)
             return bus
@@ -151,17 +155,20 @@ def _stop_server(embedded: EmbeddedNats) -> None:
 
 
 async def _notifiers(
-    config: PathwatchConfig, connect: Callable[[str], Awaitable[Bus]]
-) -> NotifierService | None:
-    """The notifiers of the config (none: None), their counters on the shared /metrics."""
+    source: ConfigSource, connect: Callable[[str], Awaitable[Bus]]
+) -> FollowingNotifiers | None:
+    """The notifiers of the config (none at start: None), following `source`, their
+    counters on the shared /metrics."""
+    config = source.current.config
     if not config.notifiers:
         return None
     try:
-        service = NotifierService(config, await connect("notifier"), instance="local")
+        bus = await connect("notifier")
+        notifiers = FollowingNotifiers(bus, source.live("notifier"), instance="local")
     except NotifierSetupError as exc:
         raise ComponentFailed(f"notifier: {exc}") from None
     log.info("notifiers: %s", ", ".join(sorted(config.notifiers)))
-    return service
+    return notifiers
 
 
 async def _parts(
@@ -171,9 +178,10 @@ async def _parts(
     node: str | None,
 ) -> list[Part]:
     """Each part's coroutine on its own connection (not started yet), each following
-    `source` (the notifiers and the Grafana annotator keep the first config)."""
+    `source` (the Grafana annotator keeps the first config; notifiers run when the first
+    config has some)."""
     config = source.current.config
-    notifiers = await _notifiers(config, connect)
+    notifiers = await _notifiers(source, connect)
     parts: list[Part] = [
         (
             "api",

@@ -8,6 +8,7 @@ mix, SLA lanes that can never gather `min-samples`, keys not implemented yet.
 
 import ipaddress
 import math
+from collections.abc import Iterable
 
 from schemas.config import (
     ClassThresholds,
@@ -18,13 +19,9 @@ from schemas.config import (
     ServiceRoute,
     TimeToEstablishment,
 )
+from schemas.probekinds import BY_NAME, KINDS, REACHABILITY_PROTOCOLS, HttpProbeProfile
 from schemas.problems import KeyPath, Problem
 
-PROBE_KINDS = ("icmp", "tcp", "tls", "udp", "http")
-#: Probe kinds whose lanes are judged against a reachability profile (their protocol).
-REACHABILITY_KINDS = ("tcp", "tls", "udp", "http")
-#: Probe kinds judged per address against an SLA.
-SLA_KINDS = ("icmp", "http")
 _DEFAULT_TTE = TimeToEstablishment()
 _DEFAULT_PASSIVE = PassiveConfig()
 _DEFAULT_NATS = NatsConfig()
@@ -55,8 +52,11 @@ def _measured(config: PathwatchConfig, route: ServiceRoute) -> set[tuple[str, st
     for probe in detection.probes:
         found = probe.profile_ref()
         profile = config.probe_profile(probe)
-        if found is not None and profile is not None and found[0] in REACHABILITY_KINDS:
-            pairs.update((found[0], traffic_class) for traffic_class in profile.traffic_classes)
+        kind = BY_NAME[found[0]] if found is not None else None
+        if kind is not None and profile is not None and kind.reachability:
+            pairs.update(
+                (kind.protocol, traffic_class) for traffic_class in profile.traffic_classes
+            )
     return pairs
 
 
@@ -69,9 +69,10 @@ def _probe_advice(
     profile = config.probe_profile(probe)
     if found is None or profile is None:
         return []
-    kind, name = found
+    kind = BY_NAME[found[0]]
+    name = found[1]
     pkeys = (*keys, "probes", index)
-    profile_keys: KeyPath = (f"{kind}-probe-profiles", name)
+    profile_keys: KeyPath = (kind.profiles_key, name)
     found_problems: list[Problem] = []
     window = detection.detection_window
     if profile.probe_interval + profile.probe_duration >= window:
@@ -84,7 +85,7 @@ def _probe_advice(
                 profile_keys,
             )
         )
-    if kind in SLA_KINDS:
+    if kind.per_address_sla:
         most = profile.number_of_attempts * math.ceil(window / profile.probe_interval)
         if most < detection.min_samples:
             found_problems.append(
@@ -98,16 +99,17 @@ def _probe_advice(
             )
     reachability = detection.reachability_profile
     thresholds = config.reachability_profiles.get(reachability or "")
-    if kind in REACHABILITY_KINDS and thresholds is not None:
-        table = getattr(thresholds, kind)
+    if kind.reachability and thresholds is not None:
+        protocol = kind.protocol
+        table = thresholds.table(protocol)
         for traffic_class in profile.traffic_classes:
             if traffic_class not in table:
                 found_problems.append(
                     _warn(
                         pkeys,
-                        f"probe {probe.name!r} measures {kind}/{traffic_class}, which"
+                        f"probe {probe.name!r} measures {protocol}/{traffic_class}, which"
                         f" reachability-profile {reachability!r} has no entry for"
-                        f" ({kind}.{traffic_class}): judged against the defaults"
+                        f" ({protocol}.{traffic_class}): judged against the defaults"
                         f" ({_DEFAULTS_TEXT})",
                         ("reachability-profiles", reachability or ""),
                         profile_keys,
@@ -115,7 +117,7 @@ def _probe_advice(
                 )
     source = route.next_hop.source_address
     source_family = _family(source) if source is not None else None
-    for address in getattr(profile, "probe_address", []):
+    for address in profile.destinations():
         family = _family(address)
         if source_family is not None and family is not None and family != source_family:
             found_problems.append(
@@ -160,8 +162,8 @@ def _detection_advice(config: PathwatchConfig, route: ServiceRoute, keys: KeyPat
 def _tte_advice(config: PathwatchConfig) -> list[Problem]:
     found: list[Problem] = []
     for name, profile in config.reachability_profiles.items():
-        for protocol in REACHABILITY_KINDS:
-            for traffic_class, entry in getattr(profile, protocol).items():
+        for protocol in REACHABILITY_PROTOCOLS:
+            for traffic_class, entry in profile.table(protocol).items():
                 keys = ("reachability-profiles", name, protocol, traffic_class)
                 tte = entry.time_to_establishment
                 tkeys = (*keys, "time-to-establishment")
@@ -196,8 +198,10 @@ def _unmeasured_advice(config: PathwatchConfig) -> list[Problem]:
     found: list[Problem] = []
     for name, pairs in measured.items():
         profile = config.reachability_profiles.get(name)
-        for protocol in REACHABILITY_KINDS if profile is not None else ():
-            for traffic_class in getattr(profile, protocol):
+        if profile is None:
+            continue
+        for protocol in REACHABILITY_PROTOCOLS:
+            for traffic_class in profile.table(protocol):
                 if (protocol, traffic_class) not in pairs and protocol not in learned:
                     found.append(
                         _warn(
@@ -218,12 +222,14 @@ def _unused_advice(config: PathwatchConfig) -> list[Problem]:
             used.add(("reachability", detection.reachability_profile))
         used.update(ref for probe in detection.probes if (ref := probe.profile_ref()))
     found: list[Problem] = []
-    for kind in ("reachability", *PROBE_KINDS):
-        table = "reachability-profiles" if kind == "reachability" else f"{kind}-probe-profiles"
-        for name in getattr(config, table.replace("-", "_")):
+    tables: list[tuple[str, str, Iterable[str]]] = [
+        ("reachability", "reachability-profiles", config.reachability_profiles)
+    ]
+    tables += [(k.name, k.profiles_key, config.probe_profiles(k.name)) for k in KINDS]
+    for kind, table, names in tables:
+        for name in names:
             if (kind, name) not in used:
-                what = "reachability-profile" if kind == "reachability" else f"{kind}-probe-profile"
-                found.append(_warn((table, name), f"{what} is unused"))
+                found.append(_warn((table, name), f"{table.removesuffix('s')} is unused"))
     return found
 
 
@@ -252,8 +258,8 @@ def _section_advice(config: PathwatchConfig) -> list[Problem]:
                 "store-dir is only used by the embedded nats-server (url: embedded)",
             )
         )
-    for name, profile in config.http_probe_profiles.items():
-        if profile.up_delay_timer:
+    for name, profile in config.probe_profiles("http").items():
+        if isinstance(profile, HttpProbeProfile) and profile.up_delay_timer:
             found.append(
                 _warn(
                     ("http-probe-profiles", name, "up-delay-timer"),

@@ -3,40 +3,38 @@
 Every key is declared once here with its type, range, default, unit and
 description (`schemas.units`); the JSON Schema export, `docs/config.md`
 (`pathwatch config docs`) and the decoder read them from these declarations.
-Adding a key is adding one line here. Structural checks (types, ranges, unknown
-keys) come from msgspec through `schemas.decode`; semantic checks (references,
-duplicates, warnings) live in `schemas.validate` and `schemas.advice`.
+Adding a key is adding one line here. The keys that exist once per probe kind
+(`<kind>-probe-profiles`, a probe's `<kind>-probe-profile`, a reachability
+profile's protocol tables) are added to their sections from the registry in
+`schemas.probekinds`, where each kind's profile is declared. Structural checks
+(types, ranges, unknown keys) come from msgspec through `schemas.decode`;
+semantic checks (references, duplicates, warnings) live in `schemas.validate`
+and `schemas.advice`.
 Units follow the router CLI: seconds for windows, intervals and hold-down,
 milliseconds for latencies, percent for thresholds; a duration key also takes a
 string with units (`30s`, `200ms`, `5m`, `1m30s`).
 """
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from msgspec import Meta, Struct, field
+from msgspec import Meta, defstruct, field
 
+from schemas.probekinds import KINDS, REACHABILITY_PROTOCOLS, ProbeKind, probe_kind
+from schemas.probeprofile import LatencySla, ProbeProfile, ReplyTimeout, SlaMetrics
+from schemas.section import ConfigSection, Port, Uint32
+from schemas.traffic import TrafficClass
 from schemas.units import key, millis, percent, seconds
-from schemas.wire import TrafficClass
 
+__all__ = ["LatencySla", "ProbeProfile", "ReplyTimeout", "SlaMetrics"]
 
-class _Cfg(Struct, frozen=True, kw_only=True, rename="kebab", forbid_unknown_fields=True):
-    """Base of config sections: kebab-case keys, unknown keys refused."""
-
-
-Port = Annotated[int, Meta(ge=1, le=65535)]
-Addresses = Annotated[list[str], Meta(min_length=1)]
-Uint32 = Annotated[int, Meta(ge=0, le=4294967295)]
-
-_PROBE_ADDRESS = "Addresses probed (IP literals; at least one)."
 #: Up to ten years.
 _RETENTION = {"gt": 0, "le": 86400 * 3650}
-_TRAFFIC_CLASSES = "Traffic classes probed, each with its class's DSCP marking."
 
 
 # --- infrastructure -------------------------------------------------------
 
 
-class NatsConfig(_Cfg, frozen=True, kw_only=True):
+class NatsConfig(ConfigSection, frozen=True, kw_only=True):
     """`url: embedded` runs an embedded nats-server; otherwise a comma-separated server list."""
 
     url: Annotated[
@@ -67,7 +65,7 @@ class NatsConfig(_Cfg, frozen=True, kw_only=True):
     ] = 1
 
 
-class ApiConfig(_Cfg, frozen=True, kw_only=True):
+class ApiConfig(ConfigSection, frozen=True, kw_only=True):
     """REST API; a token is required when it listens off loopback."""
 
     listen: Annotated[str, key("HOST:PORT the REST API and status page listen on.")] = (
@@ -82,7 +80,7 @@ class ApiConfig(_Cfg, frozen=True, kw_only=True):
     ] = None
 
 
-class RetentionConfig(_Cfg, frozen=True, kw_only=True):
+class RetentionConfig(ConfigSection, frozen=True, kw_only=True):
     """How long history is kept, like the router's rollups."""
 
     raw: Annotated[float, seconds("How long raw windows are kept.", **_RETENTION)] = 3600
@@ -94,7 +92,7 @@ class RetentionConfig(_Cfg, frozen=True, kw_only=True):
     )
 
 
-class StoreConfig(_Cfg, frozen=True, kw_only=True):
+class StoreConfig(ConfigSection, frozen=True, kw_only=True):
     """The aggregator's SQLite history store."""
 
     path: Annotated[str, key("SQLite file of the window history ('' for none).")] = "pathwatch.db"
@@ -103,7 +101,7 @@ class StoreConfig(_Cfg, frozen=True, kw_only=True):
     )
 
 
-class MetricsConfig(_Cfg, frozen=True, kw_only=True):
+class MetricsConfig(ConfigSection, frozen=True, kw_only=True):
     """Prometheus exporter of the aggregator (`/metrics`)."""
 
     listen: Annotated[str, key("HOST:PORT of the aggregator's Prometheus /metrics.")] = (
@@ -114,7 +112,7 @@ class MetricsConfig(_Cfg, frozen=True, kw_only=True):
     ] = False
 
 
-class AggregatorConfig(_Cfg, frozen=True, kw_only=True):
+class AggregatorConfig(ConfigSection, frozen=True, kw_only=True):
     """Windowing of measurements into statistics."""
 
     allowed_lateness: Annotated[
@@ -145,7 +143,7 @@ class AggregatorConfig(_Cfg, frozen=True, kw_only=True):
     ] = 30.0
 
 
-class EnforcerConfig(_Cfg, frozen=True, kw_only=True):
+class EnforcerConfig(ConfigSection, frozen=True, kw_only=True):
     """Active/standby enforcer."""
 
     lease_ttl: Annotated[
@@ -161,7 +159,7 @@ class EnforcerConfig(_Cfg, frozen=True, kw_only=True):
     ] = 3
 
 
-class RouterConfig(_Cfg, frozen=True, kw_only=True):
+class RouterConfig(ConfigSection, frozen=True, kw_only=True):
     """Route actuator: `ecmp` spreads over in-service next hops by cost, `best` uses one."""
 
     mode: Annotated[
@@ -193,7 +191,7 @@ class RouterConfig(_Cfg, frozen=True, kw_only=True):
     ] = 30
 
 
-class HealerConfig(_Cfg, frozen=True, kw_only=True):
+class HealerConfig(ConfigSection, frozen=True, kw_only=True):
     """Datapath liveness check settings (overridden by NSM_LIVENESS_CHECK_* variables)."""
 
     liveness_check_enabled: Annotated[
@@ -242,7 +240,7 @@ class HealerConfig(_Cfg, frozen=True, kw_only=True):
     route_metric: Annotated[Uint32, key("Metric of the built-in reconnect hook's routes.")] = 0
 
 
-class GrafanaConfig(_Cfg, frozen=True, kw_only=True):
+class GrafanaConfig(ConfigSection, frozen=True, kw_only=True):
     """Grafana that receives alarm annotations."""
 
     url: Annotated[str | None, key("Grafana base URL.")] = None
@@ -256,7 +254,7 @@ class GrafanaConfig(_Cfg, frozen=True, kw_only=True):
 DEFAULT_RESEND_INTERVAL_S = 60.0
 
 
-class NotifierRetry(_Cfg, frozen=True, kw_only=True):
+class NotifierRetry(ConfigSection, frozen=True, kw_only=True):
     """How a failed delivery is retried (docs/notifier.md, "Delivery")."""
 
     initial: Annotated[
@@ -274,7 +272,7 @@ class NotifierRetry(_Cfg, frozen=True, kw_only=True):
     ] = 86400.0
 
 
-class NotifierConfig(_Cfg, frozen=True, kw_only=True):
+class NotifierConfig(ConfigSection, frozen=True, kw_only=True):
     """One notifier: a receiver of raised and cleared alarms, fed by its own durable
     consumer of the alarm stream (docs/notifier.md)."""
 
@@ -318,7 +316,7 @@ class NotifierConfig(_Cfg, frozen=True, kw_only=True):
     ] = None
 
 
-class TrafficClassConfig(_Cfg, frozen=True, kw_only=True):
+class TrafficClassConfig(ConfigSection, frozen=True, kw_only=True):
     """The DSCP marking of one traffic class."""
 
     dscp: Annotated[int, key("DSCP value (0-63) of the class's probes.", ge=0, le=63)]
@@ -336,7 +334,7 @@ def _default_classes() -> dict[TrafficClass, TrafficClassConfig]:
 # --- reachability profiles --------------------------------------------------
 
 
-class TimeToEstablishment(_Cfg, frozen=True, kw_only=True):
+class TimeToEstablishment(ConfigSection, frozen=True, kw_only=True):
     """Time-to-establishment limits in ms; 0 disables one limit."""
 
     enabled: Annotated[bool, key("Judge time-to-establishment at all.")] = True
@@ -352,7 +350,7 @@ class TimeToEstablishment(_Cfg, frozen=True, kw_only=True):
     ] = 250
 
 
-class ClassThresholds(_Cfg, frozen=True, kw_only=True):
+class ClassThresholds(ConfigSection, frozen=True, kw_only=True):
     """Thresholds of one (protocol, traffic class); error threshold 0 disables it."""
 
     acceptable_error_threshold: Annotated[
@@ -372,219 +370,86 @@ ClassTable = Annotated[
 ]
 
 
-class ReachabilityProfile(_Cfg, frozen=True, kw_only=True):
-    """Per protocol, per traffic class thresholds (router `reachability-profile`)."""
-
-    tcp: ClassTable = {}
-    udp: ClassTable = {}
-    tls: ClassTable = {}
-    http: ClassTable = {}
-
-
-# --- probe profiles --------------------------------------------------------
-
-
-class LatencySla(_Cfg, frozen=True, kw_only=True):
-    """Latency limits of a probe SLA; 0 disables one limit."""
-
-    max: Annotated[
-        float, millis("Largest latency allowed in a window; 0 disables.", ge=0, le=600000)
-    ] = 250
-    mean: Annotated[
-        float, millis("Largest mean latency allowed in a window; 0 disables.", ge=0, le=600000)
-    ] = 100
-
-
-class SlaMetrics(_Cfg, frozen=True, kw_only=True):
-    """The SLA every probe address must meet (router `sla-metrics`)."""
-
-    max_loss: Annotated[float, percent("Largest loss allowed in a window; 100 disables.")] = 10
-    latency: Annotated[LatencySla, key("Latency limits.")] = field(default_factory=LatencySla)
-    max_jitter: Annotated[
-        Annotated[float, Meta(ge=0, le=600000)] | None,
-        millis("Largest jitter allowed in a window; null disables."),
-    ] = None
-
-
-class ReplyTimeout(_Cfg, frozen=True, kw_only=True):
-    """Floor and ceiling of a target's reply timeout, SRTT + 4 RTTVAR of its replies
-    (RFC 6298): past it a missing reply is suspected and re-probed (confirm mode)."""
-
-    min: Annotated[float, seconds("Shortest reply timeout (the floor).", gt=0, le=10)] = 0.02
-    max: Annotated[
-        Annotated[float, Meta(gt=0, le=10)] | None,
-        seconds(
-            "Longest reply timeout (the ceiling, also used before the first reply);"
-            " null: probe-duration, which it never exceeds."
-        ),
-    ] = None
-
-
-class _ProbeTiming(_Cfg, frozen=True, kw_only=True):
-    """Attempts are spaced probe-duration / number-of-attempts apart.
-
-    TCP, TLS and UDP probes have no router counterpart and may run sub-second;
-    ICMP and HTTP probes keep the router's ranges (they redeclare the two keys).
-    ICMP, UDP and TCP probes of a route with `consecutive-failures` re-probe a
-    target every `confirm-interval` after a missed reply until it answers or the
-    failures are confirmed (docs/internals.md, "Fast path").
-    """
-
-    probe_interval: Annotated[
-        float, seconds("Time between the starts of two probe rounds.", ge=0.05, le=3600)
-    ] = 10
-    number_of_attempts: Annotated[int, key("Attempts per round and address.", ge=1, le=20)] = 4
-    probe_duration: Annotated[
-        float,
-        seconds(
-            "Length of one round; attempts are spaced and time out at"
-            " probe-duration / number-of-attempts.",
-            ge=0.01,
-            le=10,
-        ),
-    ] = 1
-    traffic_classes: Annotated[list[TrafficClass], key(_TRAFFIC_CLASSES)] = field(
-        default_factory=lambda: ["best-effort"]
-    )
-    reply_timeout: Annotated[
-        ReplyTimeout,
-        key(
-            "Bounds of the reply timeout derived from each target's smoothed RTT: a reply"
-            " missing past it puts the target in confirm mode (ICMP, UDP, TCP)."
-        ),
-    ] = field(default_factory=ReplyTimeout)
-    confirm_interval: Annotated[
-        float,
-        seconds(
-            "Time between re-probes of a target in confirm mode (after a missed reply, until"
-            " a reply or consecutive-failures); 0 turns confirm mode off.",
-            ge=0,
-            le=10,
-        ),
-    ] = 0.01
-
-
-class IcmpProbeProfile(_ProbeTiming, frozen=True, kw_only=True):
-    """Router `icmp-probe-profile`: every probe-address must meet the SLA."""
-
-    probe_interval: Annotated[
-        float, seconds("Time between the starts of two probe rounds.", ge=1, le=3600)
-    ] = 10
-    probe_duration: Annotated[
-        float,
-        seconds(
-            "Length of one round; pings are spaced probe-duration / number-of-attempts apart.",
-            ge=1,
-            le=10,
-        ),
-    ] = 1
-
-    probe_address: Annotated[Addresses, key(_PROBE_ADDRESS)]
-    sla_metrics: Annotated[SlaMetrics, key("The SLA every probe address must meet.")] = field(
-        default_factory=SlaMetrics
+def _section(name: str, base: type, doc: str, fields: list[tuple[str, Any, Any]]) -> Any:
+    """A config section whose keys per probe kind come from `schemas.probekinds`:
+    `base` holds the fixed keys (and is what type checkers see), `fields` the
+    (attribute, annotation, default) added for each kind."""
+    return defstruct(
+        name,
+        fields,
+        bases=(base,),
+        module=__name__,
+        namespace={"__doc__": doc},
+        kw_only=True,
+        frozen=True,
     )
 
 
-class TcpProbeProfile(_ProbeTiming, frozen=True, kw_only=True):
-    """TCP connect: time-to-establishment per attempt."""
+class _ReachabilityTables(ConfigSection, frozen=True, kw_only=True):
+    """Fixed part of a reachability profile (none: every key is a protocol)."""
 
-    probe_address: Annotated[Addresses, key(_PROBE_ADDRESS)]
-    port: Annotated[Port, key("TCP port to connect to.")]
-    hold_open: Annotated[
-        float,
-        millis(
-            "How long to keep the connection open after establishment; a reset in that time"
-            " is reported as `reset` (peers that accept and then reset). 0 closes at once.",
-            ge=0,
-            le=10000,
-        ),
-    ] = 0
+    def table(self, protocol: str) -> dict[TrafficClass, ClassThresholds]:
+        """The class table of `protocol` (empty for protocols it does not judge)."""
+        found: dict[TrafficClass, ClassThresholds] = getattr(self, protocol, {})
+        return found
 
 
-class TlsProbeProfile(_ProbeTiming, frozen=True, kw_only=True):
-    """TLS handshake after TCP establishment."""
-
-    probe_address: Annotated[Addresses, key(_PROBE_ADDRESS)]
-    port: Annotated[Port, key("TCP port of the TLS server.")] = 443
-    server_name: Annotated[
-        str | None, key("Server name sent (SNI) and verified; default: the address.")
-    ] = None
-    accept_self_signed: Annotated[bool, key("Accept any certificate (no verification).")] = False
-    ca_file: Annotated[str | None, key("CA file that verifies the server (PEM).")] = None
-
-
-class UdpProbeProfile(_ProbeTiming, frozen=True, kw_only=True):
-    """UDP request/response; without `expect` any reply counts."""
-
-    probe_address: Annotated[Addresses, key(_PROBE_ADDRESS)]
-    port: Annotated[Port, key("UDP port to send to.")]
-    payload: Annotated[str, key("Payload of each request.")] = "pathwatch"
-    expect: Annotated[
-        str | None, key("Text a reply must contain to count as ok; null: any reply.")
-    ] = None
-
-
-class HttpProbeProfile(_ProbeTiming, frozen=True, kw_only=True):
-    """Router `http-probe-profile`."""
-
-    probe_interval: Annotated[
-        float, seconds("Time between the starts of two probe rounds.", ge=1, le=3600)
-    ] = 10
-    probe_duration: Annotated[
-        float,
-        seconds(
-            "Length of one round; each request times out at probe-duration / number-of-attempts.",
-            ge=1,
-            le=10,
-        ),
-    ] = 1
-
-    url: Annotated[str, key("URL requested (GET).")]
-    valid_status_code: Annotated[
-        list[Annotated[int, Meta(ge=100, le=599)]],
-        key("Status codes that count as ok."),
-    ] = field(default_factory=lambda: [200])
-    up_delay_timer: Annotated[
-        float,
-        seconds("Router `up-delay-timer`; accepted but not implemented yet.", ge=0, le=3600),
-    ] = 0
-    accept_self_signed: Annotated[bool, key("Accept any certificate (no verification).")] = False
-    sla_metrics: Annotated[SlaMetrics, key("The SLA the URL must meet.")] = field(
-        default_factory=SlaMetrics
+if TYPE_CHECKING:
+    ReachabilityProfile = _ReachabilityTables
+else:
+    ReachabilityProfile = _section(
+        "ReachabilityProfile",
+        _ReachabilityTables,
+        "Per protocol, per traffic class thresholds (router `reachability-profile`).",
+        [(protocol, ClassTable, {}) for protocol in REACHABILITY_PROTOCOLS],
     )
 
+
+# --- probe references -------------------------------------------------------
 
 _PROFILE_REF = "Name of the {kind}-probe-profile this probe runs."
 
 
-class ProbeRef(_Cfg, frozen=True, kw_only=True):
-    """A probe of a route: exactly one profile reference, or a plugin kind."""
+class _ProbeRefFixed(ConfigSection, frozen=True, kw_only=True):
+    """Fixed keys of a probe reference; one `<kind>-probe-profile` key per kind is added."""
 
     name: Annotated[str, key("Name of the probe, unique within the route.")]
-    icmp_probe_profile: Annotated[str | None, key(_PROFILE_REF.format(kind="icmp"))] = None
-    tcp_probe_profile: Annotated[str | None, key(_PROFILE_REF.format(kind="tcp"))] = None
-    tls_probe_profile: Annotated[str | None, key(_PROFILE_REF.format(kind="tls"))] = None
-    udp_probe_profile: Annotated[str | None, key(_PROFILE_REF.format(kind="udp"))] = None
-    http_probe_profile: Annotated[str | None, key(_PROFILE_REF.format(kind="http"))] = None
     plugin: Annotated[
         str | None,
         key("Kind of a plugin probe (docs: plugins), whose state is set through the REST API."),
     ] = None
     options: Annotated[dict[str, str], key("Options handed to the plugin probe.")] = {}
 
+    def profile_refs(self) -> list[tuple[ProbeKind, str]]:
+        """Every (kind, profile name) this reference names (valid ones name one)."""
+        return [
+            (kind, ref) for kind in KINDS if (ref := getattr(self, kind.ref_attr, None)) is not None
+        ]
+
     def profile_ref(self) -> tuple[str, str] | None:
         """(kind, profile name) of the referenced profile, or None for a plugin."""
-        for kind in ("icmp", "tcp", "tls", "udp", "http"):
-            ref: str | None = getattr(self, f"{kind}_probe_profile")
-            if ref is not None:
-                return kind, ref
-        return None
+        refs = self.profile_refs()
+        return (refs[0][0].name, refs[0][1]) if refs else None
+
+
+if TYPE_CHECKING:
+    ProbeRef = _ProbeRefFixed
+else:
+    ProbeRef = _section(
+        "ProbeRef",
+        _ProbeRefFixed,
+        "A probe of a route: exactly one profile reference, or a plugin kind.",
+        [
+            (kind.ref_attr, Annotated[str | None, key(_PROFILE_REF.format(kind=kind.name))], None)
+            for kind in KINDS
+        ],
+    )
 
 
 # --- passive learning ------------------------------------------------------
 
 
-class PassiveConfig(_Cfg, frozen=True, kw_only=True):
+class PassiveConfig(ConfigSection, frozen=True, kw_only=True):
     """Passive learning from conntrack (docs/passive.md); off unless `enabled`.
 
     Sessions whose destination falls in a service's `address` are measured on
@@ -651,7 +516,7 @@ class PassiveConfig(_Cfg, frozen=True, kw_only=True):
 # --- services -------------------------------------------------------------
 
 
-class NextHop(_Cfg, frozen=True, kw_only=True):
+class NextHop(ConfigSection, frozen=True, kw_only=True):
     """Where a service-route leaves: node, interface and gateway."""
 
     node: Annotated[str, key("Node (host) that owns the route; its agent probes it.")]
@@ -662,7 +527,7 @@ class NextHop(_Cfg, frozen=True, kw_only=True):
     ] = None
 
 
-class ReachabilityDetection(_Cfg, frozen=True, kw_only=True):
+class ReachabilityDetection(ConfigSection, frozen=True, kw_only=True):
     """Router `reachability-detection` of a service-route, plus the fast path."""
 
     enabled: Annotated[bool, key("Judge this route at all.")] = True
@@ -688,6 +553,19 @@ class ReachabilityDetection(_Cfg, frozen=True, kw_only=True):
     max_hold_down: Annotated[float, seconds("Cap of the multiplied hold-down.", ge=0, le=86400)] = (
         3600
     )
+    recovery_probes: Annotated[
+        int,
+        key(
+            "Probe-verified recovery: successful probe replies every enforced probe lane needs"
+            " since the fault (in a row; of a window with errors only its successes count)"
+            " before the route comes back after a hold-down; until then each hold-down end"
+            " extends the hold-down (next multiplier). 0, and routes without active probes"
+            " (probe-type disabled, or no probe sending packets), come back on probation"
+            " with organic traffic.",
+            ge=0,
+            le=100000,
+        ),
+    ] = 3
     reachability_profile: Annotated[
         str | None,
         key("Name of the reachability-profile judging this route; null: the defaults."),
@@ -710,7 +588,7 @@ class ReachabilityDetection(_Cfg, frozen=True, kw_only=True):
     ] = 3
 
 
-class ServiceRoute(_Cfg, frozen=True, kw_only=True):
+class ServiceRoute(ConfigSection, frozen=True, kw_only=True):
     """One way to reach a service (router `service-route`)."""
 
     next_hop: Annotated[NextHop, key("Where the route leaves.")]
@@ -720,7 +598,7 @@ class ServiceRoute(_Cfg, frozen=True, kw_only=True):
     )
 
 
-class ServicePolicy(_Cfg, frozen=True, kw_only=True):
+class ServicePolicy(ConfigSection, frozen=True, kw_only=True):
     """What to do when every route of a service is down."""
 
     best_effort: Annotated[
@@ -728,7 +606,7 @@ class ServicePolicy(_Cfg, frozen=True, kw_only=True):
     ] = True
 
 
-class Service(_Cfg, frozen=True, kw_only=True):
+class Service(ConfigSection, frozen=True, kw_only=True):
     """A destination with its routes (router `service`)."""
 
     address: Annotated[list[str], key("Prefixes of the service (CIDR).")] = []
@@ -740,12 +618,8 @@ class Service(_Cfg, frozen=True, kw_only=True):
     ] = {}
 
 
-def _profiles(kind: str) -> str:
-    return f"{kind} probe profiles by name."
-
-
-class PathwatchConfig(_Cfg, frozen=True, kw_only=True):
-    """The whole configuration file."""
+class _PathwatchConfigFixed(ConfigSection, frozen=True, kw_only=True):
+    """Fixed keys of the config file; one `<kind>-probe-profiles` key per kind is added."""
 
     nats: Annotated[NatsConfig, key("NATS connection.")] = field(default_factory=NatsConfig)
     api: Annotated[ApiConfig, key("REST API and status page.")] = field(default_factory=ApiConfig)
@@ -772,11 +646,6 @@ class PathwatchConfig(_Cfg, frozen=True, kw_only=True):
     reachability_profiles: Annotated[
         dict[str, ReachabilityProfile], key("Reachability profiles by name.")
     ] = {}
-    icmp_probe_profiles: Annotated[dict[str, IcmpProbeProfile], key(_profiles("ICMP"))] = {}
-    tcp_probe_profiles: Annotated[dict[str, TcpProbeProfile], key(_profiles("TCP"))] = {}
-    tls_probe_profiles: Annotated[dict[str, TlsProbeProfile], key(_profiles("TLS"))] = {}
-    udp_probe_profiles: Annotated[dict[str, UdpProbeProfile], key(_profiles("UDP"))] = {}
-    http_probe_profiles: Annotated[dict[str, HttpProbeProfile], key(_profiles("HTTP"))] = {}
     services: Annotated[dict[str, Service], key("Services by name ([A-Za-z0-9_-]+).")] = {}
     passive: Annotated[PassiveConfig, key("Passive learning from conntrack.")] = field(
         default_factory=PassiveConfig
@@ -800,21 +669,36 @@ class PathwatchConfig(_Cfg, frozen=True, kw_only=True):
             for route_name, route in service.service_routes.items()
         ]
 
-    def probe_profile(
-        self, ref: ProbeRef
-    ) -> (
-        IcmpProbeProfile
-        | TcpProbeProfile
-        | TlsProbeProfile
-        | UdpProbeProfile
-        | HttpProbeProfile
-        | None
-    ):
+    def probe_profiles(self, kind: str) -> dict[str, ProbeProfile]:
+        """The profiles of probe kind `kind` by name (empty for plugins)."""
+        found = probe_kind(kind)
+        profiles: dict[str, ProbeProfile] = (
+            {} if found is None else getattr(self, found.profiles_attr)
+        )
+        return profiles
+
+    def probe_profile(self, ref: ProbeRef) -> ProbeProfile | None:
         """The profile a probe reference names, or None for plugins and dangling references."""
         found = ref.profile_ref()
         if found is None:
             return None
         kind, name = found
-        table: dict[str, object] = getattr(self, f"{kind}_probe_profiles")
-        profile = table.get(name)
-        return profile  # type: ignore[return-value]
+        return self.probe_profiles(kind).get(name)
+
+
+if TYPE_CHECKING:
+    PathwatchConfig = _PathwatchConfigFixed
+else:
+    PathwatchConfig = _section(
+        "PathwatchConfig",
+        _PathwatchConfigFixed,
+        "The whole configuration file.",
+        [
+            (
+                kind.profiles_attr,
+                Annotated[dict[str, kind.profile], key(f"{kind.title} probe profiles by name.")],
+                {},
+            )
+            for kind in KINDS
+        ],
+    )

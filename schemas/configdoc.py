@@ -7,6 +7,7 @@ differs from what this renders.
 
 from schemas.catalog import KeyDoc, config_keys
 from schemas.durations import UNITS_HELP
+from schemas.probekinds import KINDS
 
 _INTRO = f"""\
 # Configuration reference
@@ -43,9 +44,40 @@ def _row(key: KeyDoc) -> str:
     return "| " + " | ".join(_cell(cell) for cell in cells) + " |"
 
 
+def _kinds() -> list[str]:
+    """The probe-kind table, from `schemas.probekinds`."""
+    lines = [
+        "\n## Probe kinds\n",
+        "Each kind has its `<kind>-probe-profiles` table below and is referenced from a"
+        " route's probe as `<kind>-probe-profile`. Its measurements land in lanes of"
+        " its protocol.\n",
+        "| Kind | Protocol | Judged against | Time to establishment | SLA figures | Confirm mode |",
+        "|---|---|---|---|---|---|",
+    ]
+    for kind in KINDS:
+        judged = " and ".join(
+            text
+            for flag, text in (
+                (kind.reachability, "reachability profile"),
+                (kind.per_address_sla, "`sla-metrics` per address"),
+            )
+            if flag
+        )
+        cells = (
+            f"`{kind.name}`",
+            f"`{kind.protocol}`",
+            judged,
+            "yes" if kind.time_to_establishment else "no",
+            ", ".join(kind.sla_figures) or "none",
+            "yes" if kind.confirmable else "no",
+        )
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def render() -> str:
     """The whole of docs/config.md."""
-    lines = [_INTRO]
+    lines = [_INTRO, *_kinds()]
     section = None
     for key in config_keys():
         top = key.path.split(".", 1)[0]

@@ -6,7 +6,7 @@ consecutive-failures fast path, so a re-probe that answered is never
 overruled by failures counted on the scheduled measurements alone).
 
 A probe is confirmed by its agent when its kind has a single request / reply
-exchange (`CONFIRM_KINDS`), its route has a fast path
+exchange (`confirmable` in `schemas.probekinds`), its route has a fast path
 (`consecutive-failures` > 0) and its profile's `confirm-interval` is above 0.
 """
 
@@ -15,9 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from schemas.config import PathwatchConfig, ServiceRoute
-
-#: Probe kinds with one request / reply exchange that re-probes can repeat.
-CONFIRM_KINDS = frozenset({"icmp", "udp", "tcp"})
+from schemas.probekinds import CONFIRM_KINDS
 
 
 def confirm_interval(profile: Any) -> float:

@@ -17,10 +17,11 @@ from schemas.config import (
     Service,
 )
 from schemas.names import is_subject_safe
+from schemas.probekinds import KINDS
 from schemas.problems import KeyPath, Problem
 from schemas.subjects import SYSTEM_SERVICE
 
-PROBE_KINDS = ("icmp", "tcp", "tls", "udp", "http")
+_ONE_OF = ", ".join([*(kind.ref_key for kind in KINDS), "plugin"])
 _LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
@@ -90,26 +91,19 @@ def _check_tokens(problems: list[Problem], config: PathwatchConfig) -> None:
 def _check_probe(
     problems: list[Problem], config: PathwatchConfig, keys: KeyPath, probe: ProbeRef
 ) -> None:
-    refs = [kind for kind in PROBE_KINDS if getattr(probe, f"{kind}_probe_profile") is not None]
+    refs = probe.profile_refs()
     if len(refs) + (probe.plugin is not None) != 1:
-        problems.append(
-            Problem(
-                keys,
-                "expected exactly one of icmp-probe-profile, tcp-probe-profile,"
-                " tls-probe-profile, udp-probe-profile, http-probe-profile, plugin",
-            )
-        )
+        problems.append(Problem(keys, f"expected exactly one of {_ONE_OF}"))
         return
-    found = probe.profile_ref()
-    if found is None or config.probe_profile(probe) is not None:
+    if not refs or config.probe_profile(probe) is not None:
         return
-    kind, name = found
-    defined = sorted(getattr(config, f"{kind}_probe_profiles"))
+    kind, name = refs[0]
+    defined = sorted(config.probe_profiles(kind.name))
     problems.append(
         Problem(
-            (*keys, f"{kind}-probe-profile"),
-            f"unknown {kind}-probe-profile {name!r} (defined: {defined or 'none'})",
-            refers=((f"{kind}-probe-profiles", name),),
+            (*keys, kind.ref_key),
+            f"unknown {kind.ref_key} {name!r} (defined: {defined or 'none'})",
+            refers=((kind.profiles_key, name),),
         )
     )
 
@@ -176,11 +170,11 @@ def _check_service(
 
 
 def _check_reply_timeouts(problems: list[Problem], config: PathwatchConfig) -> None:
-    for kind in PROBE_KINDS:
-        for name, profile in getattr(config, f"{kind}_probe_profiles").items():
+    for kind in KINDS:
+        for name, profile in config.probe_profiles(kind.name).items():
             bounds = profile.reply_timeout
             if bounds.max is not None and bounds.min > bounds.max:
-                keys = (f"{kind}-probe-profiles", name, "reply-timeout")
+                keys = (kind.profiles_key, name, "reply-timeout")
                 problems.append(
                     Problem(
                         (*keys, "min"),
@@ -230,11 +224,13 @@ def errors(config: PathwatchConfig) -> list[Problem]:
     _check_listen(problems, ("metrics", "listen"), config.metrics.listen)
     _check_tokens(problems, config)
     _check_reply_timeouts(problems, config)
-    for kind in ("icmp", "tcp", "tls", "udp"):
-        for name, profile in getattr(config, f"{kind}_probe_profiles").items():
-            for index, address in enumerate(profile.probe_address):
-                keys = (f"{kind}-probe-profiles", name, "probe-address", index)
+    for kind in KINDS:
+        for name, profile in config.probe_profiles(kind.name).items():
+            for index, address in enumerate(getattr(profile, "probe_address", ())):
+                keys = (kind.profiles_key, name, "probe-address", index)
                 _check_address(problems, keys, address, False)
+            for key, message in profile.problems():
+                problems.append(Problem((kind.profiles_key, name, key), message))
     for name, service in config.services.items():
         _check_service(problems, config, name, service)
     for name, notifier in config.notifiers.items():

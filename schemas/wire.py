@@ -5,19 +5,24 @@ schema version. Timestamps are Unix seconds (float); latencies milliseconds;
 rates percent.
 """
 
-from typing import Annotated, Literal, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Literal, NamedTuple
 
 from msgspec import Meta, Struct
 
 from schemas.limits import MAX_LABEL_CHARS, MAX_STATUS_COUNTERS
 from schemas.names import Name
+from schemas.probekinds import PROBE_PROTOCOLS
+from schemas.traffic import TRAFFIC_CLASSES as TRAFFIC_CLASSES
+from schemas.traffic import TrafficClass as TrafficClass
 
 SCHEMA_VERSION = 1
 
-Protocol = Literal["icmp", "tcp", "udp", "tls", "http", "link"]
-TrafficClass = Literal["high", "medium", "low", "best-effort"]
-TRAFFIC_CLASSES: tuple[TrafficClass, ...] = ("high", "medium", "low", "best-effort")
-PROTOCOLS: tuple[Protocol, ...] = ("icmp", "tcp", "udp", "tls", "http", "link")
+#: Protocols of lanes: those of the probe kinds (`schemas.probekinds`) and `link`.
+PROTOCOLS: tuple[str, ...] = (*PROBE_PROTOCOLS, "link")
+if TYPE_CHECKING:
+    Protocol = str
+else:
+    Protocol = Literal[PROTOCOLS]
 SourceKind = Literal["probe", "passive", "link"]
 
 #: What happened to one attempt or one session.
@@ -42,6 +47,8 @@ OUTCOMES: tuple[str, ...] = Outcome.__args__  # type: ignore[attr-defined]
 
 PathStateName = Literal["unknown", "up", "down", "probation"]
 ProbeStateName = Literal["unknown", "up", "down", "probation"]
+#: What brings a route back after its hold-down (DESIGN.md, "Path state machine").
+RecoveryRule = Literal["probe-verified", "organic-traffic"]
 
 #: Unix seconds, up to the year 2100 (`limits.MAX_CLOCK_OFFSET_S` bounds event
 #: times further, against the receiver's clock).
@@ -289,6 +296,12 @@ class PathState(Message, frozen=True, kw_only=True):
     probes: list[ProbeStatus] = []
     #: The aggregator replica whose window was judged last.
     window_replica: ReplicaName = ""
+    #: What brings the route back after a hold-down: its probes passing since the fault
+    #: (`probe-verified`) or one window of real traffic (`organic-traffic`, also what a
+    #: reader of an older enforcer's state gets).
+    recovery: RecoveryRule = "organic-traffic"
+    #: Why the route is still held down past a hold-down end (empty: not held).
+    recovery_held: str = ""
 
 
 PathEventKind = Literal["path-down", "path-up", "probation", "best-effort", "stale", "fresh"]

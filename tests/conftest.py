@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pathwatch.bus import Bus, BusOptions
-from pathwatch.embedded import EmbeddedNats, free_port
+from pathwatch.runtime.bus import Bus, BusOptions
+from pathwatch.runtime.embedded import EmbeddedNats, free_port
 
 if TYPE_CHECKING:
     from tests.test_e2e_up import Listener

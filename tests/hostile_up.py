@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from pathwatch.bus import Bus
-from pathwatch.embedded import free_port
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.embedded import free_port
 from schemas.codec import DecodeError, decode_message
 
 T = TypeVar("T")

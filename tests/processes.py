@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pathwatch.configfile import default_config_text
-from pathwatch.embedded import free_port
+from pathwatch.runtime.configfile import default_config_text
+from pathwatch.runtime.embedded import free_port
 from tests.conftest import wait_for
 
 #: Seconds a process may take to start (imports on a loaded 2-core machine) and connect.

@@ -15,7 +15,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from pathwatch.embedded import EmbeddedNats
+from pathwatch.runtime.embedded import EmbeddedNats
 
 DEPLOY_NATS = Path(__file__).resolve().parent.parent / "deploy" / "nats"
 ACCOUNTS = DEPLOY_NATS / "cluster" / "accounts.conf"

@@ -10,7 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
-from pathwatch.bus import Bus
+from pathwatch.runtime.bus import Bus
 from schemas.codec import decode_message
 from schemas.wire import AgentHeartbeat, MeasurementBatch
 from tests.conftest import wait_for

@@ -13,9 +13,9 @@ import pytest
 
 from agents.agent import Agent, AgentOptions
 from agents.probe.registry import UnknownProbeKind
-from pathwatch.bus import Bus, BusOptions
-from pathwatch.configfile import parse_config
-from pathwatch.embedded import EmbeddedNats
+from pathwatch.runtime.bus import Bus, BusOptions
+from pathwatch.runtime.configfile import parse_config
+from pathwatch.runtime.embedded import EmbeddedNats
 from schemas.codec import decode_message
 from schemas.config import PathwatchConfig
 from schemas.wire import AgentHeartbeat, MeasurementBatch

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aggregator.core import Aggregator
-from pathwatch.configfile import parse_config
+from pathwatch.runtime.configfile import parse_config
 
 CONFIG = parse_config(
     """

@@ -7,9 +7,9 @@ import time
 
 from aggregator.core import Aggregator
 from aggregator.service import run_aggregator
-from pathwatch.bus import Bus, BusOptions
-from pathwatch.configfile import parse_config
-from pathwatch.embedded import EmbeddedNats
+from pathwatch.runtime.bus import Bus, BusOptions
+from pathwatch.runtime.configfile import parse_config
+from pathwatch.runtime.embedded import EmbeddedNats
 from schemas.codec import decode_message, encode
 from schemas.wire import Alarm, FastEvidence, Measurement, MeasurementBatch, WindowStats
 from tests.conftest import wait_for

@@ -11,9 +11,9 @@ import pytest
 
 from aggregator.partition import partition_of
 from aggregator.service import run_aggregator
-from pathwatch.bus import Bus, BusOptions
-from pathwatch.configfile import parse_config
-from pathwatch.embedded import EmbeddedNats
+from pathwatch.runtime.bus import Bus, BusOptions
+from pathwatch.runtime.configfile import parse_config
+from pathwatch.runtime.embedded import EmbeddedNats
 from schemas.codec import encode
 from schemas.wire import Measurement, MeasurementBatch, WindowStats
 from tests.conftest import wait_for

@@ -26,9 +26,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from aggregator.partition import partition_of
 from enforcer.engine import Engine, Outputs
 from enforcer.service import run_enforcer
-from pathwatch.bus import Bus, BusOptions
-from pathwatch.configfile import parse_config
-from pathwatch.embedded import EmbeddedNats, free_port
+from pathwatch.runtime.bus import Bus, BusOptions
+from pathwatch.runtime.configfile import parse_config
+from pathwatch.runtime.embedded import EmbeddedNats, free_port
 from schemas import subjects
 from schemas.codec import decode_message, encode
 from schemas.wire import Measurement, MeasurementBatch, PathState, WindowStats

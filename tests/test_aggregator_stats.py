@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from aggregator import lanes as lanes_module
 from aggregator.stats import mos
-from aggregator.windows import RouteSpec, WindowBook
+from aggregator.windows import RouteWindowing, WindowBook
 from schemas.wire import LaneStats, Measurement
 
 START = 1_000_000.0
@@ -73,7 +73,7 @@ def reference_lane(items: list[Measurement]) -> dict[str, object]:
 def close_one_window(
     items: list[Measurement], listed: frozenset[str] = frozenset({""})
 ) -> list[LaneStats]:
-    spec = RouteSpec("web", "r1", WINDOW, 1.0, 0, frozenset({"127.0.0.1"}))
+    spec = RouteWindowing("web", "r1", WINDOW, 1.0, 0, frozenset({"127.0.0.1"}))
     book = WindowBook([replace(spec, listed_destinations=listed)])
     route = book.route("web", "r1")
     assert route is not None

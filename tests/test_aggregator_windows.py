@@ -7,7 +7,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from aggregator.core import Aggregator
-from pathwatch.configfile import parse_config
+from pathwatch.runtime.configfile import parse_config
 from schemas.codec import encode
 from schemas.wire import Measurement, MeasurementBatch
 

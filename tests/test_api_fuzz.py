@@ -15,7 +15,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from pathwatch.embedded import EmbeddedNats, free_port
+from pathwatch.runtime.embedded import EmbeddedNats, free_port
 
 TOKEN = "test-token-" + uuid.uuid4().hex
 PROBE = "plugin-" + uuid.uuid4().hex[:8]

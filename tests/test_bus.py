@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from pathwatch.bus import READ_BUFFER_BYTES, STREAMS, Bus, BusOptions, inbox_prefix
-from pathwatch.embedded import EmbeddedNats, NatsServerMissing, find_nats_server
+from pathwatch.runtime.bus import READ_BUFFER_BYTES, STREAMS, Bus, BusOptions, inbox_prefix
+from pathwatch.runtime.embedded import EmbeddedNats, NatsServerMissing, find_nats_server
 from schemas import subjects
 from tests.conftest import wait_for
 
@@ -99,10 +101,21 @@ accounts {
 
 
 async def test_the_connection_reads_with_the_larger_buffer(bus: Bus) -> None:
-    # nats-py takes its read size from a module constant that pathwatch.bus raises;
+    # nats-py takes its read size from a module constant that Bus raises when connecting;
     # if nats-py stops reading it, the stream reader keeps its 32 KiB limit
     reader = bus.nc._transport._io_reader  # type: ignore[attr-defined]
     assert reader._limit == READ_BUFFER_BYTES
+
+
+def test_importing_the_bus_leaves_nats_py_alone() -> None:
+    # the read size is widened when a Bus connects, never at import
+    code = (
+        "import nats.aio.client; default = nats.aio.client.DEFAULT_BUFFER_SIZE;"
+        " import pathwatch.runtime.bus, agents.agent, aggregator.service;"
+        " assert nats.aio.client.DEFAULT_BUFFER_SIZE == default, 'patched at import'"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
 
 
 async def test_kv_keys_lists_every_key_written_just_before(bus: Bus) -> None:

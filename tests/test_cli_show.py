@@ -22,9 +22,9 @@ import pytest
 
 from enforcer.api import run_api
 from enforcer.engine import Engine
-from pathwatch.bus import Bus
-from pathwatch.configfile import parse_config
-from pathwatch.embedded import free_port
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.configfile import parse_config
+from pathwatch.runtime.embedded import free_port
 from schemas import subjects
 from schemas.wire import Alarm, LaneStats, PathState, WindowStats
 from tests.conftest import wait_for
@@ -204,5 +204,8 @@ async def test_min_how_the_tcp_probe_is_judged_and_the_load_balancer_order(api: 
     assert "lanes tcp/high" in probe_row and " no " not in probe_row
     [window_from] = [line for line in out.splitlines() if "Window-From" in line]
     assert window_from.split() == ["Window-From", "agg-b"]
+    # the route has an active probe: it comes back only when its probes have passed
+    [recovery] = [line for line in out.splitlines() if "Recovery" in line]
+    assert recovery.split() == ["Recovery", "probe-verified", "Held", "-"]
     # r2 has the better quality score (lower latency); both meet the SLA, so cost decides
     assert await _routes(api) == ["r1", "r2"]

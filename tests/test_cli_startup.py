@@ -21,9 +21,9 @@ HEAVY = (
     "httpx",
     "msgspec",
     "yaml",
-    "pathwatch.bus",
-    "pathwatch.runtime",
-    "pathwatch.configfile",
+    "pathwatch.runtime.bus",
+    "pathwatch.rolecli",
+    "pathwatch.runtime.configfile",
 )
 
 PROBE = """

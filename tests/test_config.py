@@ -9,7 +9,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from pathwatch.configfile import ConfigError, load_config, parse_config
+from pathwatch.runtime.configfile import ConfigError, load_config, parse_config
 from schemas.config import PathwatchConfig
 
 ROUTE = """

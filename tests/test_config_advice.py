@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pathwatch.configfile import load_config, parse_config
+from pathwatch.runtime.configfile import load_config, parse_config
 
 BASE = """\
 reachability-profiles:

@@ -18,19 +18,20 @@ from hypothesis import strategies as st
 from agents.healer.settings import SettingsError
 from agents.healer.settings import parse_duration as healer_duration
 from pathwatch.cliduration import duration_option
-from pathwatch.configfile import ConfigError, parse_config
+from pathwatch.runtime.configfile import ConfigError, parse_config
 from schemas.catalog import KeyDoc, config_keys
 from schemas.durations import DurationError, parse_duration
 
 #: A config that has every section a duration key can sit in.
 BASE = """
 reachability-profiles:
-  p: {tcp: {high: {}}, udp: {high: {}}, tls: {high: {}}, http: {high: {}}}
+  p: {tcp: {high: {}}, udp: {high: {}}, tls: {high: {}}, http: {high: {}}, dns: {high: {}}}
 icmp-probe-profiles: {p: {probe-address: [127.0.0.1]}}
 tcp-probe-profiles: {p: {probe-address: [127.0.0.1], port: 1}}
 tls-probe-profiles: {p: {probe-address: [127.0.0.1]}}
 udp-probe-profiles: {p: {probe-address: [127.0.0.1], port: 1}}
 http-probe-profiles: {p: {url: 'http://127.0.0.1:1/'}}
+dns-probe-profiles: {p: {probe-address: [127.0.0.1], query-name: a.test}}
 services:
   s:
     service-routes:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pathwatch.configfile import ConfigError, load_config, parse_config
+from pathwatch.runtime.configfile import ConfigError, load_config, parse_config
 
 SIX_MISTAKES_YAML = """\
 nats:

@@ -11,9 +11,9 @@ import sys
 import uuid
 from pathlib import Path
 
-from pathwatch.bus import Bus
-from pathwatch.configfile import parse_config
-from pathwatch.configstore import ConfigStore, StoredConfig, StoreError, push_checked
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.configfile import parse_config
+from pathwatch.runtime.configstore import ConfigStore, StoredConfig, StoreError, push_checked
 
 GOOD = """\
 services:

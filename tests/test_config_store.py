@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from pathwatch.bus import Bus
-from pathwatch.configfile import parse_config
-from pathwatch.configsource import ConfigSource, FileSource, KvSource, LiveConfig, Revision
-from pathwatch.configstore import ConfigStore, StoreError, push_checked, record_for
-from pathwatch.status import RoleCounters
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.configfile import parse_config
+from pathwatch.runtime.configsource import ConfigSource, FileSource, KvSource, LiveConfig, Revision
+from pathwatch.runtime.configstore import ConfigStore, StoreError, push_checked, record_for
+from pathwatch.runtime.status import RoleCounters
 from schemas.codec import encode
 from schemas.config import PathwatchConfig
 from tests.conftest import wait_for

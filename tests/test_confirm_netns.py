@@ -24,9 +24,9 @@ from nats.aio.msg import Msg
 
 from agents.agent import Agent, AgentOptions
 from agents.nsexec import run_in_netns, socket_in_netns
-from pathwatch.bus import Bus, BusOptions
-from pathwatch.configfile import parse_config
-from pathwatch.embedded import EmbeddedNats, free_port
+from pathwatch.runtime.bus import Bus, BusOptions
+from pathwatch.runtime.configfile import parse_config
+from pathwatch.runtime.embedded import EmbeddedNats, free_port
 from schemas import subjects
 from schemas.codec import decode_message
 from schemas.config import PathwatchConfig

@@ -160,9 +160,9 @@ services:
 
 
 def test_the_plan_and_the_aggregator_agree_on_confirmed_probes() -> None:
-    from agents.plan import build_plan
-    from aggregator.core import route_specs
-    from pathwatch.configfile import parse_config
+    from agents.probeplan import build_plan
+    from aggregator.core import route_windowing
+    from pathwatch.runtime.configfile import parse_config
 
     config = parse_config(RULE_CONFIG).config
     plans = {plan.route: plan for plan in build_plan(config, None, None)}
@@ -177,18 +177,18 @@ def test_the_plan_and_the_aggregator_agree_on_confirmed_probes() -> None:
     assert held.bounds.ceiling == 1.0  # max defaults to probe-duration
     assert confirm["plain"] is None and confirm["web"] is None
     assert [probe.confirm for probe in plans["unconfirmed"].probes] == [None]
-    specs = {spec.route: spec.agent_confirmed for spec in route_specs(config)}
+    specs = {spec.route: spec.agent_confirmed for spec in route_windowing(config)}
     assert specs == {"r": frozenset({"quick", "held"}), "unconfirmed": frozenset()}
 
 
 def test_the_aggregator_counts_no_failures_of_probes_their_agent_confirms() -> None:
     from aggregator.fastpath import FailureRuns
-    from aggregator.lanes import FineKey
+    from schemas.wire import Lane
 
     runs = FailureRuns(2, agent_confirmed=frozenset({"quick"}))
-    confirmed: FineKey = ("udp", "best-effort", "probe", "quick", "127.0.0.1")
-    plain: FineKey = ("udp", "best-effort", "probe", "plain", "127.0.0.1")
-    passive: FineKey = ("udp", "best-effort", "passive", "quick", "127.0.0.1")
+    confirmed = Lane("udp", "best-effort", "probe", "127.0.0.1", "quick")
+    plain = Lane("udp", "best-effort", "probe", "127.0.0.1", "plain")
+    passive = Lane("udp", "best-effort", "passive", "127.0.0.1", "quick")
     assert runs.failure(confirmed, "timeout") is None
     assert runs.failure(confirmed, "timeout") is None
     assert runs.failure(plain, "timeout") is None

@@ -34,8 +34,8 @@ from pyroute2 import netns as pyroute2_netns
 
 from agents.routing.follower import command_consumer_name
 from aggregator.partition import partition_of
-from pathwatch.bus import Bus, BusOptions
-from pathwatch.embedded import find_nats_server
+from pathwatch.runtime.bus import Bus, BusOptions
+from pathwatch.runtime.embedded import find_nats_server
 from schemas import subjects
 from tests.conftest import wait_for
 from tests.netns import in_ns, namespaces, requires_root, sh, unique
@@ -202,7 +202,9 @@ def join_checked(thread: threading.Thread, timeout: float) -> None:
 
 def user_options(user: str, urls: list[str], **kwargs: Any) -> BusOptions:
     var = user.upper().replace("-", "_")
-    return BusOptions(servers=urls, name=user, user=user, password=password(var), **kwargs)
+    return BusOptions.from_url(
+        ",".join(urls), name=user, user=user, password=password(var), **kwargs
+    )
 
 
 async def ensure_when_ready(admin: Bus) -> bool:
@@ -294,7 +296,7 @@ async def publish_acked(bus: Bus, subject: str, payload: bytes, msg_id: str) -> 
             await asyncio.sleep(0.1)  # back-off between attempts, not a readiness wait
 
 
-async def retrying(factory: Callable[[], Awaitable[T]], timeout: float = 15.0) -> T:
+async def retrying(factory: Callable[[], Awaitable[T]], timeout: float = 30.0) -> T:
     """Await `factory()` until it succeeds: after a node loss, JetStream
     requests time out until the affected raft groups have elected leaders."""
     deadline = time.monotonic() + timeout
@@ -496,7 +498,7 @@ def test_cluster_permissions_and_node_loss(tmp_path: Path) -> None:
         try:
             cluster.start()
             site_a = run_in_namespace(bed.site_a, site_a_main(bed, cluster, agent_b, outcome))
-            site_a.join(60)
+            site_a.join(90)
             cluster.check_alive()
             join_checked(site_a, 0)
         finally:

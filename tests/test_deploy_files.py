@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pathwatch.embedded import find_nats_server
+from pathwatch.runtime.embedded import find_nats_server
 from tests.test_deploy_cluster import server_env
 
 ROOT = Path(__file__).resolve().parent.parent

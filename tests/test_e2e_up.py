@@ -19,9 +19,9 @@ from pathlib import Path
 import httpx
 import msgspec
 
-from pathwatch.bus import Bus
-from pathwatch.configfile import parse_config
-from pathwatch.embedded import free_port
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.configfile import parse_config
+from pathwatch.runtime.embedded import free_port
 from pathwatch.up import run_all
 from schemas import Alarm, PathEvent, PathState, subjects
 from tests.conftest import wait_for

@@ -6,7 +6,7 @@ from typing import Any
 import msgspec
 
 from enforcer.engine import Engine, Outputs
-from pathwatch.configfile import parse_config
+from pathwatch.runtime.configfile import parse_config
 from schemas.codec import decode_message, encode
 from schemas.wire import (
     AgentHeartbeat,
@@ -127,10 +127,25 @@ def test_failure_raises_alarm_withdraws_and_heals_then_recovers() -> None:
     assert messages(out, Alarm) == []
     clock.now = 10_065
     out = eng.tick()
-    # no window for 55 s: the route is also marked stale (silence is not failure)
-    assert [e.kind for e in messages(out, PathEvent)] == ["probation", "stale"]
+    # no window for 55 s: the route is marked stale (silence is not failure), and with
+    # no probe passing since the fault it stays down, the hold-down extended (x2)
+    assert [e.kind for e in messages(out, PathEvent)] == ["stale"]
+    assert messages(out, RouteCommand) == []
+    [held] = [p for p in out.paths if p.route == "r1"]
+    assert held.state == "down" and not held.in_service and held.hold_down_until == 10_185
+    assert held.recovery == "probe-verified"
+    assert held.recovery_held == (
+        "probes not passed since the fault: tcp/high 1 of 3 replies ok in a row"
+    )
+    assert held.reason.endswith("; held: " + held.recovery_held)
+    # the probes pass again: the next hold-down end puts the route on probation
+    clock.now = 10_070
+    eng.on_window(window("web", "r1", 10_070, tcp(0)))
+    clock.now = 10_185
+    out = eng.tick()
+    assert [e.kind for e in messages(out, PathEvent)] == ["probation"]
     assert [c.action for c in messages(out, RouteCommand)] == ["restore"]
-    out = eng.on_window(window("web", "r1", 10_070, tcp(0)))
+    out = eng.on_window(window("web", "r1", 10_190, tcp(0)))
     [cleared] = messages(out, Alarm)
     assert cleared.status == "cleared" and cleared.id == alarm.id
 
@@ -268,6 +283,8 @@ def test_probe_probation_is_shown_and_survives_a_restart() -> None:
     eng, clock = engine()
     eng.on_window(window("web", "r1", 10_000, ping("127.0.0.1", 4), ping("127.0.0.2", 4)))
     eng.on_window(window("web", "r1", 10_005, ping("127.0.0.1", 4), ping("127.0.0.2", 0)))
+    # during the hold-down the probes pass again (probe-verified recovery)
+    eng.on_window(window("web", "r1", 10_060, ping("127.0.0.1", 4), ping("127.0.0.2", 4)))
     clock.now = 10_066
     out = eng.tick()
     [state] = [p for p in out.paths if p.route == "r1"]

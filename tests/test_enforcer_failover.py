@@ -12,8 +12,8 @@ from pathlib import Path
 
 import msgspec
 
-from pathwatch.bus import Bus
-from pathwatch.embedded import EmbeddedNats
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.embedded import EmbeddedNats
 from schemas import subjects
 from schemas.codec import encode
 from schemas.wire import Alarm, PathEvent

@@ -16,9 +16,9 @@ from nats.js.errors import KeyNotFoundError
 
 from enforcer.engine import Engine
 from enforcer.service import clear_disabled_probe_states, run_enforcer
-from pathwatch.bus import Bus, BusOptions
-from pathwatch.configfile import parse_config
-from pathwatch.embedded import EmbeddedNats
+from pathwatch.runtime.bus import Bus, BusOptions
+from pathwatch.runtime.configfile import parse_config
+from pathwatch.runtime.embedded import EmbeddedNats
 from schemas import subjects
 from schemas.codec import decode_message, encode
 from schemas.config import PathwatchConfig

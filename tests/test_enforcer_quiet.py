@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from enforcer.engine import Engine, Outputs
-from pathwatch.configfile import parse_config
+from pathwatch.runtime.configfile import parse_config
 from schemas.codec import DecodeError, encode
 from schemas.wire import LaneStats, PathState, WindowStats
 from tests.test_enforcer_engine import FakeClock as Clock

@@ -15,8 +15,8 @@ import time
 import uuid
 from pathlib import Path
 
-from pathwatch.bus import Bus
-from pathwatch.embedded import EmbeddedNats
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.embedded import EmbeddedNats
 from schemas import subjects
 from schemas.codec import decode_message, encode
 from schemas.wire import Alarm, PathEvent, PathState

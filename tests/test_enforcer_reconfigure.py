@@ -5,7 +5,7 @@ one gets a state at once, a removed one has its alarms cleared and its state del
 from __future__ import annotations
 
 from enforcer.engine import Engine
-from pathwatch.configfile import parse_config
+from pathwatch.runtime.configfile import parse_config
 from schemas.wire import Alarm
 from tests.test_enforcer_engine import FakeClock, messages, tcp, window
 

@@ -14,10 +14,10 @@ from rich.console import Console
 
 from enforcer.api import run_api
 from enforcer.engine import Engine
-from pathwatch.bus import Bus
 from pathwatch.commands import show
-from pathwatch.configfile import parse_config
-from pathwatch.embedded import free_port
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.configfile import parse_config
+from pathwatch.runtime.embedded import free_port
 from schemas import subjects
 from schemas.wire import LaneStats, WindowStats
 from tests.conftest import wait_for

@@ -14,8 +14,8 @@ import uuid
 from nats.aio.msg import Msg
 
 from enforcer.service import run_enforcer
-from pathwatch.bus import Bus
-from pathwatch.configfile import parse_config
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.configfile import parse_config
 from schemas import subjects
 from schemas.codec import decode_message, encode
 from schemas.wire import AgentHeartbeat, Alarm, FastEvidence, RoleStatus

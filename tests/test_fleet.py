@@ -1,10 +1,10 @@
-"""Who is behind in `pathwatch show fleet` (`pathwatch.fleet.FleetBook`): against the latest
+"""Who is behind in `pathwatch show fleet` (`pathwatch.runtime.fleet.FleetBook`): against the latest
 revision in KV, else against the config most members run; silent members and members
 that do not say what they run are never behind."""
 
 from __future__ import annotations
 
-from pathwatch.fleet import FleetBook
+from pathwatch.runtime.fleet import FleetBook
 from schemas.wire import AgentHeartbeat, ConfigMark, RoleStatus
 
 NOW = 1_000_000.0

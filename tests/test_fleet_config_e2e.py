@@ -32,10 +32,10 @@ import msgspec
 import nats.aio.msg
 import pytest
 
-from pathwatch.bus import Bus
-from pathwatch.configfile import parse_config
-from pathwatch.configstore import ConfigStore, push_checked, record_for
-from pathwatch.embedded import EmbeddedNats, free_port
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.configfile import parse_config
+from pathwatch.runtime.configstore import ConfigStore, push_checked, record_for
+from pathwatch.runtime.embedded import EmbeddedNats, free_port
 from schemas import subjects
 from schemas.codec import encode
 from schemas.wire import PathState

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from pathwatch.bus import Bus
 from pathwatch.grafana.annotations import AnnotatorCounters, run_annotator
 from pathwatch.grafana.provision import connect
+from pathwatch.runtime.bus import Bus
 from schemas import subjects
 from schemas.codec import encode
 from schemas.wire import Alarm

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pathwatch.configfile import parse_config
 from pathwatch.grafana.dashboards import (
     Thresholds,
     build_dashboards,
@@ -17,6 +16,7 @@ from pathwatch.grafana.dashboards import (
     render,
     variable_queries,
 )
+from pathwatch.runtime.configfile import parse_config
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "grafana"
 

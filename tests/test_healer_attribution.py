@@ -19,11 +19,11 @@ from agents.healer.attribution import Attribution, Stamp
 from agents.healer.decision import Action
 from agents.healer.healer import Healer
 from agents.healer.hooks import Reconnect
-from agents.healer.liveness import LivenessLoop
+from agents.healer.liveness_loop import LivenessLoop
 from agents.healer.settings import LivenessSettings
-from agents.probe.liveness import Connection
-from pathwatch.bus import Bus
-from pathwatch.configfile import parse_config
+from agents.probe.datapath_check import Connection
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.configfile import parse_config
 from schemas import subjects
 from schemas.codec import encode
 from schemas.config import PathwatchConfig

@@ -23,8 +23,8 @@ import pytest
 from nats.aio.msg import Msg
 from prometheus_client.parser import text_string_to_metric_families
 
-from pathwatch.bus import Bus
-from pathwatch.embedded import EmbeddedNats, free_port
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.embedded import EmbeddedNats, free_port
 from pathwatch.testbed import bed_host
 from schemas import subjects
 from schemas.codec import decode_message, encode

@@ -30,10 +30,10 @@ import nats.aio.msg
 import nats.errors
 import pytest
 
-from pathwatch.bus import Bus
-from pathwatch.configfile import load_config
-from pathwatch.configstore import ConfigStore, push_checked
-from pathwatch.embedded import EmbeddedNats, free_port
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.configfile import load_config
+from pathwatch.runtime.configstore import ConfigStore, push_checked
+from pathwatch.runtime.embedded import EmbeddedNats, free_port
 from schemas import subjects
 from schemas.wire import Alarm, LbSelectReply, LbSelectRequest, PathState, RouteCommand
 from tests.conftest import wait_for

@@ -22,7 +22,7 @@ from aggregator.dedupe import Deduplicator
 from aggregator.ingest import REASONS, decode_batch
 from aggregator.skew import SkewMonitor
 from enforcer.engine import Engine
-from pathwatch.configfile import parse_config
+from pathwatch.runtime.configfile import parse_config
 from schemas.codec import DecodeError, decode_message
 from schemas.fit import fit
 from schemas.limits import (

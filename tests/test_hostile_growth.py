@@ -21,8 +21,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from pathwatch.bus import Bus
-from pathwatch.embedded import EmbeddedNats
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.embedded import EmbeddedNats
 from schemas import subjects
 from schemas.limits import MAX_AGENTS_PER_NODE, MAX_UNLISTED_LANES
 from schemas.wire import AgentHeartbeat, Alarm, Measurement, MeasurementBatch, WindowStats

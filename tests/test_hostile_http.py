@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pathwatch.embedded import EmbeddedNats
+from pathwatch.runtime.embedded import EmbeddedNats
 from schemas.limits import HTTP_HEADER_TIMEOUT_S
 from tests.conftest import wait_for
 from tests.hostile_up import Up, running_up

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from pathwatch.supervise import start_supervised
+from pathwatch.runtime.supervise import start_supervised
 from tests.conftest import wait_for
 
 
@@ -27,7 +27,7 @@ async def test_a_consumer_that_ends_is_restarted_counted_and_logged(
             return  # ended without an error: restarted too
         await stop.wait()
 
-    with caplog.at_level(logging.WARNING, logger="pathwatch.supervise"):
+    with caplog.at_level(logging.WARNING, logger="pathwatch.runtime.supervise"):
         task = start_supervised("test-consumer", consumer, stop, restarts)
         await wait_for(lambda: len(runs) == 3, 5, what="third run")
         assert restarts == Counter({"test-consumer": 2})

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from pathwatch.embedded import EmbeddedNats
-from pathwatch.runtime import STOP_DEADLINE_S
+from pathwatch.rolecli import STOP_DEADLINE_S
+from pathwatch.runtime.embedded import EmbeddedNats
 from tests.processes import Process, silent_udp_socket, write_config
 
 #: The README's promise.

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pathwatch.bus import Bus, BusOptions, StopRequested
-from pathwatch.listen import ListenError, bind_listener, parse_listen
 from pathwatch.logs import log_handler
-from pathwatch.readiness import LoopLiveness, Readiness, nats_connected
+from pathwatch.runtime.bus import Bus, BusOptions, StopRequested
+from pathwatch.runtime.listen import ListenError, bind_listener, parse_listen
+from pathwatch.runtime.readiness import LoopLiveness, Readiness, nats_connected
 from pathwatch.statedir import (
     NoRunningUp,
     StateDirBusy,

@@ -23,8 +23,8 @@ import nats.errors
 import pytest
 import yaml
 
-from pathwatch.bus import Bus, BusOptions
-from pathwatch.runtime import STOP_DEADLINE_S
+from pathwatch.rolecli import STOP_DEADLINE_S
+from pathwatch.runtime.bus import Bus, BusOptions
 from pathwatch.statedir import NatsAuth, UpEndpoint
 from schemas import subjects
 from schemas.codec import encode

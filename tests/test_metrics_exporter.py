@@ -9,9 +9,9 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from aggregator.service import run_aggregator
-from pathwatch.bus import Bus, BusOptions
-from pathwatch.configfile import parse_config
-from pathwatch.embedded import EmbeddedNats, free_port
+from pathwatch.runtime.bus import Bus, BusOptions
+from pathwatch.runtime.configfile import parse_config
+from pathwatch.runtime.embedded import EmbeddedNats, free_port
 from schemas import subjects
 from schemas.codec import encode
 from schemas.wire import Alarm, EnforcerLease, Measurement, MeasurementBatch, PathState
@@ -69,6 +69,11 @@ async def test_metrics_show_lanes_paths_alarms_and_ingest(
         await client.nc.publish("pw.meas.mtest.r1", encode(batch))
         await client.nc.publish("pw.meas.mtest.r1", b"{not json")
         kv = await client.kv(subjects.KV_PATHS)
+        held = "probes not passed since the fault: tcp/high 0 of 3 replies ok in a row"
+        await kv.put(
+            "mtest.r2",
+            encode(PathState(service="mtest", route="r2", state="down", recovery_held=held)),
+        )
         await kv.put(
             "mtest.r1",
             encode(PathState(service="mtest", route="r1", state="up", meets_sla=True)),
@@ -106,6 +111,8 @@ async def test_metrics_show_lanes_paths_alarms_and_ingest(
         assert value(text, "pathwatch_lane_samples", destination="127.0.0.1") is None
         assert value(text, "pathwatch_path_up", service="mtest", route="r1") == 1.0
         assert value(text, "pathwatch_path_meets_sla", service="mtest", route="r1") == 1.0
+        assert value(text, "pathwatch_path_recovery_held", service="mtest", route="r1") == 0.0
+        assert value(text, "pathwatch_path_recovery_held", service="mtest", route="r2") == 1.0
         assert value(text, "pathwatch_alarms_active", service="mtest", cause="path-down") == 1.0
         assert value(text, "pathwatch_ingest_measurements_total") == 4.0
         assert value(text, "pathwatch_ingest_malformed_total", reason="json") == 1.0

@@ -13,9 +13,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from aggregator.service import run_aggregator
-from pathwatch.bus import Bus
-from pathwatch.configfile import parse_config
-from pathwatch.embedded import free_port
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.configfile import parse_config
+from pathwatch.runtime.embedded import free_port
 from schemas import subjects
 from schemas.codec import encode
 from schemas.wire import Alarm, EnforcerLease, Measurement, MeasurementBatch, PathState

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pathwatch.embedded import EmbeddedNats
+from pathwatch.runtime.embedded import EmbeddedNats
 from tests.processes import START_S, Process
 from tests.tls_certs import Pem, issue, make_ca, requires_openssl, server_tls_block
 

@@ -21,8 +21,8 @@ import httpx
 import pytest
 
 from enforcer.notifier.service import NotifierService
-from pathwatch.bus import Bus
-from pathwatch.embedded import free_port
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.embedded import free_port
 from tests.conftest import wait_for
 from tests.test_notifier_webhook import config_of, metric, publish, running, transition, unique
 from tests.webhook_sink import WebhookSink

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pathwatch.configfile import ConfigError, parse_config
+from pathwatch.runtime.configfile import ConfigError, parse_config
 
 GOOD = """
 services:

@@ -16,8 +16,8 @@ import pytest
 from enforcer.notifier.alertmanager import AlertmanagerReceiver
 from enforcer.notifier.deadletter import read_dead_letters
 from enforcer.notifier.service import NotifierService
-from pathwatch.bus import Bus, BusOptions
-from pathwatch.embedded import EmbeddedNats
+from pathwatch.runtime.bus import Bus, BusOptions
+from pathwatch.runtime.embedded import EmbeddedNats
 from schemas import subjects
 from tests.conftest import wait_for
 from tests.test_deploy_cluster import PASSWORD_VARS, password

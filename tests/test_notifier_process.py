@@ -15,11 +15,14 @@ from pathlib import Path
 import httpx
 import nats.js.errors
 import yaml
+from nats.aio.msg import Msg
 
 from enforcer.notifier.consumer import consumer_name
-from pathwatch.bus import Bus
-from pathwatch.embedded import free_port
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.embedded import free_port
 from schemas import subjects
+from schemas.codec import decode_message
+from schemas.wire import RoleStatus
 from tests.conftest import wait_for
 from tests.test_notifier_webhook import (
     SECRET,
@@ -172,3 +175,54 @@ async def test_dead_letters_are_listed(bus: Bus, tmp_path: Path) -> None:
     (letter,) = [json.loads(line) for line in listing.stdout.decode().splitlines()]
     assert letter["reason"] == "rejected" and letter["alarm"]["service"] == service
     assert letter["detail"].startswith("HTTP 410")
+
+
+async def test_a_new_revision_of_notifiers_is_applied_without_a_restart(
+    bus: Bus, tmp_path: Path
+) -> None:
+    """SIGHUP with a changed `notifiers:`: a bad revision (unreadable secret file) is
+    refused and the running notifier keeps delivering; a good one replaces it."""
+    first, second = WebhookSink(lambda _r: 200).start(), WebhookSink(lambda _r: 200).start()
+    service, name, renamed = unique("svc"), unique("hook"), unique("hook")
+    config = write_config(tmp_path, name, first.url, service)
+    refusals: list[int] = []
+
+    async def on_status(message: Msg) -> None:
+        status = decode_message(message.data, RoleStatus)
+        refusals.append(status.dropped.get("config:cannot-apply", 0))
+
+    statuses = await bus.nc.subscribe(f"{subjects.STATUS_PREFIX}.notifier.*", cb=on_status)
+    process = NotifierProcess(config, bus.options.servers[0], free_port()).start()
+    assert process.process is not None
+    try:
+        await wait_for(lambda: consumer_open(bus, name), 20, what="the first notifier")
+        text = config.read_text()
+        bad = yaml.safe_load(text)
+        hook = bad["notifiers"].pop(name)
+        hook.pop("secret")
+        hook["secret-file"] = str(tmp_path / "missing-secret")
+        bad["notifiers"][renamed] = hook
+        config.write_text(yaml.safe_dump(bad))
+        process.process.send_signal(signal.SIGHUP)
+
+        await wait_for(lambda: 1 in refusals, 20, what="the bad revision refused (status)")
+        await publish(bus, transition(service, 0, "raised"))
+        await wait_for(lambda: len(first.taken()) == 1, 20, what="the old notifier delivering")
+
+        good = yaml.safe_load(text)
+        hook = good["notifiers"].pop(name)
+        hook["url"] = second.url
+        good["notifiers"][renamed] = hook
+        config.write_text(yaml.safe_dump(good))
+        process.process.send_signal(signal.SIGHUP)
+        await wait_for(lambda: consumer_open(bus, renamed), 20, what="the renamed notifier")
+        await publish(bus, transition(service, 1, "raised"))
+        await wait_for(lambda: len(second.taken()) >= 1, 20, what="the new receiver")
+        assert process.process.poll() is None
+        assert process.sigterm() < 2.0
+    finally:
+        await statuses.unsubscribe()
+        process.kill()
+        first.stop()
+        second.stop()
+    assert len(first.taken()) == 1, "the replaced notifier delivered after the change"

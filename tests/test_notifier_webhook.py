@@ -28,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from enforcer.notifier import consumer as consumer_module
 from enforcer.notifier.deadletter import read_dead_letters
 from enforcer.notifier.service import NotifierService, NotifierSetupError
-from pathwatch.bus import Bus
+from pathwatch.runtime.bus import Bus
 from schemas import subjects
 from schemas.codec import encode
 from schemas.config import PathwatchConfig

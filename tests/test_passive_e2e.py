@@ -20,8 +20,8 @@ from agents.agent import Agent, AgentOptions
 from agents.nsexec import run_in_netns
 from aggregator.service import run_aggregator
 from enforcer.service import run_enforcer
-from pathwatch.bus import Bus, BusOptions
-from pathwatch.configfile import parse_config
+from pathwatch.runtime.bus import Bus, BusOptions
+from pathwatch.runtime.configfile import parse_config
 from schemas import subjects
 from schemas.codec import decode_message
 from schemas.config import PathwatchConfig

@@ -22,8 +22,8 @@ from pyroute2.netlink.nfnetlink.nfctsocket import AsyncNFCTSocket
 from agents.nsexec import run_in_netns, socket_in_netns
 from agents.passive.events import decode_events
 from agents.passive.follower import open_conntrack_socket
-from agents.probe.passive import PassiveSource, route_choices
-from pathwatch.configfile import parse_config
+from agents.passive.source import PassiveSource, route_choices
+from pathwatch.runtime.configfile import parse_config
 from schemas.wire import Measurement
 from tests.conftest import wait_for
 from tests.netns import requires_nft, requires_root

@@ -21,7 +21,7 @@ from agents.passive.events import (
 )
 from agents.passive.rounds import RoundBuffer, chunks, to_measurement
 from agents.passive.tracker import FlowLabel, SessionTracker
-from pathwatch.configfile import parse_config
+from pathwatch.runtime.configfile import parse_config
 
 LABEL = FlowLabel("web", "high", "")
 TCP, UDP = socket.IPPROTO_TCP, socket.IPPROTO_UDP

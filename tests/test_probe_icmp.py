@@ -10,11 +10,12 @@ import time
 import pytest
 
 from agents.nsexec import run_in_netns
+from agents.probe.address_sla import summarize
 from agents.probe.base import Target
 from agents.probe.icmp import probe_icmp
 from agents.probe.icmp_engine import IcmpEngine, IcmpUnavailable
-from agents.probe.icmp_sla import summarize
-from schemas.config import IcmpProbeProfile, LatencySla, SlaMetrics
+from schemas.config import LatencySla, SlaMetrics
+from schemas.probekinds import IcmpProbeProfile
 from schemas.wire import Measurement
 from tests.netns import in_ns, nft, requires_iptables, requires_nft, requires_root
 from tests.test_probe_beds import FAR_1, FAR_SERVICE, bed
@@ -218,7 +219,7 @@ async def test_two_routes_to_one_destination_measured_separately() -> None:
 
 
 def test_family_detection() -> None:
-    from agents.probe.icmp_engine import family_of
+    from agents.probe.sockopts import family_of
 
     assert family_of("::1") == socket.AF_INET6
     assert family_of("127.0.0.1") == socket.AF_INET

@@ -10,7 +10,7 @@ import time
 from agents.nsexec import run_in_netns
 from agents.probe.icmp_engine import IcmpEngine
 from agents.probe.link import LinkWatch, LinkWatcher
-from pathwatch.bus import Bus
+from pathwatch.runtime.bus import Bus
 from schemas import subjects
 from schemas.codec import decode_message, encode
 from schemas.wire import FastEvidence

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 from agents.nsexec import run_in_netns
+from agents.probe.datapath_check import Connection, IcmpLivenessCheck, LivenessCheck
 from agents.probe.icmp_engine import IcmpEngine
-from agents.probe.liveness import Connection, IcmpLivenessCheck, LivenessCheck
 from tests.netns import nft, requires_nft, requires_root
 from tests.test_probe_beds import FAR_1, FAR_SERVICE, NEAR_1, bed
 

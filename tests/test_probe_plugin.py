@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from agents.plan import build_plan
 from agents.probe.registry import ENTRY_POINT_GROUP, UnknownProbeKind, load_plugin, plugin_names
-from pathwatch.configfile import parse_config
+from agents.probeplan import build_plan
+from pathwatch.runtime.configfile import parse_config
 
 PLUGINS_DIR = Path(__file__).parent / "plugins"
 

@@ -13,7 +13,7 @@ from agents.nsexec import run_in_netns
 from agents.probe.base import Target
 from agents.probe.tcp import probe_tcp
 from agents.probe.udp import probe_udp
-from schemas.config import TcpProbeProfile, UdpProbeProfile
+from schemas.probekinds import TcpProbeProfile, UdpProbeProfile
 from schemas.wire import Measurement
 from tests.netns import in_ns, nft, requires_nft, requires_root
 from tests.test_probe_beds import FAR_1, bed, far_socket

@@ -19,7 +19,7 @@ import pytest
 from agents.probe.base import Target
 from agents.probe.http import probe_http
 from agents.probe.tls import probe_tls
-from schemas.config import HttpProbeProfile, TlsProbeProfile
+from schemas.probekinds import HttpProbeProfile, TlsProbeProfile
 
 requires_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl CLI")
 

@@ -23,9 +23,9 @@ import httpx
 import pytest
 
 from aggregator.service import run_aggregator
-from pathwatch.bus import Bus
-from pathwatch.configfile import parse_config
 from pathwatch.grafana.dashboards import build_dashboards, panel_queries, variable_queries
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.configfile import parse_config
 from schemas import subjects
 from schemas.codec import encode
 from schemas.wire import Alarm, Measurement, MeasurementBatch, PathState

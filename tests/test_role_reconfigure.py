@@ -14,10 +14,10 @@ from agents.healer.healer import Healer
 from agents.router import Router
 from enforcer.api import run_api
 from enforcer.api_settings import CurrentSettings
-from pathwatch.bus import Bus
-from pathwatch.configfile import parse_config
-from pathwatch.configsource import LiveConfig, Revision
-from pathwatch.embedded import free_port
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.configfile import parse_config
+from pathwatch.runtime.configsource import LiveConfig, Revision
+from pathwatch.runtime.embedded import free_port
 from tests.conftest import wait_for
 
 ROUTE = """

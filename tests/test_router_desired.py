@@ -9,7 +9,7 @@ import pytest
 from agents.routing.capability import effective_capabilities, has_net_admin
 from agents.routing.desired import RouterMode, desired_routes, ecmp_weight
 from agents.routing.plan import InstalledRoute, KernelHop, KernelRoute, plan_changes
-from pathwatch.configfile import parse_config
+from pathwatch.runtime.configfile import parse_config
 from schemas.config import PathwatchConfig
 from schemas.wire import PathState
 

@@ -20,9 +20,9 @@ import msgspec
 import pytest
 
 from agents.router import Router, RouterError
-from pathwatch.bus import Bus, BusOptions
-from pathwatch.configfile import parse_config
-from pathwatch.embedded import EmbeddedNats, free_port
+from pathwatch.runtime.bus import Bus, BusOptions
+from pathwatch.runtime.configfile import parse_config
+from pathwatch.runtime.embedded import EmbeddedNats, free_port
 from schemas import subjects
 from schemas.codec import encode
 from schemas.config import PathwatchConfig

@@ -33,8 +33,8 @@ import pytest
 from agents.probe.registry import ENTRY_POINT_GROUP
 from agents.routing.follower import command_consumer_name
 from aggregator.partition import partition_of
-from pathwatch.bus import Bus, BusOptions
-from pathwatch.embedded import free_port
+from pathwatch.runtime.bus import Bus, BusOptions
+from pathwatch.runtime.embedded import free_port
 from schemas import subjects
 from tests.conftest import wait_for
 from tests.netns import namespaces, requires_root
@@ -189,7 +189,7 @@ async def test_every_role_works_under_its_own_user_over_mutual_tls(
                 "--netns", client_ns, "--json", NSM_LIVENESS_CHECK_ENABLED="false",
             )  # fmt: skip
             follow = start("alarms", "admin", "alarms", "--follow", "--json")
-            start("notifier", "notifier", "notifier")
+            start("notifier", "notifier", "notifier", "--config-from", "nats")
             # the agent takes its config from the fleet config in KV, pushed by admin
             status, _, stderr = await run("config", "push", config, env=role_env("admin"))
             assert status == 0, stderr

@@ -18,9 +18,9 @@ from nats.aio.msg import Msg
 from agents.agent import run_agent
 from aggregator.core import Aggregator
 from aggregator.service import run_aggregator
-from pathwatch.bus import Bus, BusOptions
-from pathwatch.configfile import parse_config
-from pathwatch.embedded import EmbeddedNats, free_port
+from pathwatch.runtime.bus import Bus, BusOptions
+from pathwatch.runtime.configfile import parse_config
+from pathwatch.runtime.embedded import EmbeddedNats, free_port
 from schemas.codec import decode_message
 from schemas.wire import Alarm
 from tests.conftest import wait_for

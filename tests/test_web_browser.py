@@ -29,8 +29,8 @@ import httpx
 import msgspec
 import pytest
 
-from pathwatch.bus import Bus
-from pathwatch.embedded import free_port
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.embedded import free_port
 from schemas import subjects
 from tests.conftest import wait_for
 from tests.test_e2e_up import Listener

@@ -13,7 +13,7 @@ import httpx
 import msgspec
 
 from aggregator.history import HistoryStore
-from pathwatch.bus import Bus
+from pathwatch.runtime.bus import Bus
 from schemas import subjects
 from schemas.history import FIVE_MINUTES, RAW
 from schemas.wire import LaneStats, PathState, WindowStats

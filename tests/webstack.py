@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 
 from enforcer.api import run_api
-from pathwatch.bus import Bus
-from pathwatch.configfile import parse_config
-from pathwatch.embedded import free_port
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.configfile import parse_config
+from pathwatch.runtime.embedded import free_port
 from schemas.config import PathwatchConfig
 from tests.conftest import wait_for
 

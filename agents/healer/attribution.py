@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from agents.probe.liveness import Connection
+from agents.probe.datapath_check import Connection
 
 
 @dataclass(frozen=True)

@@ -44,17 +44,17 @@ from agents.healer.attribution import Attribution, Stamp
 from agents.healer.decision import Action, Backoff, HealPolicy
 from agents.healer.events import EventLog, HealEvent
 from agents.healer.hooks import Reconnect, ReconnectHook, RouteRepointHook
-from agents.healer.liveness import LivenessLoop
+from agents.healer.liveness_loop import LivenessLoop
 from agents.healer.monitor import PathMonitor
 from agents.healer.netns import NetnsLoop
 from agents.healer.reselect import Selection, ask_load_balancer, local_choice
 from agents.healer.settings import LivenessSettings
+from agents.probe.datapath_check import Connection, IcmpLivenessCheck, LivenessCheck
 from agents.probe.icmp_engine import IcmpEngine
-from agents.probe.liveness import Connection, IcmpLivenessCheck, LivenessCheck
-from pathwatch.aio import wait_any
-from pathwatch.bus import Bus
-from pathwatch.configsource import LiveConfig
-from pathwatch.status import RoleCounters, publish_status
+from pathwatch.runtime.aio import wait_any
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.configsource import LiveConfig
+from pathwatch.runtime.status import RoleCounters, publish_status
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message
 from schemas.config import PathwatchConfig
@@ -154,7 +154,7 @@ class Healer:
             clock, Backoff(settings.backoff_base, settings.backoff_max, settings.backoff_jitter)
         )
         self.stats = HealerStats()
-        #: drops as a role status (pathwatch.status), refreshed before each publication
+        #: drops as a role status (pathwatch.runtime.status), refreshed before each publication
         self.role = RoleCounters("healer", f"{service}-{socket.gethostname()}", live=live)
         self.log = EventLog(service, clock, sink)
         self.monitor = PathMonitor(bus, service, on_change=self._wake, clock=clock)

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from pathwatch.metrics_http import MetricsHttpServer
+from pathwatch.runtime.metrics_http import MetricsHttpServer
 
 if TYPE_CHECKING:
     from agents.healer.healer import Healer

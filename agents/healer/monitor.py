@@ -19,7 +19,7 @@ from collections.abc import Callable
 import nats.errors
 from nats.js.errors import KeyDeletedError, KeyNotFoundError
 
-from pathwatch.bus import Bus, PathStateFollower
+from pathwatch.runtime.bus import Bus, PathStateFollower
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message
 from schemas.wire import EnforcerLease, PathState

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import nats.errors
 
-from pathwatch.bus import Bus
+from pathwatch.runtime.bus import Bus
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message, encode
 from schemas.config import Service

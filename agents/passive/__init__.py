@@ -5,5 +5,5 @@ kernel (host or a named namespace), `icmp_errors` catches ICMP unreachable
 errors for tracked flows, `classifier` maps a flow to (service, route,
 traffic class, destination), `tracker` turns events into session outcomes
 (pure and clock-injected), and `rounds` pre-aggregates them per route and
-round. `agents.probe.passive.PassiveSource` puts them together for the agent.
+round. `agents.passive.source.PassiveSource` puts them together for the agent.
 """

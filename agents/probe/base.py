@@ -76,12 +76,19 @@ class PluginProfile:
     probe_address: list[str] = field(default_factory=list)
     port: int | None = None
 
+    def destinations(self) -> list[str]:
+        """What each round probes once per traffic class, like a profile's."""
+        return list(self.probe_address)
+
 
 ProbeFunc = Callable[[Target, Any, float], Awaitable[list[Measurement]]]
 #: One request / reply of a probe kind: `(target, profile, timeout_s) -> Measurement`.
 #: The kinds that have one (ICMP, UDP, TCP) can be confirmed by re-probes
 #: (`agents.probe.watch`); a probe of such a kind is its exchange, spaced.
 ExchangeFunc = Callable[[Target, Any, float], Awaitable[Measurement]]
+
+#: A kind's check at start and reload that its targets can be probed at all (raises if not).
+PreflightFunc = Callable[[list[Target]], None]
 
 T = TypeVar("T")
 

@@ -27,7 +27,7 @@ from agents.probe.base import Target, remaining
 from agents.probe.sockopts import family_of, tos_option
 from agents.probe.tcp import outcome_of
 from agents.probe.tls import client_context
-from schemas.config import HttpProbeProfile
+from schemas.probekinds import HttpProbeProfile
 from schemas.wire import Measurement, Outcome
 
 

@@ -10,7 +10,9 @@ probe-address and traffic class. Pings go through the agent's shared
 from __future__ import annotations
 
 from agents.probe.base import Target, attempt_timeout, spaced_attempts
-from schemas.config import IcmpProbeProfile
+from agents.probe.icmp_engine import open_icmp_socket
+from agents.probe.sockopts import family_of
+from schemas.probekinds import IcmpProbeProfile
 from schemas.wire import Measurement
 
 
@@ -42,3 +44,12 @@ async def probe_icmp(
         profile.probe_duration,
         lambda: exchange_icmp(target, profile, attempt_timeout(profile.probe_duration, deadline)),
     )
+
+
+def preflight_icmp(targets: list[Target]) -> None:
+    """Fail at start (IcmpUnavailable) when the agent cannot open an ICMP socket of a
+    family its targets need."""
+    for family in {family_of(target.address): None for target in targets}:
+        engine = targets[0].icmp
+        sock, _raw = open_icmp_socket(family, None if engine is None else engine.privileged)
+        sock.close()

@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-from agents.probe.sockopts import SO_TIMESTAMPNS, kernel_time_ns
+from agents.probe.sockopts import SO_TIMESTAMPNS, family_of, kernel_time_ns
 
 PingOutcome = Literal["ok", "timeout", "send-failed", "unreachable"]
 
@@ -86,10 +86,6 @@ def _checksum(data: bytes) -> int:
     total = (total >> 16) + (total & 0xFFFF)
     total += total >> 16
     return ~total & 0xFFFF
-
-
-def family_of(address: str) -> socket.AddressFamily:
-    return socket.AF_INET6 if ":" in address else socket.AF_INET
 
 
 @dataclass

@@ -14,31 +14,39 @@ it gets a `PluginProfile` with those options. An unknown plugin name is a
 
 from __future__ import annotations
 
+from importlib import import_module
 from importlib.metadata import entry_points
 from typing import cast
 
-from agents.probe.base import ExchangeFunc, ProbeFunc
-from agents.probe.http import probe_http
-from agents.probe.icmp import exchange_icmp, probe_icmp
-from agents.probe.tcp import exchange_tcp, probe_tcp
-from agents.probe.tls import probe_tls
-from agents.probe.udp import exchange_udp, probe_udp
+from agents.probe.base import ExchangeFunc, PreflightFunc, ProbeFunc
+from schemas.probekinds import KINDS
 
 ENTRY_POINT_GROUP = "pathwatch.probes"
 
-BUILTIN: dict[str, ProbeFunc] = {
-    "icmp": probe_icmp,
-    "tcp": probe_tcp,
-    "tls": probe_tls,
-    "udp": probe_udp,
-    "http": probe_http,
+
+def _builtin(kind: str, role: str) -> ProbeFunc:
+    """`<role>_<kind>` of the kind's own module, `agents.probe.<kind>`."""
+    return cast(ProbeFunc, getattr(import_module(f"agents.probe.{kind}"), f"{role}_{kind}"))
+
+
+#: The built-in kinds of `schemas.probekinds`, each one module with its `probe_<kind>`.
+BUILTIN: dict[str, ProbeFunc] = {kind.name: _builtin(kind.name, "probe") for kind in KINDS}
+
+#: Single request / reply exchanges (`exchange_<kind>`) of the confirmable kinds, for
+#: confirm mode (schemas.fastdetect).
+EXCHANGES: dict[str, ExchangeFunc] = {
+    kind.name: cast(ExchangeFunc, _builtin(kind.name, "exchange"))
+    for kind in KINDS
+    if kind.confirmable
 }
 
-#: Single request / reply exchanges, for confirm mode (schemas.fastdetect.CONFIRM_KINDS).
-EXCHANGES: dict[str, ExchangeFunc] = {
-    "icmp": exchange_icmp,
-    "tcp": exchange_tcp,
-    "udp": exchange_udp,
+#: Checks at start and reload (`preflight_<kind>`) of the kinds that have one.
+PREFLIGHTS: dict[str, PreflightFunc] = {
+    kind.name: check
+    for kind in KINDS
+    if (
+        check := getattr(import_module(f"agents.probe.{kind.name}"), f"preflight_{kind.name}", None)
+    )
 }
 
 

@@ -20,6 +20,7 @@ SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 
 
 def family_of(address: str) -> socket.AddressFamily:
+    """The address family of an IP literal (the one place that decides it for probes)."""
     return socket.AF_INET6 if ":" in address else socket.AF_INET
 
 

@@ -17,7 +17,7 @@ import time
 
 from agents.probe.base import Target, attempt_timeout, remaining, spaced_attempts
 from agents.probe.sockopts import pinned_socket
-from schemas.config import TcpProbeProfile
+from schemas.probekinds import TcpProbeProfile
 from schemas.wire import Measurement, Outcome
 
 _UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}

@@ -15,7 +15,7 @@ import time
 
 from agents.probe.base import Target, remaining, spaced_attempts
 from agents.probe.tcp import connect, outcome_of
-from schemas.config import TlsProbeProfile
+from schemas.probekinds import TlsProbeProfile
 from schemas.wire import Measurement
 
 

@@ -1,91 +1,30 @@
-"""UDP probe: a connected, pinned, DSCP-marked socket sends the payload and
-waits for a reply.
+"""UDP probe: the payload as a request, any reply (or one containing `expect`) as
+the answer (`agents.probe.datagram`).
 
-A connected UDP socket receives the ICMP errors of its peer: port or host
-unreachable come back as ECONNREFUSED / EHOSTUNREACH and are reported as
-`unreachable`. No reply within the attempt timeout is `timeout`; a reply not
-containing `expect` (when set) is `bad-reply`; otherwise `ok` with the
-request-to-reply time: from right before the send to the kernel's receive
-timestamp (SO_TIMESTAMPNS), so the event loop's delays are not in it.
+ICMP errors of the peer are `unreachable`, no reply within the attempt
+timeout is `timeout`, a reply not containing `expect` (when set) is
+`bad-reply`; otherwise `ok` with the request-to-reply time.
 """
 
 from __future__ import annotations
 
-import asyncio
-import errno
-import socket
-import time
-
 from agents.probe.base import Target, attempt_timeout, spaced_attempts
-from agents.probe.sockopts import SO_TIMESTAMPNS, kernel_time_ns, pinned_socket
-from schemas.config import UdpProbeProfile
-from schemas.wire import Measurement, Outcome
-
-_UNREACHABLE = {
-    errno.ECONNREFUSED,
-    errno.EHOSTUNREACH,
-    errno.ENETUNREACH,
-    errno.EHOSTDOWN,
-    errno.ENETDOWN,
-}
-
-
-def _wake(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-async def _receive(sock: socket.socket) -> tuple[bytes, int]:
-    """The next datagram on `sock` and the kernel's time of its arrival (ns)."""
-    loop = asyncio.get_running_loop()
-    while True:
-        try:
-            data, ancdata, _flags, _peer = sock.recvmsg(65535, 64)
-            return data, kernel_time_ns(ancdata)
-        except (BlockingIOError, InterruptedError):
-            pass
-        readable: asyncio.Future[None] = loop.create_future()
-        loop.add_reader(sock.fileno(), _wake, readable)
-        try:
-            await readable
-        finally:
-            loop.remove_reader(sock.fileno())
+from agents.probe.datagram import request_reply
+from schemas.probekinds import UdpProbeProfile
+from schemas.wire import Measurement
 
 
 async def exchange_udp(target: Target, profile: UdpProbeProfile, timeout: float) -> Measurement:
     """One request / reply exchange, waiting up to `timeout` s for the reply."""
     if target.port is None:
         raise ValueError("UDP probes need a port")
-    sent_at = time.time()
-    try:
-        sock = pinned_socket(target, socket.SOCK_DGRAM)
-        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-    except OSError as exc:
-        return target.measurement("udp", sent_at, "send-failed", detail=str(exc))
-    try:
-        try:
-            sock.connect((target.address, target.port))
-            sent_ns = time.time_ns()
-            sock.send(profile.payload.encode())
-        except OSError as exc:
-            outcome: Outcome = "unreachable" if exc.errno in _UNREACHABLE else "send-failed"
-            return target.measurement("udp", sent_at, outcome, detail=str(exc))
-        try:
-            async with asyncio.timeout(timeout):
-                reply, received_ns = await _receive(sock)
-        except TimeoutError:
-            return target.measurement("udp", sent_at, "timeout")
-        except OSError as exc:
-            failure: Outcome = "unreachable" if exc.errno in _UNREACHABLE else "error"
-            return target.measurement("udp", sent_at, failure, detail=str(exc))
-        elapsed_ms = max(received_ns - sent_ns, 0) / 1e6
-        if profile.expect is not None and profile.expect.encode() not in reply:
-            return target.measurement(
-                "udp", sent_at, "bad-reply", detail=f"reply {reply[:64]!r} lacks {profile.expect!r}"
-            )
-        return target.measurement("udp", sent_at, "ok", elapsed_ms)
-    finally:
-        sock.close()
+    got = await request_reply(target, "udp", target.port, profile.payload.encode(), timeout)
+    if isinstance(got, Measurement):
+        return got
+    if profile.expect is not None and profile.expect.encode() not in got.data:
+        detail = f"reply {got.data[:64]!r} lacks {profile.expect!r}"
+        return target.measurement("udp", got.sent_at, "bad-reply", detail=detail)
+    return target.measurement("udp", got.sent_at, "ok", got.elapsed_ms)
 
 
 async def probe_udp(target: Target, profile: UdpProbeProfile, deadline: float) -> list[Measurement]:

@@ -34,7 +34,7 @@ from enforcer.notifier.metrics import NotifierCounters
 from enforcer.notifier.receiver import Receiver
 from enforcer.notifier.retry import Delivery, deliver_with_retries
 from enforcer.notifier.stopping import Stopped, unless_stopped
-from pathwatch.bus import Bus
+from pathwatch.runtime.bus import Bus
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message
 from schemas.config import NotifierConfig

@@ -17,7 +17,7 @@ import time
 import msgspec
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from pathwatch.bus import Bus
+from pathwatch.runtime.bus import Bus
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message, encode
 from schemas.limits import (

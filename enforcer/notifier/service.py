@@ -25,9 +25,9 @@ from enforcer.notifier.metrics import NotifierCollector, NotifierCounters
 from enforcer.notifier.receiver import Receiver
 from enforcer.notifier.stopping import Stopped, unless_stopped
 from enforcer.notifier.webhook import WebhookReceiver
-from pathwatch.bus import Bus
-from pathwatch.status import RoleCounters, publish_status
-from pathwatch.supervise import start_supervised
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.status import RoleCounters, publish_status
+from pathwatch.runtime.supervise import start_supervised
 from schemas.config import NotifierConfig, PathwatchConfig
 
 log = logging.getLogger("pathwatch.notifier")
@@ -135,8 +135,12 @@ class NotifierService:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            for client in self._clients:
-                await client.aclose()
+            await self.close()
+
+    async def close(self) -> None:
+        """Close the HTTP clients (done by `run`; for a service that never ran)."""
+        for client in self._clients:
+            await client.aclose()
 
 
 async def _all_set(events: list[asyncio.Event]) -> None:

@@ -41,9 +41,9 @@ from agents.router import run_router
 from aggregator.service import run_aggregator
 from enforcer.service import run_enforcer
 from pathwatch.bench.echo import EchoProcess
-from pathwatch.bus import Bus, BusOptions, PathStateFollower
-from pathwatch.configfile import parse_config
-from pathwatch.embedded import EmbeddedNats, free_port
+from pathwatch.runtime.bus import Bus, BusOptions, PathStateFollower
+from pathwatch.runtime.configfile import parse_config
+from pathwatch.runtime.embedded import EmbeddedNats, free_port
 from pathwatch.testbed import (
     ECHO_PORT,
     HEALER_ADDRESS,

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 from enforcer.engine import Engine
 from enforcer.service import REFRESH_BUDGET_SECONDS, TICK_SECONDS
-from pathwatch.configfile import parse_config
-from pathwatch.heap import settle_heap
+from pathwatch.runtime.configfile import parse_config
+from pathwatch.runtime.heap import settle_heap
 from schemas.codec import decode_message, encode
 from schemas.wire import LaneStats, WindowStats
 
@@ -70,7 +70,7 @@ def window(service: str, route: str, end: float, failing: bool, variation: int =
         latency = 0.1 * shift
         lanes.append(
             LaneStats(
-                protocol=protocol,  # type: ignore[arg-type]
+                protocol=protocol,
                 traffic_class=traffic_class,  # type: ignore[arg-type]
                 count=count,
                 errors=errors,

@@ -36,8 +36,8 @@ from rich.progress import Progress, TaskID
 
 from aggregator.core import Aggregator
 from aggregator.service import run_aggregator
-from pathwatch.bus import Bus, BusOptions
-from pathwatch.embedded import EmbeddedNats
+from pathwatch.runtime.bus import Bus, BusOptions
+from pathwatch.runtime.embedded import EmbeddedNats
 from schemas.codec import decode_message, encode
 from schemas.config import PathwatchConfig
 from schemas.wire import Measurement, MeasurementBatch
@@ -87,7 +87,7 @@ def realistic_items(ts: float, rng: random.Random) -> list[Measurement]:
         items.append(
             Measurement(
                 ts=ts + i * 0.001,
-                protocol=protocol,  # type: ignore[arg-type]
+                protocol=protocol,
                 traffic_class=CLASSES[(i // 3) % 4],  # type: ignore[arg-type]
                 destination=f"127.0.0.{1 + i % 3}",
                 probe=f"{protocol}-probe",

@@ -49,9 +49,9 @@ from rich.progress import Progress
 
 from agents.agent import Agent, AgentOptions
 from agents.nsexec import enter_netns, socket_in_netns
-from pathwatch.bus import Bus, BusOptions
-from pathwatch.configfile import parse_config
-from pathwatch.embedded import EmbeddedNats
+from pathwatch.runtime.bus import Bus, BusOptions
+from pathwatch.runtime.configfile import parse_config
+from pathwatch.runtime.embedded import EmbeddedNats
 from pathwatch.testbed import bed_host
 from schemas.wire import MeasurementBatch
 

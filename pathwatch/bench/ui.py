@@ -36,9 +36,9 @@ import msgspec
 
 from aggregator.history import HistoryStore, rows_of
 from enforcer.api import run_api
-from pathwatch.bus import Bus, BusOptions
-from pathwatch.configfile import parse_config
-from pathwatch.embedded import EmbeddedNats, free_port
+from pathwatch.runtime.bus import Bus, BusOptions
+from pathwatch.runtime.configfile import parse_config
+from pathwatch.runtime.embedded import EmbeddedNats, free_port
 from schemas import subjects
 from schemas.codec import encode
 from schemas.config import PathwatchConfig
@@ -111,7 +111,7 @@ def bench_config(nats_url: str, store: Path) -> PathwatchConfig:
 def _lane(protocol: str, rng: random.Random, probe: str = "", destination: str = "") -> LaneStats:
     latency = rng.uniform(0.2, 5.0)
     return LaneStats(
-        protocol=protocol,  # type: ignore[arg-type]
+        protocol=protocol,
         traffic_class="best-effort",
         probe=probe,
         destination=destination,

@@ -19,21 +19,21 @@ from agents.agent import Agent
 from agents.probe.icmp_engine import IcmpUnavailable
 from agents.probe.registry import UnknownProbeKind
 from pathwatch.app import app, examples
-from pathwatch.bus import Bus
-from pathwatch.configstore import DEFAULT_NAME
-from pathwatch.roleconfig import (
-    ConfigFromOption,
-    ConfigNameOption,
-    following,
-    role_config_or_exit,
-)
-from pathwatch.runtime import (
+from pathwatch.rolecli import (
     LogFormatOption,
     bus_options_or_exit,
     err_console,
     run_until_signal,
     setup_logging,
 )
+from pathwatch.roleconfig import (
+    ConfigFromOption,
+    ConfigNameOption,
+    following,
+    role_config_or_exit,
+)
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.configstore import DEFAULT_NAME
 
 
 @app.command(

@@ -15,22 +15,22 @@ from rich.progress import Progress
 from aggregator.service import START_ONLY, run_aggregator
 from pathwatch.app import app, bench_app, examples
 from pathwatch.bench.ingest import report, run_bench
-from pathwatch.bus import Bus
-from pathwatch.configstore import DEFAULT_NAME
-from pathwatch.listen import ListenError
-from pathwatch.roleconfig import (
-    ConfigFromOption,
-    ConfigNameOption,
-    following,
-    role_config_or_exit,
-)
-from pathwatch.runtime import (
+from pathwatch.rolecli import (
     LogFormatOption,
     bus_options_or_exit,
     err_console,
     run_until_signal,
     setup_logging,
 )
+from pathwatch.roleconfig import (
+    ConfigFromOption,
+    ConfigNameOption,
+    following,
+    role_config_or_exit,
+)
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.configstore import DEFAULT_NAME
+from pathwatch.runtime.listen import ListenError
 from schemas import subjects
 from schemas.names import subject_token
 

@@ -12,10 +12,9 @@ import typer
 
 from pathwatch.api_client import DEFAULT_API, ApiOption, TokenOption, api_request
 from pathwatch.app import app, examples
-from pathwatch.bus import Bus
 from pathwatch.commands.show import alarm_table
 from pathwatch.commands.show import console as show_console
-from pathwatch.runtime import (
+from pathwatch.rolecli import (
     LogFormatOption,
     bus_options_or_exit,
     err_console,
@@ -23,6 +22,7 @@ from pathwatch.runtime import (
     run_until_signal,
     setup_logging,
 )
+from pathwatch.runtime.bus import Bus
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message
 from schemas.wire import Alarm

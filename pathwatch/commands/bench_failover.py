@@ -11,7 +11,7 @@ import typer
 
 from pathwatch.app import bench_app, examples
 from pathwatch.cliduration import duration_option
-from pathwatch.runtime import err_console
+from pathwatch.rolecli import err_console
 
 
 @bench_app.command(

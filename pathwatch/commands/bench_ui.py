@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from pathwatch.app import bench_app, examples
-from pathwatch.runtime import err_console
+from pathwatch.rolecli import err_console
 
 
 @bench_app.command(

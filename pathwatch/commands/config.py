@@ -1,7 +1,7 @@
 """`pathwatch config check|show|docs|push|history|rollback` and `pathwatch schema export`.
 
 `push`, `history`, `rollback` and `show --from nats` work on KV `pathwatch-config`
-(`pathwatch.configstore`; docs/fleet-config.md).
+(`pathwatch.runtime.configstore`; docs/fleet-config.md).
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ from rich.console import Console
 from rich.table import Table
 
 from pathwatch.app import config_app, examples, schema_app
-from pathwatch.bus import Bus, BusOptions, StopRequested
 from pathwatch.commands.show import console as show_console
-from pathwatch.configfile import default_config_text, parse_config
-from pathwatch.configstore import (
+from pathwatch.rolecli import bus_options_or_exit, checked_or_exit, err_console, load_or_exit
+from pathwatch.roleconfig import ConfigNameOption, only_nats
+from pathwatch.runtime.bus import Bus, BusOptions, StopRequested
+from pathwatch.runtime.configfile import default_config_text, parse_config
+from pathwatch.runtime.configstore import (
     DEFAULT_NAME,
     ConfigStore,
     Pushed,
@@ -31,8 +33,6 @@ from pathwatch.configstore import (
     StoreError,
     push_checked,
 )
-from pathwatch.roleconfig import ConfigNameOption, only_nats
-from pathwatch.runtime import bus_options_or_exit, checked_or_exit, err_console, load_or_exit
 from schemas.codec import DecodeError
 from schemas.export import export
 
@@ -138,7 +138,7 @@ def schema_export(
         console.print(f"wrote {path}")
 
 
-# --- the fleet's configs in KV pathwatch-config (pathwatch.configstore) ------------------
+# --- the fleet's configs in KV pathwatch-config (pathwatch.runtime.configstore) ------------------
 
 
 def _connection(path: Path | None, nats: str | None, name: str) -> BusOptions:

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from pathwatch.app import app, examples
 from pathwatch.cliduration import duration_option
-from pathwatch.runtime import err_console
+from pathwatch.rolecli import err_console
 
 
 @app.command(epilog=examples("sudo pathwatch demo", "sudo pathwatch demo --hold-down 2 --verbose"))

@@ -11,21 +11,21 @@ from typing import Annotated
 import typer
 
 from pathwatch.app import app, bench_app, examples
-from pathwatch.bus import Bus
-from pathwatch.configstore import DEFAULT_NAME
-from pathwatch.roleconfig import (
-    ConfigFromOption,
-    ConfigNameOption,
-    following,
-    role_config_or_exit,
-)
-from pathwatch.runtime import (
+from pathwatch.rolecli import (
     LogFormatOption,
     bus_options_or_exit,
     err_console,
     run_until_signal,
     setup_logging,
 )
+from pathwatch.roleconfig import (
+    ConfigFromOption,
+    ConfigNameOption,
+    following,
+    role_config_or_exit,
+)
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.configstore import DEFAULT_NAME
 from schemas import subjects
 from schemas.config import PathwatchConfig
 from schemas.validate import loopback_host
@@ -115,7 +115,7 @@ def api_command(
 ) -> None:
     """Serve the REST API (service paths, load balancer, alarms, probe state, fleet, OpenAPI)."""
     from enforcer.api import START_ONLY, run_api
-    from pathwatch.listen import ListenError, parse_listen
+    from pathwatch.runtime.listen import ListenError, parse_listen
 
     setup_logging(verbose, log_format)
     role_config = role_config_or_exit(config, config_from, config_name)

@@ -12,11 +12,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 
 from pathwatch.app import app, examples
-from pathwatch.bus import Bus
 from pathwatch.grafana.annotations import run_annotator
 from pathwatch.grafana.dashboards import Thresholds, build_dashboards, write_dashboards
 from pathwatch.grafana.provision import DEFAULT_PROMETHEUS_URL, connect, provision
-from pathwatch.runtime import (
+from pathwatch.rolecli import (
     LogFormatOption,
     bus_options_or_exit,
     err_console,
@@ -24,6 +23,7 @@ from pathwatch.runtime import (
     run_until_signal,
     setup_logging,
 )
+from pathwatch.runtime.bus import Bus
 from schemas import subjects
 
 grafana_app = typer.Typer(

@@ -11,25 +11,25 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from pathwatch.app import app
-from pathwatch.configstore import DEFAULT_NAME
-from pathwatch.roleconfig import (
-    ConfigFromOption,
-    ConfigNameOption,
-    following,
-    role_config_or_exit,
-)
-from pathwatch.runtime import (
+from pathwatch.rolecli import (
     LogFormatOption,
     bus_options_or_exit,
     err_console,
     run_until_signal,
     setup_logging,
 )
+from pathwatch.roleconfig import (
+    ConfigFromOption,
+    ConfigNameOption,
+    following,
+    role_config_or_exit,
+)
+from pathwatch.runtime.configstore import DEFAULT_NAME
 from schemas.config import PathwatchConfig
 
 if TYPE_CHECKING:
     from agents.healer.healer import Healer
-    from pathwatch.metrics_http import MetricsHttpServer
+    from pathwatch.runtime.metrics_http import MetricsHttpServer
 
 
 @app.command()
@@ -71,8 +71,8 @@ def healer(
     """
     from agents.healer.healer import START_ONLY, Healer, HealerError
     from agents.healer.settings import SettingsError
-    from pathwatch.bus import Bus
-    from pathwatch.listen import parse_listen
+    from pathwatch.runtime.bus import Bus
+    from pathwatch.runtime.listen import parse_listen
 
     setup_logging(verbose, log_format)
     role_config = role_config_or_exit(config, config_from, config_name)
@@ -132,7 +132,7 @@ def healer(
 def start_metrics(healing: Healer, listen: str | None) -> MetricsHttpServer | None:
     """`/metrics` of the healer on `listen` (None: not served); exit 2 if it cannot bind."""
     from agents.healer.metrics import serve_metrics
-    from pathwatch.listen import ListenError
+    from pathwatch.runtime.listen import ListenError
 
     if listen is None:
         return None

@@ -20,7 +20,7 @@ from aggregator.history import HistoryRow, HistoryStore
 from pathwatch.app import app, examples
 from pathwatch.cliduration import duration_option
 from pathwatch.commands.show import console
-from pathwatch.runtime import err_console, load_or_exit
+from pathwatch.rolecli import err_console, load_or_exit
 from schemas.config import RetentionConfig
 
 

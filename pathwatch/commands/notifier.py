@@ -9,20 +9,27 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 
 from pathwatch.app import app, examples
-from pathwatch.runtime import (
+from pathwatch.rolecli import (
     LogFormatOption,
     bus_options_or_exit,
     err_console,
-    load_or_exit,
     run_until_signal,
     setup_logging,
 )
+from pathwatch.roleconfig import (
+    ConfigFromOption,
+    ConfigNameOption,
+    following,
+    role_config_or_exit,
+)
+from pathwatch.runtime.configstore import DEFAULT_NAME
 from schemas import subjects
+from schemas.config import PathwatchConfig
 
 if TYPE_CHECKING:
-    from enforcer.notifier.service import NotifierService
-    from pathwatch.bus import Bus
-    from pathwatch.metrics_http import MetricsHttpServer
+    from enforcer.notifier.follow import FollowingNotifiers
+    from pathwatch.runtime.bus import Bus
+    from pathwatch.runtime.metrics_http import MetricsHttpServer
 
 #: Where the notifier serves /metrics unless told otherwise.
 DEFAULT_METRICS_LISTEN = "127.0.0.1:9642"
@@ -34,10 +41,13 @@ DEFAULT_METRICS_LISTEN = "127.0.0.1:9642"
         "pathwatch notifier -c pathwatch.yaml",
         "pathwatch notifier -c pathwatch.yaml --only ops-alertmanager --metrics-listen ''",
         "pathwatch notifier -c pathwatch.yaml --dead-letters",
+        "pathwatch notifier -c bootstrap.yaml --config-from nats",
     ),
 )
 def notifier_command(
     config: Annotated[Path, typer.Option("--config", "-c", help="Config file (YAML or TOML).")],
+    config_from: ConfigFromOption = None,
+    config_name: ConfigNameOption = DEFAULT_NAME,
     nats: Annotated[
         str | None, typer.Option("--nats", help="NATS server URL(s), overriding nats.url.")
     ] = None,
@@ -60,21 +70,31 @@ def notifier_command(
 
     Each notifier of the config's `notifiers:` section reads the alarm stream through
     its own durable consumer, so a restart or a receiver that is down loses nothing.
+    A new config revision (SIGHUP for a file, KV pathwatch-config with --config-from
+    nats) that changes `notifiers:` is applied without a restart.
     """
-    from enforcer.notifier.service import NotifierService, NotifierSetupError
-    from pathwatch.bus import Bus
-    from pathwatch.listen import parse_listen
+    from enforcer.notifier.follow import FollowingNotifiers
+    from enforcer.notifier.service import NotifierSetupError
+    from pathwatch.runtime.bus import Bus
+    from pathwatch.runtime.listen import parse_listen
 
     setup_logging(verbose, log_format)
-    loaded = load_or_exit(config)
-    if not loaded.config.notifiers:
-        _fail(f"{loaded.source} has no notifiers (the `notifiers:` section, docs/notifier.md)")
+    role_config = role_config_or_exit(config, config_from, config_name)
+
+    def has_notifiers(config: PathwatchConfig) -> None:
+        if not config.notifiers:
+            kv = f"config {config_name!r} in KV pathwatch-config"
+            where = kv if role_config.from_kv else role_config.loaded.source
+            _fail(f"{where} has no notifiers (the `notifiers:` section, docs/notifier.md)")
+
+    if not dead_letters:
+        role_config.precheck(has_notifiers)
     if metrics_listen:
         try:
             parse_listen(metrics_listen)
         except ValueError as exc:
             _fail(f"--metrics-listen: {exc}")
-    options = bus_options_or_exit(loaded.config.nats, "notifier", nats)
+    options = bus_options_or_exit(role_config.nats, "notifier", nats)
 
     async def main(stop: asyncio.Event) -> None:
         bus = await Bus.connect(options, stop)
@@ -82,17 +102,19 @@ def notifier_command(
             if dead_letters:
                 await _print_dead_letters(bus, only)
                 return
+            source = await role_config.open(bus, stop, has_notifiers)
             try:
-                service = NotifierService(loaded.config, bus, only)
+                notifiers = FollowingNotifiers(bus, source.live("notifier"), only)
             except NotifierSetupError as exc:
                 _fail(*exc.problems)
             # only what it reads and writes: its user may look up nothing else
             await bus.try_ensure(
                 streams=[subjects.STREAM_ALARMS, subjects.STREAM_DEAD_LETTERS], buckets=[]
             )
-            server = _serve_metrics(service, metrics_listen)
+            server = _serve_metrics(notifiers, metrics_listen)
             try:
-                await service.run(stop)
+                async with following(source, stop):
+                    await notifiers.run(stop)
             finally:
                 if server is not None:
                     server.stop()
@@ -108,12 +130,12 @@ def _fail(*problems: str) -> NoReturn:
     raise typer.Exit(2)
 
 
-def _serve_metrics(service: NotifierService, listen: str) -> MetricsHttpServer | None:
+def _serve_metrics(service: FollowingNotifiers, listen: str) -> MetricsHttpServer | None:
     """`/metrics` of the notifiers on `listen` ('' for none); exit 2 if it cannot bind."""
     from prometheus_client import CollectorRegistry
 
-    from pathwatch.listen import ListenError
-    from pathwatch.metrics_http import MetricsHttpServer
+    from pathwatch.runtime.listen import ListenError
+    from pathwatch.runtime.metrics_http import MetricsHttpServer
 
     if not listen:
         return None

@@ -33,7 +33,14 @@ InterfaceOption = Annotated[
 def _where(
     service: str | None, route: str | None, node: str | None, interface: str | None
 ) -> dict[str, Any]:
-    return {"service": service, "route": route, "node": node, "interface": interface}
+    """The address of a probe state: the options given."""
+    given = {"service": service, "route": route, "node": node, "interface": interface}
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def _call(method: str, probe: str, api: str, token: str | None, **request: dict[str, Any]) -> Any:
+    """One request to the probe's state resource (`params=` or `body=`)."""
+    return api_request(method, api, f"/api/v1/probe-state/{quote(probe)}", token=token, **request)
 
 
 @probe_state_app.command("set")
@@ -55,12 +62,11 @@ def probe_state_set(
     token: TokenOption = None,
 ) -> None:
     """Example: [bold]pathwatch probe-state set bgp down --service web --route r1 --ttl 300[/]"""
-    body = {k: v for k, v in _where(service, route, node, interface).items() if v is not None}
+    body = _where(service, route, node, interface)
     body.update({"state": state, "reason": reason})
     if ttl is not None:
         body["ttl"] = ttl
-    result = api_request("PUT", api, f"/api/v1/probe-state/{quote(probe)}", body=body, token=token)
-    print(jsonlib.dumps(result, indent=2))
+    print(jsonlib.dumps(_call("PUT", probe, api, token, body=body), indent=2))
 
 
 @probe_state_app.command(
@@ -80,14 +86,8 @@ def probe_state_get(
     token: TokenOption = None,
 ) -> None:
     """The probe's state at one address, or everywhere it is set."""
-    result = api_request(
-        "GET",
-        api,
-        f"/api/v1/probe-state/{quote(probe)}",
-        params=_where(service, route, node, interface),
-        token=token,
-    )
-    print(jsonlib.dumps(result, indent=2))
+    params = _where(service, route, node, interface)
+    print(jsonlib.dumps(_call("GET", probe, api, token, params=params), indent=2))
 
 
 @probe_state_app.command(
@@ -107,11 +107,6 @@ def probe_state_delete(
     token: TokenOption = None,
 ) -> None:
     """Delete the probe's state at one address, or everywhere."""
-    result = api_request(
-        "DELETE",
-        api,
-        f"/api/v1/probe-state/{quote(probe)}",
-        params=_where(service, route, node, interface),
-        token=token,
-    )
+    params = _where(service, route, node, interface)
+    result = _call("DELETE", probe, api, token, params=params)
     console.print(f"deleted {', '.join(result['deleted'])}")

@@ -7,21 +7,21 @@ from typing import Annotated
 import typer
 
 from pathwatch.app import app
-from pathwatch.bus import Bus
-from pathwatch.configstore import DEFAULT_NAME
-from pathwatch.roleconfig import (
-    ConfigFromOption,
-    ConfigNameOption,
-    following,
-    role_config_or_exit,
-)
-from pathwatch.runtime import (
+from pathwatch.rolecli import (
     LogFormatOption,
     bus_options_or_exit,
     err_console,
     run_until_signal,
     setup_logging,
 )
+from pathwatch.roleconfig import (
+    ConfigFromOption,
+    ConfigNameOption,
+    following,
+    role_config_or_exit,
+)
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.configstore import DEFAULT_NAME
 from schemas import subjects
 from schemas.config import PathwatchConfig
 from schemas.names import is_subject_safe

@@ -254,6 +254,12 @@ def _summary(state: dict[str, Any]) -> Table:
     )
     summary.add_row("Quality", _num(state.get("quality")), "Reason", state.get("reason", "") or "-")
     summary.add_row("Window-From", state.get("window_replica") or "-", "", "")
+    summary.add_row(
+        "Recovery",
+        state.get("recovery") or "organic-traffic",
+        "Held",
+        state.get("recovery_held") or "-",
+    )
     return summary
 
 

@@ -1,6 +1,6 @@
 """`pathwatch show fleet`: every role instance and agent with its node, pathwatch version
 and the config it runs, from the REST API (which follows their status messages and
-heartbeats, `pathwatch.fleet`), the ones behind flagged (`--check`: exit 1 then)."""
+heartbeats, `pathwatch.runtime.fleet`), the ones behind flagged (`--check`: exit 1 then)."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from pathwatch.app import app
-from pathwatch.runtime import LogFormatOption, load_or_exit, run_until_signal, setup_logging
+from pathwatch.rolecli import LogFormatOption, load_or_exit, run_until_signal, setup_logging
 
 
 @app.command()
@@ -29,7 +29,7 @@ def up(
 
     Example: [bold]pathwatch up[/] then, in another shell, [bold]pathwatch show service-path[/].
     """
-    from pathwatch.configsource import FileSource
+    from pathwatch.runtime.configsource import FileSource
     from pathwatch.statedir import StateDirBusy
     from pathwatch.up import ComponentFailed, run_all
 

@@ -23,9 +23,9 @@ from grafana_client.api import GrafanaApi
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 
-from pathwatch.bus import Bus
 from pathwatch.grafana.dashboards import ANNOTATION_TAG
 from pathwatch.grafana.provision import connect
+from pathwatch.runtime.bus import Bus
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message
 from schemas.config import PathwatchConfig

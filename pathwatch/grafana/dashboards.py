@@ -5,7 +5,7 @@ keyed by file name; `render` turns one into the exact text committed under
 `deploy/grafana/` (sorted keys, two-space indent), so regeneration is
 deterministic and a test compares the committed files with this module's
 output. Queries use only the metrics of `docs/metrics.md`; thresholds drawn on
-the panels come from the config's reachability profile and ICMP SLA (or their
+the panels come from the config's reachability profile and first probe SLA (or their
 defaults: latency max 250 ms / mean 100 ms, loss 10 %, errors 25 %, TTE max
 500 ms / mean 250 ms).
 """
@@ -34,6 +34,7 @@ from grafana_foundation_sdk.models.dashboard import (
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 from schemas.config import ClassThresholds, PathwatchConfig, SlaMetrics
+from schemas.probekinds import KINDS, REACHABILITY_PROTOCOLS, TTE_PROTOCOLS, protocol_titles
 
 PATHS_UID = "pathwatch-paths"
 INGEST_UID = "pathwatch-ingest"
@@ -85,16 +86,21 @@ class Thresholds:
 
     @classmethod
     def from_config(cls, config: PathwatchConfig) -> Thresholds:
-        """The first ICMP SLA and the first class of the `default` (else first) reachability
-        profile of the config; defaults where the config has none."""
-        sla = next(
-            (profile.sla_metrics for profile in config.icmp_probe_profiles.values()), SlaMetrics()
-        )
+        """The first probe SLA (registry order: ICMP first) and the first class of the
+        `default` (else first) reachability profile; defaults where the config has none."""
+        slas = [
+            sla
+            for kind in KINDS
+            for probe_profile in config.probe_profiles(kind.name).values()
+            if (sla := probe_profile.sla()) is not None
+        ]
+        sla = slas[0] if slas else SlaMetrics()
         profiles = config.reachability_profiles
         profile = profiles.get("default") or next(iter(profiles.values()), None)
         classes = ClassThresholds()
         if profile is not None:
-            for table_ in (profile.tcp, profile.udp, profile.tls, profile.http):
+            for protocol in REACHABILITY_PROTOCOLS:
+                table_ = profile.table(protocol)
                 if table_:
                     classes = next(iter(table_.values()))
                     break
@@ -374,7 +380,7 @@ def paths_dashboard(limits: Thresholds) -> dash.Dashboard:
                     (_seconds(limits.tte_max_ms), "red"),
                 ],
                 description=f"Reachability profile: mean below {limits.tte_mean_ms:g} ms,"
-                f" max below {limits.tte_max_ms:g} ms (tcp, udp, tls lanes).",
+                f" max below {limits.tte_max_ms:g} ms ({protocol_titles(TTE_PROTOCOLS)} lanes).",
             )
         )
         .with_panel(

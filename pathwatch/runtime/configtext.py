@@ -35,10 +35,10 @@ class ParsedText:
 def parse_text(text: str, source: str) -> ParsedText:
     """Parse YAML, or TOML when `source` ends in `.toml`."""
     if source.endswith(".toml"):
-        from pathwatch.config_toml import parse_toml
+        from pathwatch.runtime.config_toml import parse_toml
 
         return parse_toml(text, source)
-    from pathwatch.config_yaml import parse_yaml
+    from pathwatch.runtime.config_yaml import parse_yaml
 
     return parse_yaml(text, source)
 

@@ -1,7 +1,7 @@
 """Reading a config file (YAML or TOML) into a checked `PathwatchConfig`.
 
 Every problem of a file is reported in one run: syntax errors and duplicate
-keys (`pathwatch.configtext`), structural errors of every key (`schemas.decode`),
+keys (`pathwatch.runtime.configtext`), structural errors of every key (`schemas.decode`),
 semantic errors and warnings (`schemas.validate`), each with its file, line,
 column and key path.
 """
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from pathwatch.configtext import ParsedText, locate, parse_text
+from pathwatch.runtime.configtext import ParsedText, locate, parse_text
 from schemas.config import PathwatchConfig
 from schemas.decode import decode
 from schemas.problems import KeyPath, Problem, is_under

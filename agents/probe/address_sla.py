@@ -1,4 +1,5 @@
-"""Per-address SLA verdict of an ICMP probe round (router icmp-probe-profile).
+"""Per-address SLA verdict of a probe round (router icmp-probe-profile; every kind
+judged per address, `schemas.probekinds`).
 
 From the measurements of one probe-address: loss, latency min / max / mean,
 jitter (mean absolute difference of consecutive RTTs), and whether the

@@ -129,7 +129,7 @@ def _cut(connection: socket.socket) -> None:
 def serve_wsgi(
     app: Callable[..., Any], sock: socket.socket, max_connections: int | None = None
 ) -> tuple[WSGIServer, threading.Thread]:
-    """Serve `app` on the listening socket `sock` (`pathwatch.listen.bind_listener`) in a
+    """Serve `app` on the listening socket `sock` (`pathwatch.runtime.listen.bind_listener`) in a
     daemon thread with the bounds above."""
 
     class Server(BoundedWSGIServer):

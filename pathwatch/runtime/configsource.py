@@ -25,10 +25,10 @@ from pathlib import Path
 import nats.errors
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
-from pathwatch.aio import wait_any
-from pathwatch.bus import Bus, StopRequested
-from pathwatch.configfile import ConfigError, LoadedConfig, load_config
-from pathwatch.configstore import ConfigStore, StoreError, decode_entry
+from pathwatch.runtime.aio import wait_any
+from pathwatch.runtime.bus import Bus, StopRequested
+from pathwatch.runtime.configfile import ConfigError, LoadedConfig, load_config
+from pathwatch.runtime.configstore import ConfigStore, StoreError, decode_entry
 from schemas.codec import DecodeError
 from schemas.config import PathwatchConfig
 from schemas.wire import ConfigMark

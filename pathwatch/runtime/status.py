@@ -29,9 +29,9 @@ from typing import Generic, TypeVar
 
 import nats.errors
 
-from pathwatch.aio import wait_any
-from pathwatch.bus import Bus
-from pathwatch.configsource import LiveConfig
+from pathwatch.runtime.aio import wait_any
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.configsource import LiveConfig
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message, encode
 from schemas.limits import MAX_LABEL_CHARS, MAX_STATUS_COUNTERS, STATUS_INTERVAL_S

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import tree_sitter
 import tree_sitter_toml
 
-from pathwatch.configtext import ParsedText, Position, Spot
+from pathwatch.runtime.configtext import ParsedText, Position, Spot
 from schemas.problems import KeyPath, Problem
 
 _AT = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")

@@ -29,8 +29,8 @@ from nats.js.errors import (
 )
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
-from pathwatch.bus import Bus
-from pathwatch.configfile import LoadedConfig, parse_config
+from pathwatch.runtime.bus import Bus
+from pathwatch.runtime.configfile import LoadedConfig, parse_config
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message, encode
 from schemas.limits import MAX_LABEL_CHARS
@@ -129,7 +129,7 @@ class ConfigStore:
                 bucket=subjects.KV_CONFIG,
                 history=HISTORY,
                 storage=StorageType.FILE,
-                replicas=bus.options.replicas,
+                replicas=bus.options.nats.replicas,
             )
         )
         return cls(kv)

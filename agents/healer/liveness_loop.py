@@ -19,8 +19,8 @@ from collections.abc import Callable
 from agents.healer.attribution import Stamp
 from agents.healer.netns import NetnsLoop
 from agents.healer.settings import LivenessSettings
-from agents.probe.liveness import Connection, LivenessCheck
-from pathwatch.aio import wait_any
+from agents.probe.datapath_check import Connection, LivenessCheck
+from pathwatch.runtime.aio import wait_any
 
 log = logging.getLogger("pathwatch.healer")
 

@@ -1,4 +1,4 @@
-"""Shared runtime helpers for the CLI: config loading with readable errors, bus options
+"""Role running for the CLI: config loading with readable errors, bus options
 from config (or from the running `pathwatch up`), logging, and running a role until a
 signal with a bounded stop."""
 
@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from msgspec.structs import replace
 from rich.console import Console
 
-from pathwatch.bus import BusOptions, NatsRefused, StopRequested
-from pathwatch.configfile import ConfigError, LoadedConfig, load_config
 from pathwatch.logs import LogFormat, log_handler
+from pathwatch.runtime.bus import BusOptions, NatsRefused, StopRequested, server_list
+from pathwatch.runtime.configfile import ConfigError, LoadedConfig, load_config
 from pathwatch.statedir import NoRunningUp, read_auth, read_endpoint, state_dir
 from schemas.config import NatsConfig
 
@@ -104,18 +105,15 @@ def bus_options(nats: NatsConfig, name: str, url: str | None = None) -> BusOptio
         auth = read_auth(endpoint)
         if auth is not None:
             user, password = auth.user, auth.password
-    return BusOptions.from_url(
-        server,
-        name=name,
+    section = replace(
+        nats,
+        url=server,
         credentials=env.get("PATHWATCH_NATS_CREDENTIALS") or nats.credentials,
         user=user,
         password=password,
         token=env.get("PATHWATCH_NATS_TOKEN") or nats.token,
-        tls_ca=nats.tls_ca,
-        tls_cert=nats.tls_cert,
-        tls_key=nats.tls_key,
-        replicas=nats.replicas,
     )
+    return BusOptions(servers=server_list(server), name=name, nats=section)
 
 
 def bus_options_or_exit(nats: NatsConfig, name: str, url: str | None = None) -> BusOptions:

@@ -13,22 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from agents.probe.base import PluginProfile, ProbeFunc, Target
 from agents.probe.icmp_engine import IcmpEngine
 from agents.probe.link import LinkWatch
-from agents.probe.registry import EXCHANGES, resolve
+from agents.probe.registry import EXCHANGES, PREFLIGHTS, resolve
 from agents.probe.rtt import TimeoutBounds
 from agents.probe.watch import ConfirmSettings
-from schemas.config import (
-    HttpProbeProfile,
-    IcmpProbeProfile,
-    PathwatchConfig,
-    ProbeRef,
-    ServiceRoute,
-    SlaMetrics,
-)
+from schemas.config import PathwatchConfig, ProbeRef, ServiceRoute, SlaMetrics
 from schemas.fastdetect import agent_confirms, confirm_interval, reply_timeout_bounds
 from schemas.wire import TRAFFIC_CLASSES, TrafficClass
 
@@ -44,7 +36,8 @@ class PlannedProbe:
     interval: float
     duration: float
     targets: list[Target]
-    icmp_sla: SlaMetrics | None = None
+    #: the SLA each target must meet (kinds judged per address); None: none
+    sla: SlaMetrics | None = None
     #: confirm mode (suspicion re-probing) of its targets; None: off for this probe
     confirm: ConfirmSettings | None = None
 
@@ -101,12 +94,6 @@ def _confirm_settings(kind: str, profile: Any, route: ServiceRoute) -> ConfirmSe
     )
 
 
-def _addresses(profile: Any) -> list[str]:
-    if isinstance(profile, HttpProbeProfile):
-        return [profile.url]
-    return list(profile.probe_address)
-
-
 def _planned_probe(
     config: PathwatchConfig, route: ServiceRoute, ref: ProbeRef, engine: IcmpEngine | None
 ) -> PlannedProbe:
@@ -136,12 +123,8 @@ def _planned_probe(
             icmp=engine,
         )
         for traffic_class in profile.traffic_classes
-        for address in _addresses(profile)
+        for address in profile.destinations()
     ]
-    if isinstance(profile, HttpProbeProfile):
-        host = urlsplit(profile.url).hostname or ""
-        if not host:
-            raise ValueError(f"probe {ref.name!r}: url {profile.url!r} has no host")
     return PlannedProbe(
         name=ref.name,
         kind=kind,
@@ -150,7 +133,7 @@ def _planned_probe(
         interval=float(profile.probe_interval),
         duration=float(profile.probe_duration),
         targets=targets,
-        icmp_sla=profile.sla_metrics if isinstance(profile, IcmpProbeProfile) else None,
+        sla=None if found is None else profile.sla(),
         confirm=None if found is None else _confirm_settings(kind, profile, route),
     )
 
@@ -187,14 +170,11 @@ def link_watches(config: PathwatchConfig, node: str | None) -> list[LinkWatch]:
     return watches
 
 
-def icmp_families(plans: list[RoutePlan]) -> set[int]:
-    """Address families the ICMP probes of `plans` need (to check sockets at start)."""
-    from agents.probe.icmp_engine import family_of
-
-    return {
-        int(family_of(target.address))
-        for plan in plans
-        for probe in plan.probes
-        if probe.kind == "icmp"
-        for target in probe.targets
-    }
+def preflight(plans: list[RoutePlan]) -> None:
+    """Run each probe kind's start-up check on its targets (raises when one cannot be
+    probed, e.g. IcmpUnavailable)."""
+    for plan in plans:
+        for probe in plan.probes:
+            check = PREFLIGHTS.get(probe.kind)
+            if check is not None and probe.targets:
+                check(probe.targets)

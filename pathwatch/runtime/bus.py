@@ -37,9 +37,10 @@ from nats.js.api import (
 from nats.js.errors import BucketNotFoundError, NotFoundError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
-from pathwatch.listen import host_port
+from pathwatch.runtime.listen import host_port
 from schemas import subjects
 from schemas.codec import DecodeError, decode_message
+from schemas.config import NatsConfig
 from schemas.names import is_subject_safe, subject_token
 from schemas.wire import PathState
 
@@ -49,21 +50,30 @@ DAY = 86400.0
 #: Bytes nats-py reads from its socket at a time. Its default, 32 KiB, holds one or
 #: two measurement batches, so every read paused and resumed the asyncio transport;
 #: 1 MiB takes the ~10 % of a consumer's CPU that cost (`pathwatch bench ingest`).
-#: nats-py has no connect option for it, only this module constant, which it reads at
-#: every connect and read.
+#: nats-py has no connect option for it, only a module constant that it reads at every
+#: connect and read: `widen_read_buffer` sets it, right before `Bus` connects.
 READ_BUFFER_BYTES = 1 << 20
-nats.aio.client.DEFAULT_BUFFER_SIZE = READ_BUFFER_BYTES
 #: Seconds to wait for each entry of a KV snapshot before taking it as complete.
 SNAPSHOT_ENTRY_TIMEOUT = 5.0
 #: How long `Bus.close` lets subscriptions and publishers drain: short, as every role
 #: must stop within 2 s of a signal (the rest is flushed at close).
 DRAIN_TIMEOUT_S = 1.0
+
 #: How long the clean-up of a client whose first connection failed may take.
 CLOSE_UNCONNECTED_S = 0.2
 #: Seconds between connect attempts while NATS cannot be reached.
 RECONNECT_WAIT_S = 0.5
 #: At most one "still cannot reach NATS" line per this many seconds.
 REPEAT_LOG_S = 30.0
+
+
+def widen_read_buffer() -> None:
+    """Have nats-py read READ_BUFFER_BYTES at a time from now on (in this process).
+
+    Called by `Bus` before it connects, never at import: only processes that
+    connect through `Bus` change nats-py's setting.
+    """
+    nats.aio.client.DEFAULT_BUFFER_SIZE = READ_BUFFER_BYTES
 
 
 @dataclass(frozen=True)
@@ -110,7 +120,7 @@ def inbox_prefix(options: BusOptions) -> str:
     URL (`nats://user:password@host`), else nats-py's `_INBOX`."""
     if options.inbox_prefix:
         return options.inbox_prefix
-    user = options.user or next(
+    user = options.nats.user or next(
         (urlsplit(url if "://" in url else f"nats://{url}").username for url in options.servers),
         None,
     )
@@ -119,26 +129,40 @@ def inbox_prefix(options: BusOptions) -> str:
 
 @dataclass(frozen=True)
 class BusOptions:
-    """How to reach NATS: a server list and optional credentials / TLS."""
+    """How to reach NATS: the servers dialled, and the `nats` config section for the
+    credentials, TLS and replicas (its `url` is what `servers` was read from)."""
 
     servers: list[str]
     name: str = "pathwatch"
-    credentials: str | None = None
-    user: str | None = None
-    password: str | None = None
-    token: str | None = None
-    tls_ca: str | None = None
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    replicas: int = 1
+    nats: NatsConfig = field(default_factory=NatsConfig)
     connect_timeout: float = 5.0
     #: Replies arrive under this prefix (default: see `inbox_prefix`).
     inbox_prefix: str | None = None
     on_reconnect: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     @staticmethod
-    def from_url(url: str, **kwargs: Any) -> BusOptions:
-        return BusOptions(servers=[s.strip() for s in url.split(",") if s.strip()], **kwargs)
+    def from_url(
+        url: str,
+        *,
+        name: str = "pathwatch",
+        connect_timeout: float = 5.0,
+        inbox_prefix: str | None = None,
+        **nats: Any,
+    ) -> BusOptions:
+        """Options for the comma-separated servers of `url`; `nats` are keys of the
+        `nats` config section (credentials, user, password, token, tls_*, replicas)."""
+        return BusOptions(
+            servers=server_list(url),
+            name=name,
+            nats=NatsConfig(url=url, **nats),
+            connect_timeout=connect_timeout,
+            inbox_prefix=inbox_prefix,
+        )
+
+
+def server_list(url: str) -> list[str]:
+    """The servers of a comma-separated `nats.url`."""
+    return [server.strip() for server in url.split(",") if server.strip()]
 
 
 class StopRequested(Exception):
@@ -156,7 +180,7 @@ def tls_refusal(options: BusOptions, exc: ssl.SSLError) -> NatsRefused | None:
     that is restarting may break off a handshake: that is worth retrying)."""
     servers = ", ".join(_without_credentials(url) for url in options.servers)
     if isinstance(exc, ssl.SSLCertVerificationError):
-        trusted = f"tls-ca {options.tls_ca}" if options.tls_ca else "the system's CAs"
+        trusted = f"tls-ca {options.nats.tls_ca}" if options.nats.tls_ca else "the system's CAs"
         problem = (
             f"its certificate is not trusted ({exc.verify_message}; checked against {trusted})"
         )
@@ -214,18 +238,19 @@ def _server_of(nc: Client) -> str:
 def _auth_and_tls(options: BusOptions) -> dict[str, Any]:
     """nats.connect keyword arguments for the credentials and TLS of `options`."""
     kwargs: dict[str, Any] = {}
-    if options.tls_ca or options.tls_cert:
-        tls = ssl.create_default_context(cafile=options.tls_ca)
-        if options.tls_cert:
-            tls.load_cert_chain(options.tls_cert, options.tls_key)
+    nats = options.nats
+    if nats.tls_ca or nats.tls_cert:
+        tls = ssl.create_default_context(cafile=nats.tls_ca)
+        if nats.tls_cert:
+            tls.load_cert_chain(nats.tls_cert, nats.tls_key)
         kwargs["tls"] = tls
-    if options.credentials:
-        kwargs["user_credentials"] = options.credentials
-    if options.user:
-        kwargs["user"] = options.user
-        kwargs["password"] = options.password
-    if options.token:
-        kwargs["token"] = options.token
+    if nats.credentials:
+        kwargs["user_credentials"] = nats.credentials
+    if nats.user:
+        kwargs["user"] = nats.user
+        kwargs["password"] = nats.password
+    if nats.token:
+        kwargs["token"] = nats.token
     return kwargs
 
 
@@ -314,6 +339,7 @@ class Bus:
             **_auth_and_tls(options),
         }
         nc = Client()
+        widen_read_buffer()
         try:
             await nc.connect(**settings)
         except BaseException:
@@ -377,7 +403,7 @@ class Bus:
             max_bytes=spec.max_bytes,
             max_msgs=spec.max_msgs,
             discard=DiscardPolicy.OLD,
-            num_replicas=self.options.replicas,
+            num_replicas=self.options.nats.replicas,
             duplicate_window=120.0,
         )
 
@@ -391,7 +417,7 @@ class Bus:
                     history=spec.history,
                     ttl=spec.ttl_s or None,
                     storage=StorageType.FILE,
-                    replicas=self.options.replicas,
+                    replicas=self.options.nats.replicas,
                 )
             )
         self._kv[spec.bucket] = kv

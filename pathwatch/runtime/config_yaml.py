@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from pathwatch.configtext import ParsedText, Position, Spot
+from pathwatch.runtime.configtext import ParsedText, Position, Spot
 from schemas.problems import KeyPath, Problem
 
 MAX_SPOTS = 100_000

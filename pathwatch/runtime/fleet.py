@@ -19,7 +19,7 @@ from typing import Literal
 
 import msgspec
 
-from pathwatch.status import LatestBook
+from pathwatch.runtime.status import LatestBook
 from schemas.limits import MAX_STATUS_SOURCES, STATUS_INTERVAL_S
 from schemas.wire import AgentHeartbeat, ConfigMark, RoleStatus
 

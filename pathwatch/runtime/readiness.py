@@ -15,7 +15,7 @@ import contextlib
 import time
 from collections.abc import Callable
 
-from pathwatch.bus import Bus
+from pathwatch.runtime.bus import Bus
 
 
 class Readiness:

@@ -30,7 +30,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from agents.probe.icmp_engine import IcmpEngine, family_of
+from agents.probe.icmp_engine import IcmpEngine
+from agents.probe.sockopts import family_of
 
 
 @dataclass(frozen=True)

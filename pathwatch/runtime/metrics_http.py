@@ -3,9 +3,9 @@ healer): a prometheus-client registry at `/metrics`, plus `/healthz` (the event 
 runs: the server answers from its own thread) and `/readyz` (the role's `Readiness`).
 
 `MetricsHttpServer(registry).start("127.0.0.1:9464", "metrics.listen")` binds through
-`pathwatch.listen` (a taken or wrong address is a ListenError naming the address, the
+`pathwatch.runtime.listen` (a taken or wrong address is a ListenError naming the address, the
 cause and the setting to change) and serves with the connection and header-time bounds
-of `pathwatch.httpbounds`, in a daemon thread; port 0 picks a free port (see `.port`);
+of `pathwatch.runtime.httpbounds`, in a daemon thread; port 0 picks a free port (see `.port`);
 `stop()` shuts it down.
 """
 
@@ -21,9 +21,9 @@ from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import make_wsgi_app
 
-from pathwatch.httpbounds import serve_wsgi
-from pathwatch.listen import bind_listener
-from pathwatch.readiness import LoopLiveness, Readiness
+from pathwatch.runtime.httpbounds import serve_wsgi
+from pathwatch.runtime.listen import bind_listener
+from pathwatch.runtime.readiness import LoopLiveness, Readiness
 
 
 def _json(start_response: StartResponse, status: int, body: object) -> list[bytes]:
