@@ -27,22 +27,16 @@ from collections import Counter
 
 import msgspec
 
-from enforcer import ids
-from enforcer.liveness import AgentLiveness
+from enforcer.agent_alarms import AgentAlarms
 from enforcer.messages import Outputs, Publication, alarm_publication, route_messages
 from enforcer.reconfigure import ROUTE_REMOVED, plan_routes, raised_alarms
 from enforcer.route_spec import RouteSpec, route_specs
 from enforcer.route_tracker import AlarmNotice, Change, RouteTracker
 from enforcer.selection import Candidate, best_effort_choice, select
 from enforcer.state_machine import Clock
-from schemas import subjects
 from schemas.codec import decode_message
 from schemas.config import PathwatchConfig
 from schemas.limits import (
-    AGENT_ALARM_MIN_INTERVAL_S,
-    HEARTBEAT_MIN_INTERVAL_S,
-    MAX_AGENTS,
-    MAX_AGENTS_PER_NODE,
     MAX_CLOCK_OFFSET_S,
     MAX_TEXT_CHARS,
     clip,
@@ -96,14 +90,10 @@ class Engine:
         self.silence_windows = config.enforcer.agent_silence_windows
         self._index({spec.key: RouteTracker(spec, clock) for spec in route_specs(config)})
         self.previous: dict[str, PathState] = {}
-        self.liveness = AgentLiveness(self.silence_windows, self._agent_window)
-        self.agent_alarms: dict[str, Alarm] = {}
-        #: When the last agent-lost alarm of each agent name was raised (rate limit).
-        self.agent_alarmed_at: dict[str, float] = {}
-        #: agents taken into the liveness table, by the node of their first heartbeat
-        self.agents_per_node: Counter[str] = Counter()
         #: Inputs dropped, by `<input>:<reason>` (published in the role status).
         self.dropped: Counter[str] = Counter()
+        self.agents = AgentAlarms(self.silence_windows, self._agent_window, self.dropped)
+        self.liveness = self.agents.liveness
 
     def _index(self, trackers: dict[str, RouteTracker]) -> None:
         """Take `trackers` (by route key) and the tables derived from them."""
@@ -223,8 +213,7 @@ class Engine:
 
     def restore_agent_alarm(self, alarm: Alarm) -> None:
         """An agent-lost alarm raised before a restart, so its clear has the right id."""
-        if alarm.agent:
-            self.agent_alarms[alarm.agent] = alarm
+        self.agents.restore(alarm)
 
     def _off_clock(self, ts: float, kind: str) -> bool:
         """True (and counted) when an event time is further than MAX_CLOCK_OFFSET_S from now."""
@@ -350,54 +339,17 @@ class Engine:
             )
         return out
 
-    def _admit_heartbeat(self, heartbeat: AgentHeartbeat) -> bool:
-        """Whether to take a heartbeat: from an agent on a configured node or naming a
-        configured route, at most every HEARTBEAT_MIN_INTERVAL_S per name, with a sane
-        time, and while the liveness table has room (MAX_AGENTS, MAX_AGENTS_PER_NODE
-        per node); otherwise counted."""
-        if self._off_clock(heartbeat.ts, "heartbeat"):
-            return False
-        seen = self.liveness.agents.get(heartbeat.agent)
-        if seen is None:
-            if heartbeat.node not in self.nodes and not any(
-                key in self.trackers for key in heartbeat.routes
-            ):
-                self.dropped["heartbeat:unknown-agent"] += 1
-                return False
-            if len(self.liveness.agents) >= MAX_AGENTS:
-                self.dropped["heartbeat:agents-full"] += 1
-                return False
-            if self.agents_per_node[heartbeat.node] >= MAX_AGENTS_PER_NODE:
-                self.dropped["heartbeat:node-full"] += 1
-                return False
-            self.agents_per_node[heartbeat.node] += 1
-        elif abs(heartbeat.ts - seen.last_seen) < HEARTBEAT_MIN_INTERVAL_S and not seen.lost:
-            self.dropped["heartbeat:rate"] += 1
-            return False
-        return True
-
     def on_heartbeat(self, heartbeat: AgentHeartbeat) -> Outputs:
-        if not self._admit_heartbeat(heartbeat):
+        """A heartbeat (`enforcer.agent_alarms` says which are taken): may clear the
+        agent's agent-lost alarm and make its routes fresh again."""
+        if self._off_clock(heartbeat.ts, "heartbeat") or not self.agents.admit(
+            heartbeat, self.nodes, self.trackers
+        ):
             return Outputs()
-        covered = self._covered(heartbeat)
-        back = self.liveness.beat(heartbeat, covered, heartbeat.ts)
+        back, clears = self.agents.heard(heartbeat, self._covered(heartbeat))
         out = Outputs()
-        raised = self.agent_alarms.pop(heartbeat.agent, None)
-        if raised is not None:
-            cleared = msgspec.structs.replace(
-                raised,
-                status="cleared",
-                cleared_at=heartbeat.ts,
-                reason=f"agent {heartbeat.agent} heard again",
-            )
-            out.publications.append(
-                Publication(
-                    subjects.system_alarm(heartbeat.agent),
-                    ids.msg_id(raised.id, "cleared"),
-                    cleared,
-                )
-            )
-        if back or raised is not None:
+        out.publications.extend(clears)
+        if back:
             out.extend(self._restale(heartbeat.ts))
         return out
 
@@ -406,29 +358,7 @@ class Engine:
         pending metrics refresh (within `refresh_budget` seconds, see `flush_metrics`)."""
         now = self.clock()
         out = Outputs()
-        for seen in self.liveness.newly_lost(now):
-            lost_at = seen.last_seen + seen.silence_limit
-            alarm = Alarm(
-                id=ids.agent_alarm_id(seen.agent, seen.last_seen),
-                status="raised",
-                severity="major",
-                service=subjects.SYSTEM_SERVICE,
-                route=seen.agent,
-                cause="agent-lost",
-                agent=seen.agent,
-                reason=(
-                    f"agent {seen.agent} on {seen.node} silent for"
-                    f" {seen.silence_limit:g} s ({self.silence_windows} windows)"
-                ),
-                raised_at=lost_at,
-            )
-            if seen.agent not in self.agent_alarms and self._may_alarm(seen.agent, now):
-                self.agent_alarms[seen.agent] = alarm
-                out.publications.append(
-                    Publication(
-                        subjects.system_alarm(seen.agent), ids.msg_id(alarm.id, "raised"), alarm
-                    )
-                )
+        out.publications.extend(self.agents.lost(now))
         for service, trackers in self.services.items():
             moved: dict[RouteTracker, float] = {}
             changes: list[Change] = []
@@ -447,17 +377,6 @@ class Engine:
         out.extend(self._restale(now))
         out.extend(self.flush_metrics(now, budget_seconds=refresh_budget))
         return out
-
-    def _may_alarm(self, agent: str, now: float) -> bool:
-        """At most one agent-lost alarm per name every AGENT_ALARM_MIN_INTERVAL_S."""
-        last = self.agent_alarmed_at.get(agent)
-        if last is not None and now - last < AGENT_ALARM_MIN_INTERVAL_S:
-            self.dropped["agent-lost:rate"] += 1
-            return False
-        if len(self.agent_alarmed_at) >= MAX_AGENTS:
-            self.agent_alarmed_at.clear()
-        self.agent_alarmed_at[agent] = now
-        return True
 
     def _restale(self, now: float) -> Outputs:
         stale_routes = self.liveness.stale_routes()
