@@ -24,26 +24,19 @@ command, is still produced by the input that caused it; selection and
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Literal
 
 import msgspec
 
-from enforcer import ids
-from enforcer.liveness import AgentLiveness
+from enforcer.agent_alarms import AgentAlarms
+from enforcer.messages import Outputs, Publication, alarm_publication, route_messages
 from enforcer.reconfigure import ROUTE_REMOVED, plan_routes, raised_alarms
 from enforcer.route_spec import RouteSpec, route_specs
-from enforcer.route_tracker import Change, RouteTracker, Tracked
+from enforcer.route_tracker import AlarmNotice, Change, RouteTracker
 from enforcer.selection import Candidate, best_effort_choice, select
 from enforcer.state_machine import Clock
-from schemas import subjects
 from schemas.codec import decode_message
 from schemas.config import PathwatchConfig
 from schemas.limits import (
-    AGENT_ALARM_MIN_INTERVAL_S,
-    HEARTBEAT_MIN_INTERVAL_S,
-    MAX_AGENTS,
-    MAX_AGENTS_PER_NODE,
     MAX_CLOCK_OFFSET_S,
     MAX_TEXT_CHARS,
     clip,
@@ -53,16 +46,14 @@ from schemas.wire import (
     AgentHeartbeat,
     Alarm,
     FastEvidence,
-    HealCommand,
     LbSelectReply,
     LbSelectRequest,
-    PathEvent,
-    PathEventKind,
     PathState,
     ProbeState,
-    RouteCommand,
     WindowStats,
 )
+
+__all__ = ["METRICS_REFRESH_SECONDS", "Engine", "Outputs", "Publication", "probe_key_target"]
 
 log = logging.getLogger("pathwatch.enforcer")
 
@@ -70,38 +61,6 @@ log = logging.getLogger("pathwatch.enforcer")
 METRICS_REFRESH_SECONDS = 0.0
 
 _NO_ROUTES: dict[str, RouteTracker] = {}
-
-_EVENT_OF_STATE: dict[str, PathEventKind] = {
-    "down": "path-down",
-    "up": "path-up",
-    "probation": "probation",
-}
-
-
-@dataclass(frozen=True)
-class Publication:
-    """One JetStream message: subject, `Nats-Msg-Id`, payload."""
-
-    subject: str
-    msg_id: str
-    message: msgspec.Struct
-
-
-@dataclass
-class Outputs:
-    """What one input produced."""
-
-    paths: list[PathState] = field(default_factory=list)
-    publications: list[Publication] = field(default_factory=list)
-    expired_probe_keys: list[str] = field(default_factory=list)
-    #: keys of routes no longer configured, whose PathState goes from KV
-    deleted_paths: list[str] = field(default_factory=list)
-
-    def extend(self, other: "Outputs") -> None:
-        self.paths.extend(other.paths)
-        self.publications.extend(other.publications)
-        self.expired_probe_keys.extend(other.expired_probe_keys)
-        self.deleted_paths.extend(other.deleted_paths)
 
 
 def probe_key_target(key: str) -> tuple[str, str, str] | None:
@@ -112,36 +71,6 @@ def probe_key_target(key: str) -> tuple[str, str, str] | None:
     if len(parts) == 4 and parts[1] == "if":
         return parts[0], "if", f"{parts[2]}.{parts[3]}"
     return None
-
-
-def _alarm_publication(
-    spec: RouteSpec,
-    tracked: Tracked,
-    status: Literal["raised", "cleared"],
-    raised_at: float,
-    cleared_at: float | None,
-    reason: str,
-) -> Publication:
-    """The alarm of one machine of a route, raised or cleared."""
-    alarm_id = ids.alarm_id(
-        spec.service, spec.route, tracked.protocol, tracked.traffic_class, tracked.cause, raised_at
-    )
-    alarm = Alarm(
-        id=alarm_id,
-        status=status,
-        severity="major" if spec.enforcement else "minor",
-        service=spec.service,
-        route=spec.route,
-        protocol=tracked.protocol,
-        traffic_class=tracked.traffic_class,
-        cause=tracked.cause,
-        reason=reason,
-        raised_at=raised_at,
-        cleared_at=cleared_at,
-    )
-    return Publication(
-        subjects.alarm(spec.service, spec.route), ids.msg_id(alarm_id, status), alarm
-    )
 
 
 class Engine:
@@ -161,14 +90,10 @@ class Engine:
         self.silence_windows = config.enforcer.agent_silence_windows
         self._index({spec.key: RouteTracker(spec, clock) for spec in route_specs(config)})
         self.previous: dict[str, PathState] = {}
-        self.liveness = AgentLiveness(self.silence_windows, self._agent_window)
-        self.agent_alarms: dict[str, Alarm] = {}
-        #: When the last agent-lost alarm of each agent name was raised (rate limit).
-        self.agent_alarmed_at: dict[str, float] = {}
-        #: agents taken into the liveness table, by the node of their first heartbeat
-        self.agents_per_node: Counter[str] = Counter()
         #: Inputs dropped, by `<input>:<reason>` (published in the role status).
         self.dropped: Counter[str] = Counter()
+        self.agents = AgentAlarms(self.silence_windows, self._agent_window, self.dropped)
+        self.liveness = self.agents.liveness
 
     def _index(self, trackers: dict[str, RouteTracker]) -> None:
         """Take `trackers` (by route key) and the tables derived from them."""
@@ -206,7 +131,9 @@ class Engine:
             self.pending_metrics.pop(key, None)
             out.deleted_paths.append(key)
             out.publications.extend(
-                _alarm_publication(gone.spec, tracked, "cleared", raised, now, ROUTE_REMOVED)
+                alarm_publication(
+                    gone.spec, tracked, AlarmNotice("cleared", raised, now, ROUTE_REMOVED, now)
+                )
                 for tracked, raised in raised_alarms(gone)
             )
         self.config = config
@@ -286,8 +213,7 @@ class Engine:
 
     def restore_agent_alarm(self, alarm: Alarm) -> None:
         """An agent-lost alarm raised before a restart, so its clear has the right id."""
-        if alarm.agent:
-            self.agent_alarms[alarm.agent] = alarm
+        self.agents.restore(alarm)
 
     def _off_clock(self, ts: float, kind: str) -> bool:
         """True (and counted) when an event time is further than MAX_CLOCK_OFFSET_S from now."""
@@ -339,10 +265,7 @@ class Engine:
             # nothing but figures moved: the PathState is rebuilt by `flush_metrics`
             self.pending_metrics.setdefault(tracker.spec.key, window.window_end)
             return Outputs()
-        judged_revision = tracker.revision.value
-        out = self._settle(tracker.spec.service, {tracker: window.window_end}, changes)
-        tracker.restamp_quiet(judged_revision)
-        return out
+        return self._settle(tracker.spec.service, {tracker: window.window_end}, changes)
 
     def _figures_only(self, tracker: RouteTracker) -> bool:
         """Whether settling a quiet window of `tracker` could change nothing but figures:
@@ -416,54 +339,17 @@ class Engine:
             )
         return out
 
-    def _admit_heartbeat(self, heartbeat: AgentHeartbeat) -> bool:
-        """Whether to take a heartbeat: from an agent on a configured node or naming a
-        configured route, at most every HEARTBEAT_MIN_INTERVAL_S per name, with a sane
-        time, and while the liveness table has room (MAX_AGENTS, MAX_AGENTS_PER_NODE
-        per node); otherwise counted."""
-        if self._off_clock(heartbeat.ts, "heartbeat"):
-            return False
-        seen = self.liveness.agents.get(heartbeat.agent)
-        if seen is None:
-            if heartbeat.node not in self.nodes and not any(
-                key in self.trackers for key in heartbeat.routes
-            ):
-                self.dropped["heartbeat:unknown-agent"] += 1
-                return False
-            if len(self.liveness.agents) >= MAX_AGENTS:
-                self.dropped["heartbeat:agents-full"] += 1
-                return False
-            if self.agents_per_node[heartbeat.node] >= MAX_AGENTS_PER_NODE:
-                self.dropped["heartbeat:node-full"] += 1
-                return False
-            self.agents_per_node[heartbeat.node] += 1
-        elif abs(heartbeat.ts - seen.last_seen) < HEARTBEAT_MIN_INTERVAL_S and not seen.lost:
-            self.dropped["heartbeat:rate"] += 1
-            return False
-        return True
-
     def on_heartbeat(self, heartbeat: AgentHeartbeat) -> Outputs:
-        if not self._admit_heartbeat(heartbeat):
+        """A heartbeat (`enforcer.agent_alarms` says which are taken): may clear the
+        agent's agent-lost alarm and make its routes fresh again."""
+        if self._off_clock(heartbeat.ts, "heartbeat") or not self.agents.admit(
+            heartbeat, self.nodes, self.trackers
+        ):
             return Outputs()
-        covered = self._covered(heartbeat)
-        back = self.liveness.beat(heartbeat, covered, heartbeat.ts)
+        back, clears = self.agents.heard(heartbeat, self._covered(heartbeat))
         out = Outputs()
-        raised = self.agent_alarms.pop(heartbeat.agent, None)
-        if raised is not None:
-            cleared = msgspec.structs.replace(
-                raised,
-                status="cleared",
-                cleared_at=heartbeat.ts,
-                reason=f"agent {heartbeat.agent} heard again",
-            )
-            out.publications.append(
-                Publication(
-                    subjects.system_alarm(heartbeat.agent),
-                    ids.msg_id(raised.id, "cleared"),
-                    cleared,
-                )
-            )
-        if back or raised is not None:
+        out.publications.extend(clears)
+        if back:
             out.extend(self._restale(heartbeat.ts))
         return out
 
@@ -472,29 +358,7 @@ class Engine:
         pending metrics refresh (within `refresh_budget` seconds, see `flush_metrics`)."""
         now = self.clock()
         out = Outputs()
-        for seen in self.liveness.newly_lost(now):
-            lost_at = seen.last_seen + seen.silence_limit
-            alarm = Alarm(
-                id=ids.agent_alarm_id(seen.agent, seen.last_seen),
-                status="raised",
-                severity="major",
-                service=subjects.SYSTEM_SERVICE,
-                route=seen.agent,
-                cause="agent-lost",
-                agent=seen.agent,
-                reason=(
-                    f"agent {seen.agent} on {seen.node} silent for"
-                    f" {seen.silence_limit:g} s ({self.silence_windows} windows)"
-                ),
-                raised_at=lost_at,
-            )
-            if seen.agent not in self.agent_alarms and self._may_alarm(seen.agent, now):
-                self.agent_alarms[seen.agent] = alarm
-                out.publications.append(
-                    Publication(
-                        subjects.system_alarm(seen.agent), ids.msg_id(alarm.id, "raised"), alarm
-                    )
-                )
+        out.publications.extend(self.agents.lost(now))
         for service, trackers in self.services.items():
             moved: dict[RouteTracker, float] = {}
             changes: list[Change] = []
@@ -514,17 +378,6 @@ class Engine:
         out.extend(self.flush_metrics(now, budget_seconds=refresh_budget))
         return out
 
-    def _may_alarm(self, agent: str, now: float) -> bool:
-        """At most one agent-lost alarm per name every AGENT_ALARM_MIN_INTERVAL_S."""
-        last = self.agent_alarmed_at.get(agent)
-        if last is not None and now - last < AGENT_ALARM_MIN_INTERVAL_S:
-            self.dropped["agent-lost:rate"] += 1
-            return False
-        if len(self.agent_alarmed_at) >= MAX_AGENTS:
-            self.agent_alarmed_at.clear()
-        self.agent_alarmed_at[agent] = now
-        return True
-
     def _restale(self, now: float) -> Outputs:
         stale_routes = self.liveness.stale_routes()
         out = Outputs()
@@ -540,37 +393,14 @@ class Engine:
 
     # --- settle: alarms, best-effort, events, commands ------------------------
 
-    def _alarm(self, tracker: RouteTracker, change: Change, out: Outputs) -> None:
-        tracked, transition = change.tracked, change.transition
-        if not tracked.enforced:
-            return
-        track = tracked.machine.track
-        spec = tracker.spec
-        status: Literal["raised", "cleared"]
-        if transition.state == "down" and track.alarm_raised_at is None:
-            track.alarm_raised_at = transition.at
-            tracked.machine.revision.bump()  # alarm_raised_at is shown in the lane state
-            status = "raised"
-            at = transition.at
-            cleared_at = None
-        elif transition.state == "up" and track.alarm_raised_at is not None:
-            at = track.alarm_raised_at
-            track.alarm_raised_at = None
-            tracked.machine.revision.bump()
-            status = "cleared"
-            cleared_at = transition.at
-        else:
-            return
-        out.publications.append(
-            _alarm_publication(spec, tracked, status, at, cleared_at, transition.reason)
-        )
-
     def _settle(
         self, service: str, touched: dict[RouteTracker, float], changes: list[Change]
     ) -> Outputs:
         out = Outputs()
         for change in changes:
-            self._alarm(self.trackers[change.route], change, out)
+            if change.alarm is not None:
+                spec = self.trackers[change.route].spec
+                out.publications.append(alarm_publication(spec, change.tracked, change.alarm))
         for tracker in touched:
             tracker.evaluate()
         stale_routes = self.liveness.stale_routes()
@@ -623,84 +453,11 @@ class Engine:
             self.pending_metrics.setdefault(key, at)
             return
         self.pending_metrics.pop(key, None)
-        previous_state = previous.state if previous else "unknown"
         since = previous.since if previous and previous.state == tracker.state else at
         state = tracker.snapshot(since, now)
         self.previous[key] = state
         out.paths.append(state)
-        events: list[tuple[PathEventKind, str]] = []
-        if previous_state != state.state and state.state in _EVENT_OF_STATE:
-            events.append((_EVENT_OF_STATE[state.state], state.reason))
-        if state.best_effort and not (previous and previous.best_effort):
-            events.append(
-                ("best-effort", f"every route of {spec.service} is down; kept in service")
-            )
-        if previous is not None and previous.stale != state.stale:
-            events.append(
-                (
-                    "stale" if state.stale else "fresh",
-                    "no fresh data" if state.stale else "data again",
-                )
-            )
-        for kind, reason in events:
-            event_id = ids.event_id(spec.service, spec.route, kind, at)
-            out.publications.append(
-                Publication(
-                    subjects.event(spec.service, spec.route),
-                    event_id,
-                    PathEvent(
-                        id=event_id,
-                        service=spec.service,
-                        route=spec.route,
-                        kind=kind,
-                        ts=at,
-                        state=state.state,
-                        previous=previous_state,
-                        reason=reason,
-                        in_service=state.in_service,
-                        hold_down_until=state.hold_down_until,
-                    ),
-                )
-            )
-        was_in_service = previous.in_service if previous else True
-        if spec.enforcement and was_in_service != state.in_service:
-            action: Literal["withdraw", "restore"] = "restore" if state.in_service else "withdraw"
-            command_id = ids.command_id(spec.service, spec.route, action, at)
-            out.publications.append(
-                Publication(
-                    subjects.cmd_route(spec.node),
-                    command_id,
-                    RouteCommand(
-                        id=command_id,
-                        action=action,
-                        node=spec.node,
-                        service=spec.service,
-                        route=spec.route,
-                        prefixes=list(spec.prefixes),
-                        interface=spec.interface,
-                        gateway=spec.gateway,
-                        cost=spec.cost,
-                        best_effort=state.best_effort,
-                        reason=state.reason,
-                        ts=at,
-                    ),
-                )
-            )
-            if action == "withdraw":
-                heal_id = ids.command_id(spec.service, spec.route, "reselect", at)
-                out.publications.append(
-                    Publication(
-                        subjects.cmd_heal(spec.service, spec.route),
-                        heal_id,
-                        HealCommand(
-                            id=heal_id,
-                            service=spec.service,
-                            route=spec.route,
-                            reason=state.reason,
-                            ts=at,
-                        ),
-                    )
-                )
+        out.publications.extend(route_messages(spec, previous, state, at))
 
     # --- selection ---------------------------------------------------------------
 

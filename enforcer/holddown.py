@@ -15,14 +15,12 @@ this). A route judged on passive traffic alone, or with `recovery-probes: 0`
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from schemas.wire import LaneStats, RecoveryRule
+from schemas.wire import Lane, LaneStats, RecoveryRule
 
 #: Most probe lanes whose replies one route tracks while down (others cannot hold it).
 MAX_RECOVERY_LANES = 512
 #: Lanes named in the reason a route is held (the rest are counted).
 _NAMED_LANES = 3
-
-LaneKey = tuple[str, str, str, str, str]
 
 
 @dataclass(frozen=True)
@@ -58,7 +56,7 @@ class HoldDownPolicy:
         return multiplier - steps, healthy_since + steps * self.base
 
 
-def _label(key: LaneKey) -> str:
+def _label(key: Lane) -> str:
     protocol, traffic_class, _source, destination, probe = key
     if probe:
         return f"{probe} {destination} ({protocol}/{traffic_class})".replace("  ", " ")
@@ -94,7 +92,7 @@ class RecoveryEvidence:
         self.probes = probes
         #: Protocols whose aggregate lanes (source probe) count.
         self.protocols = protocols
-        self.streaks: dict[LaneKey, int] = {}
+        self.streaks: dict[Lane, int] = {}
         #: End of the window after which every lane had its streak, None while one has not.
         self.verified_since: float | None = None
         self.held = ""
@@ -124,7 +122,7 @@ class RecoveryEvidence:
         for lane in lanes:
             if lane.count <= 0 or not self._counts(lane):
                 continue
-            key = (lane.protocol, lane.traffic_class, lane.source, lane.destination, lane.probe)
+            key = lane.lane
             streak = streaks.get(key)
             if streak is None and len(streaks) >= MAX_RECOVERY_LANES:
                 continue

@@ -31,3 +31,8 @@ def command_id(service: str, route: str, action: str, at: float) -> str:
 def msg_id(message_id: str, status: str = "") -> str:
     """The `Nats-Msg-Id` header: the id plus the status for alarms (raise and clear differ)."""
     return f"{message_id}:{status}" if status else message_id
+
+
+def alarm_update_msg_id(alarm_id: str, at: float) -> str:
+    """The `Nats-Msg-Id` of an update of a raised alarm (a new reason) made at `at`."""
+    return f"{alarm_id}:updated@{millis(at)}"

@@ -1,25 +1,50 @@
-"""Judgement of one lane's window against thresholds, with reasons that name
-the test and the numbers ("tcp/high error 62 % > 50 %").
+"""Judgement of one lane's window against a profile, with reasons that name the
+test and the numbers ("tcp/high error 62 % > 50 %").
 
-Aggregate lanes are judged against the route's reachability profile
-(acceptable-error-threshold, time-to-establishment max / mean; 0 disables a
-test); probe lanes against their ICMP / HTTP probe-profile SLA (max-loss,
-latency max / mean, max-jitter). A lane with fewer than `min_samples`
+Aggregate lanes are judged against the route's reachability profile, probe
+lanes against their ICMP / HTTP probe-profile SLA; the tests themselves are
+declared once in `enforcer.rules`. A lane with fewer than `min_samples`
 measurements is not judged (verdict None).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from enforcer.reasons import number
+from enforcer.route_spec import RouteSpec
+from enforcer.rules import (
+    REACHABILITY_RULES,
+    SLA_RULES,
+    Limits,
+    Precheck,
+    Rule,
+    enough_samples,
+    failing,
+    limits_of,
+    precheck,
+)
 from schemas.config import ClassThresholds, SlaMetrics
-from schemas.wire import LaneStats
+from schemas.wire import LaneStats, Protocol, TrafficClass
+
+__all__ = [
+    "NOT_JUDGED",
+    "PASSED",
+    "Judge",
+    "RouteJudges",
+    "Verdict",
+    "combine",
+    "lane_label",
+    "number",
+]
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """`passed` None: not enough samples. `reasons` lists every failed test."""
+    """`passed` None: not enough samples. `reasons` lists every failed test, `failed`
+    the rules behind them."""
 
     passed: bool | None
     reasons: tuple[str, ...] = ()
+    failed: tuple[Rule, ...] = ()
 
     @property
     def reason(self) -> str:
@@ -28,14 +53,6 @@ class Verdict:
 
 NOT_JUDGED = Verdict(None, ())
 PASSED = Verdict(True, ())
-
-
-def number(value: float) -> str:
-    """A figure for humans: integers without decimals, others with one."""
-    rounded = round(value, 1)
-    if rounded == int(rounded):
-        return str(int(rounded))
-    return f"{rounded:.1f}"
 
 
 def lane_label(lane: LaneStats) -> str:
@@ -48,83 +65,55 @@ def lane_label(lane: LaneStats) -> str:
     return label
 
 
-def judge_reachability(lane: LaneStats, thresholds: ClassThresholds, min_samples: int) -> Verdict:
-    """Error threshold and time-to-establishment of an aggregate lane."""
-    if lane.count < min_samples:
-        return NOT_JUDGED
-    reasons: list[str] = []
-    label = f"{lane.protocol}/{lane.traffic_class}"
-    limit = thresholds.acceptable_error_threshold
-    if limit > 0 and lane.error_pct > limit:
-        reasons.append(f"{label} error {number(lane.error_pct)} % > {number(limit)} %")
-    tte = thresholds.time_to_establishment
-    if tte.enabled:
-        if tte.max > 0 and lane.latency_max_ms is not None and lane.latency_max_ms > tte.max:
-            reasons.append(
-                f"{label} time-to-establishment max {number(lane.latency_max_ms)} ms"
-                f" > {number(tte.max)} ms"
-            )
-        if tte.mean > 0 and lane.latency_mean_ms is not None and lane.latency_mean_ms > tte.mean:
-            reasons.append(
-                f"{label} time-to-establishment mean {number(lane.latency_mean_ms)} ms"
-                f" > {number(tte.mean)} ms"
-            )
-    if reasons:
-        return Verdict(False, tuple(reasons))
-    return PASSED
+def _short_label(lane: LaneStats) -> str:
+    return f"{lane.protocol}/{lane.traffic_class}"
 
 
 @dataclass(frozen=True, slots=True)
-class SlaExcess:
-    """Which SLA limits one probe lane exceeded (for the probe counters)."""
+class Judge:
+    """The rules of one profile with their limits: what a lane is judged by.
 
-    loss: bool = False
-    latency_max: bool = False
-    latency_mean: bool = False
-    jitter: bool = False
+    `check` is the rules' pre-check (`enforcer.rules.precheck`), so only failing
+    lanes pay for their reasons. Reachability reasons name the protocol and
+    class, SLA reasons the probe and address too."""
+
+    rules: tuple[Rule, ...]
+    limits: Limits
+    long_label: bool
+    check: Precheck = field(compare=False, hash=False, repr=False)
+
+    @classmethod
+    def reachability(cls, thresholds: ClassThresholds) -> "Judge":
+        limits = limits_of(REACHABILITY_RULES, thresholds)
+        return cls(REACHABILITY_RULES, limits, False, precheck(REACHABILITY_RULES, limits))
+
+    @classmethod
+    def sla(cls, sla: SlaMetrics) -> "Judge":
+        limits = limits_of(SLA_RULES, sla)
+        return cls(SLA_RULES, limits, True, precheck(SLA_RULES, limits))
+
+    def verdict(self, lane: LaneStats, min_samples: int) -> Verdict:
+        if not enough_samples(lane, min_samples):
+            return NOT_JUDGED
+        if not self.check(lane):
+            return PASSED
+        label = lane_label(lane) if self.long_label else _short_label(lane)
+        failed = failing(self.rules, self.limits, lane)
+        return Verdict(
+            False,
+            tuple(rule.reason(label, getattr(lane, rule.field), limit) for rule, limit in failed),
+            tuple(rule for rule, _ in failed),
+        )
 
 
-def judge_sla(lane: LaneStats, sla: SlaMetrics, min_samples: int) -> tuple[Verdict, SlaExcess]:
+def judge_reachability(lane: LaneStats, thresholds: ClassThresholds, min_samples: int) -> Verdict:
+    """Error threshold and time-to-establishment of an aggregate lane."""
+    return Judge.reachability(thresholds).verdict(lane, min_samples)
+
+
+def judge_sla(lane: LaneStats, sla: SlaMetrics, min_samples: int) -> Verdict:
     """Loss, latency max / mean and jitter of one probe address."""
-    if lane.count < min_samples:
-        return NOT_JUDGED, SlaExcess()
-    reasons: list[str] = []
-    label = lane_label(lane)
-    loss = sla.max_loss < 100 and lane.loss_pct > sla.max_loss
-    if loss:
-        reasons.append(f"{label} loss {number(lane.loss_pct)} % > {number(sla.max_loss)} %")
-    latency = sla.latency
-    high_max = (
-        latency.max > 0 and lane.latency_max_ms is not None and lane.latency_max_ms > latency.max
-    )
-    if high_max:
-        reasons.append(
-            f"{label} latency max {number(lane.latency_max_ms or 0)} ms > {number(latency.max)} ms"
-        )
-    high_mean = (
-        latency.mean > 0
-        and lane.latency_mean_ms is not None
-        and lane.latency_mean_ms > latency.mean
-    )
-    if high_mean:
-        reasons.append(
-            f"{label} latency mean {number(lane.latency_mean_ms or 0)} ms"
-            f" > {number(latency.mean)} ms"
-        )
-    high_jitter = (
-        sla.max_jitter is not None
-        and sla.max_jitter > 0
-        and lane.jitter_ms is not None
-        and lane.jitter_ms > sla.max_jitter
-    )
-    if high_jitter:
-        reasons.append(
-            f"{label} jitter {number(lane.jitter_ms or 0)} ms > {number(sla.max_jitter or 0)} ms"
-        )
-    excess = SlaExcess(loss, high_max, high_mean, high_jitter)
-    if reasons:
-        return Verdict(False, tuple(reasons)), excess
-    return PASSED, excess
+    return Judge.sla(sla).verdict(lane, min_samples)
 
 
 def combine(verdicts: list[Verdict]) -> Verdict:
@@ -139,70 +128,44 @@ def combine(verdicts: list[Verdict]) -> Verdict:
     return PASSED
 
 
-_NO_LIMIT = float("inf")
+#: The judge of every distinct profile in use, shared by the routes that have it.
+_JUDGES: dict[ClassThresholds | SlaMetrics, Judge] = {}
+_JUDGES_MAX = 4096
 
 
-@dataclass(frozen=True, slots=True)
-class ReachabilityLimits:
-    """The reachability tests of one (protocol, class) as plain numbers, inf when off.
-
-    `exceeded` is the hot-path pre-check: False exactly when `judge_reachability`
-    passes a lane with enough samples, so only failing lanes pay for reasons.
-    """
-
-    error_pct: float
-    tte_max_ms: float
-    tte_mean_ms: float
-
-    @classmethod
-    def of(cls, thresholds: ClassThresholds) -> "ReachabilityLimits":
-        tte = thresholds.time_to_establishment
-        limit = thresholds.acceptable_error_threshold
-        return cls(
-            error_pct=limit if limit > 0 else _NO_LIMIT,
-            tte_max_ms=tte.max if tte.enabled and tte.max > 0 else _NO_LIMIT,
-            tte_mean_ms=tte.mean if tte.enabled and tte.mean > 0 else _NO_LIMIT,
-        )
-
-    def exceeded(self, lane: LaneStats) -> bool:
-        latency_max, latency_mean = lane.latency_max_ms, lane.latency_mean_ms
-        return (
-            lane.error_pct > self.error_pct
-            or (latency_max is not None and latency_max > self.tte_max_ms)
-            or (latency_mean is not None and latency_mean > self.tte_mean_ms)
-        )
+def _judge_of(profile: ClassThresholds | SlaMetrics) -> Judge:
+    judge = _JUDGES.get(profile)
+    if judge is None:
+        if len(_JUDGES) >= _JUDGES_MAX:
+            _JUDGES.clear()
+        if isinstance(profile, SlaMetrics):
+            judge = Judge.sla(profile)
+        else:
+            judge = Judge.reachability(profile)
+        _JUDGES[profile] = judge
+    return judge
 
 
-@dataclass(frozen=True, slots=True)
-class SlaLimits:
-    """A probe profile's SLA as plain numbers, inf when off; pre-check for `judge_sla`."""
+class RouteJudges:
+    """The judges of one route: reachability per (protocol, class), SLA per probe."""
 
-    loss_pct: float
-    latency_max_ms: float
-    latency_mean_ms: float
-    jitter_ms: float
+    def __init__(self, spec: RouteSpec) -> None:
+        self.spec = spec
+        self._reachability: dict[tuple[str, str], Judge] = {}
+        self._sla: dict[str, Judge | None] = {}
 
-    @classmethod
-    def of(cls, sla: SlaMetrics) -> "SlaLimits":
-        latency = sla.latency
-        return cls(
-            loss_pct=sla.max_loss if sla.max_loss < 100 else _NO_LIMIT,
-            latency_max_ms=latency.max if latency.max > 0 else _NO_LIMIT,
-            latency_mean_ms=latency.mean if latency.mean > 0 else _NO_LIMIT,
-            jitter_ms=sla.max_jitter
-            if sla.max_jitter is not None and sla.max_jitter > 0
-            else _NO_LIMIT,
-        )
+    def reachability(self, protocol: Protocol, traffic_class: TrafficClass) -> Judge:
+        key = (protocol, traffic_class)
+        judge = self._reachability.get(key)
+        if judge is None:
+            thresholds = self.spec.thresholds_for(protocol, traffic_class)
+            judge = self._reachability[key] = _judge_of(thresholds)
+        return judge
 
-    def exceeded(self, lane: LaneStats) -> bool:
-        latency_max, latency_mean, jitter = (
-            lane.latency_max_ms,
-            lane.latency_mean_ms,
-            lane.jitter_ms,
-        )
-        return (
-            lane.loss_pct > self.loss_pct
-            or (latency_max is not None and latency_max > self.latency_max_ms)
-            or (latency_mean is not None and latency_mean > self.latency_mean_ms)
-            or (jitter is not None and jitter > self.jitter_ms)
-        )
+    def sla(self, probe: str) -> Judge | None:
+        """The SLA judge of a probe; None when it has no SLA (plugin, unknown probe)."""
+        if probe not in self._sla:
+            probe_spec = self.spec.probes.get(probe)
+            sla = probe_spec.sla if probe_spec is not None else None
+            self._sla[probe] = _judge_of(sla) if sla is not None else None
+        return self._sla[probe]

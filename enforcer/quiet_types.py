@@ -4,10 +4,11 @@ A quiet layout (see `enforcer.route_tracker`) lists, per position of a
 route's window, the lane's identity and the limits it is judged against.
 `quiet_decoder` turns it into a `WindowStats` subclass whose `lanes` is a
 fixed-length tuple of `LaneStats` subclasses, one per position: the identity
-fields become `Literal`s and each limit a constraint (`Meta(le=...)`) on top of
-the wire contract's own ones. Decoding a window with it succeeds only when
-the window has exactly that layout and no figure passes a limit, and the
-check runs inside msgspec's decoder instead of as Python code per lane.
+fields become `Literal`s and each rule's limit a constraint derived from the
+rule (`enforcer.rules.constraints`) on top of the wire contract's own ones.
+Decoding a window with it succeeds only when the window has exactly that
+layout and no rule fails a figure, and the check runs inside msgspec's
+decoder instead of as Python code per lane.
 
 It refuses a little more than the per-lane check accepts (an aggregate lane
 with fewer than `min-samples` measurements, a field left out of the JSON):
@@ -15,20 +16,28 @@ such a window is then decoded and judged the ordinary way. The decoded
 objects are `WindowStats` / `LaneStats` instances and encode to the same JSON.
 """
 
-import math
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import msgspec
-from msgspec import Meta
 
-from schemas.wire import LaneStats, WindowStats
+from enforcer.rules import (
+    REACHABILITY_RULES,
+    SLA_RULES,
+    Limits,
+    Rule,
+    constraints,
+    samples_constraint,
+)
+from schemas.wire import Lane, LaneStats, WindowStats
 
-#: What a position of a layout is checked against (same codes as the layout's slots).
+#: What a position of a layout is checked against: nothing (shown only), the
+#: reachability rules or the SLA rules (`enforcer.rules`).
 SHOWN, REACHABILITY, SLA = 0, 1, 2
+RULES_OF_KIND: dict[int, tuple[Rule, ...]] = {REACHABILITY: REACHABILITY_RULES, SLA: SLA_RULES}
 
-#: One lane position: (protocol, traffic class, source, probe, destination, kind,
-#: then the limits: error % / TTE max / TTE mean / -, or loss % / max / mean / jitter).
-LayoutSlot = tuple[str, str, str, str, str, int, float, float, float, float]
+#: One lane position: the lane, what it is checked against, and the limits of those
+#: rules (in the rules' order; empty when shown only).
+LayoutSlot = tuple[Lane, int, Limits]
 
 QuietDecoder = msgspec.json.Decoder[WindowStats]
 
@@ -46,42 +55,18 @@ def _identity(name: str, value: str) -> tuple[Any, ...]:
     return (name, Literal[value])
 
 
-def _at_most(limit: float, optional: bool, *, percent: bool = False) -> Any:
-    """A float no greater than `limit` (and a percentage's own 0..100), or None when optional."""
-    if percent:
-        number: Any = Annotated[float, Meta(ge=0, le=min(limit, 100.0))]
-    else:
-        number = Annotated[float, Meta(le=limit)]
-    return number | None if optional else number
-
-
 def _lane_type(slot: LayoutSlot, min_samples: int) -> type[LaneStats]:
     """The LaneStats subclass a lane at this position must decode as."""
     cached = _LANE_TYPES.get((slot, min_samples))
     if cached is not None:
         return cached
-    protocol, traffic_class, source, probe, destination, kind, a, b, c, d = slot
+    lane, kind, limits = slot
     fields: list[Any] = [
-        _identity("protocol", protocol),
-        _identity("traffic_class", traffic_class),
-        _identity("source", source),
-        _identity("destination", destination),
-        _identity("probe", probe),
+        _identity(name, value) for name, value in zip(Lane._fields, lane, strict=True)
     ]
     if kind != SHOWN:
-        # required, so that a count left out (0) is not taken as enough samples
-        fields.append(("count", Annotated[int, Meta(ge=max(min_samples, 0))]))
-        limited = [
-            ("error_pct" if kind == REACHABILITY else "loss_pct", a, False, True),
-            ("latency_max_ms", b, True, False),
-            ("latency_mean_ms", c, True, False),
-        ]
-        if kind == SLA:
-            limited.append(("jitter_ms", d, True, False))
-        for name, limit, optional, percent in limited:
-            if limit != math.inf:
-                default = None if optional else 0.0
-                fields.append((name, _at_most(limit, optional, percent=percent), default))
+        fields.append(samples_constraint(min_samples))
+        fields.extend(constraints(RULES_OF_KIND[kind], limits))
     lane_type: type[LaneStats] = msgspec.defstruct(  # type: ignore[assignment]
         "QuietLane", fields, bases=(LaneStats,), frozen=True, kw_only=True, gc=False
     )

@@ -1,1252 +1,233 @@
-"""Judgement of one service route: its lane, probe and evidence machines.
+"""Judgement of one service route: each window's lanes onto the route's machines.
 
 Aggregate lanes (destination and probe empty) of tcp / udp / tls / http are
 judged against the reachability profile; each ICMP / HTTP probe against its
 SLA on every probe address (any address failing takes the probe down);
-plugin probes follow the state set through the API; link and neighbour
-evidence takes the route down at once. The route is down when any enforced
-machine is down.
+plugin probes and fast evidence are handled by `enforcer.route_evidence`.
+The route is down when any enforced machine is down.
+
+`RouteTracker` is what the engine holds per route. It puts together the
+route's parts, each with one job: its machines and the settling of their
+changes (`route_machines`), evidence outside windows (`route_evidence`), its
+figures and lane states (`route_figures`), its PathState (`route_view`) and
+the quiet-window shortcut (`quiet`). Every input returns the changes it
+caused, alarms already settled; the engine never changes a machine.
 """
 
-import math
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from itertools import chain
-from typing import NamedTuple
+from collections.abc import Iterator
 
-import msgspec
-
-from enforcer.judge import (
-    NOT_JUDGED,
-    PASSED,
-    ReachabilityLimits,
-    SlaLimits,
-    Verdict,
-    combine,
-    judge_reachability,
-    judge_sla,
-)
-from enforcer.quality import route_quality
-from enforcer.quiet_types import (
-    REACHABILITY,
-    SHOWN,
-    SLA,
-    LayoutSlot,
-    QuietDecoder,
-    quiet_decoder,
-)
-from enforcer.route_spec import REACHABILITY_PROTOCOLS, RouteSpec, recovery_evidence
-from enforcer.state_machine import Clock, PathMachine, Revision, TrackState, Transition
+from enforcer.judge import NOT_JUDGED, PASSED, RouteJudges, Verdict, combine
+from enforcer.quiet import QuietShortcut
+from enforcer.quiet_types import QuietDecoder
+from enforcer.route_evidence import RouteEvidence
+from enforcer.route_figures import RouteFigures, lane_key
+from enforcer.route_machines import AlarmNotice, Change, RouteMachines, Tracked
+from enforcer.route_spec import REACHABILITY_PROTOCOLS, RouteSpec
+from enforcer.route_view import RouteView
+from enforcer.rules import enough_samples
+from enforcer.state_machine import Clock, Revision
 from schemas.wire import (
     FastEvidence,
-    LaneState,
     LaneStats,
     PathState,
     PathStateName,
     ProbeState,
-    ProbeStatus,
     Protocol,
-    TrafficClass,
     WindowStats,
 )
 
-AggregateKey = tuple[str, str, str]
-
-_NO_HOLD = float("inf")
-ProbeLaneKey = tuple[str, str, str, str]
-
-#: Every distinct reachability limits in use, shared by the routes that have them.
-_SHARED_LIMITS: dict[ReachabilityLimits, ReachabilityLimits] = {}
-
-#: Causes of route-level evidence machines, with the protocol shown for them.
-EVIDENCE_CAUSES = ("link", "neighbour", "consecutive-failures")
-
-#: Counters of a probe with an SLA, in the router's names; outcome counters first.
-_OUTCOME_COUNTERS = (
-    ("success", "ok"),
-    ("response-timeout", "timeout"),
-    ("failed-to-send", "send-failed"),
-)
-_COUNTER_OF_OUTCOME = {outcome: counter for counter, outcome in _OUTCOME_COUNTERS}
-SLA_COUNTERS = (
-    "success",
-    "response-timeout",
-    "failed-to-send",
-    "exceeded-by-max-loss",
-    "exceeded-by-max-latency",
-    "exceeded-by-mean-latency",
-    "exceeded-by-max-jitter",
-)
-
-
-@dataclass
-class Tracked:
-    """One machine and what it judges (for alarms and display)."""
-
-    machine: PathMachine
-    protocol: Protocol | None
-    traffic_class: TrafficClass | None
-    cause: str
-    enforced: bool
-    kind: str = ""
-    #: Reachability limits of an aggregate lane, set when first judged.
-    limits: ReachabilityLimits | None = None
-
-
-@dataclass(frozen=True)
-class Change:
-    """A transition of one machine of a route."""
-
-    route: str
-    tracked: Tracked
-    transition: Transition
-
-
-_UNSEEN = object()
-
-
-@dataclass(slots=True)
-class _QuietLayout:
-    """A window's lane layout, each position with the limits it is checked against.
-
-    `decoder` compiles `_quiet_window`'s per-lane check, for windows laid out
-    exactly like the one the layout was noted from, into a msgspec decoder (see
-    `enforcer.quiet_types`): windows that arrive as JSON are checked while
-    they are decoded.
-    """
-
-    slots: tuple[LayoutSlot, ...]
-    #: Quiet decoders of this layout by min-samples, built when first asked for.
-    decoders: dict[int, QuietDecoder] = field(default_factory=dict)
-
-    def decoder(self, min_samples: int) -> QuietDecoder:
-        decoder = self.decoders.get(min_samples)
-        if decoder is None:
-            decoder = self.decoders[min_samples] = quiet_decoder(self.slots, min_samples)
-        return decoder
-
-
-#: Every distinct quiet layout in use, shared by the routes that have it (bounded).
-_SHARED_LAYOUTS: dict[tuple[LayoutSlot, ...], _QuietLayout] = {}
-_SHARED_LAYOUTS_MAX = 4096
-
-
-def _quiet_layout(
-    lanes: list[LaneStats],
-    known: "dict[AggregateKey, ReachabilityLimits | None]",
-    probes: dict[str, SlaLimits],
-    probe_lanes_up: frozenset[ProbeLaneKey],
-    previous: _QuietLayout | None = None,
-) -> _QuietLayout | None:
-    """The layout of a window that would pass `_quiet_window`, None when it could not;
-    `previous` (the route's last layout) when it is the same."""
-    slots: list[LayoutSlot] = []
-    for lane in lanes:
-        where = (lane.protocol, lane.traffic_class, lane.source, lane.probe, lane.destination)
-        if lane.probe:
-            sla = probes.get(lane.probe)
-            key = (lane.probe, lane.protocol, lane.traffic_class, lane.destination)
-            if sla is None or key not in probe_lanes_up:
-                return None
-            slots.append(
-                (*where, SLA, sla.loss_pct, sla.latency_max_ms, sla.latency_mean_ms, sla.jitter_ms)
-            )
-            continue
-        if lane.destination:
-            return None
-        found = known.get((lane.protocol, lane.traffic_class, lane.source), _UNSEEN)
-        if found is _UNSEEN:
-            return None
-        if found is None:
-            slots.append((*where, SHOWN, math.inf, math.inf, math.inf, math.inf))
-            continue
-        limits: ReachabilityLimits = found  # type: ignore[assignment]
-        slots.append(
-            (
-                *where,
-                REACHABILITY,
-                limits.error_pct,
-                limits.tte_max_ms,
-                limits.tte_mean_ms,
-                math.inf,
-            )
-        )
-    layout_slots = tuple(slots)
-    if previous is not None and previous.slots == layout_slots:
-        return previous
-    # routes of one config mostly share layouts: one object each, warm in the cache
-    shared = _SHARED_LAYOUTS.get(layout_slots)
-    if shared is None:
-        if len(_SHARED_LAYOUTS) >= _SHARED_LAYOUTS_MAX:
-            _SHARED_LAYOUTS.clear()  # layouts churn (lanes come and go): start over
-        shared = _SHARED_LAYOUTS[layout_slots] = _QuietLayout(layout_slots)
-    return shared
-
-
-@dataclass
-class _Quiet:
-    """What a window must look like to change no machine of a route.
-
-    Noted after a fully judged window when every machine is either settled up
-    (observing a pass or an unjudged window again changes nothing) or down in
-    a hold-down that has not expired (observing anything changes nothing
-    until `until`). While no machine changed since (`revision`), a window
-    whose lanes are all known and all pass their pre-checks changes nothing
-    but the metrics and the probe counters, whatever its figures.
-    """
-
-    revision: int
-    #: The earliest hold-down end of a down machine (inf when none is down).
-    until: float
-    #: Aggregate lanes: their limits, or None when not judged (shown only, or held down).
-    lanes: dict[AggregateKey, ReachabilityLimits | None]
-    #: Probes with an SLA: their limits.
-    probes: dict[str, SlaLimits]
-    #: Probe addresses shown up: (probe, protocol, class, destination).
-    probe_lanes_up: frozenset[ProbeLaneKey]
-    #: The layout of the window it was noted after, for the whole-window check.
-    layout: _QuietLayout | None = None
-
-
-class RouteSummary(NamedTuple):
-    """Route-level figures derived from every machine of a route."""
-
-    meets_sla: bool
-    reason: str
-    hold_down_until: float | None
-    multiplier: int
-
-
-def _shown_lane(metrics: LaneStats, min_samples: int) -> LaneState:
-    """The state of an aggregate lane shown but never judged: up once it has samples."""
-    enough = metrics.count >= min_samples
-    return LaneState(
-        protocol=metrics.protocol,
-        traffic_class=metrics.traffic_class,
-        source=metrics.source,
-        state="up" if enough else "unknown",
-        meets_sla=enough,
-        metrics=metrics,
-        enforced=False,
-    )
-
-
-def _track_from(item: LaneState | ProbeStatus) -> TrackState:
-    return TrackState(
-        state=item.state,
-        since=item.since,
-        reason=item.reason,
-        hold_down_until=item.hold_down_until,
-        multiplier=item.hold_down_multiplier,
-        healthy_since=item.healthy_since,
-        meets_sla=getattr(item, "meets_sla", item.state == "up"),
-        alarm_raised_at=item.alarm_raised_at,
-    )
+__all__ = ["AlarmNotice", "Change", "RouteTracker", "Tracked"]
 
 
 class RouteTracker:
-    """All machines of one route plus what the route shows between windows."""
+    """One route: its machines, judged window by window, and what it shows."""
 
     def __init__(self, spec: RouteSpec, clock: Clock) -> None:
         self.spec = spec
         self.clock = clock
-        self.lanes: dict[AggregateKey, Tracked] = {}
-        self.lane_metrics: dict[AggregateKey, LaneStats] = {}
-        self.probes: dict[str, Tracked] = {}
-        self.probe_lanes: dict[ProbeLaneKey, LaneState] = {}
-        self.destination_lanes: dict[ProbeLaneKey, LaneState] = {}
-        self.counters: dict[str, dict[str, int]] = {}
-        self.plugins: dict[str, Tracked] = {}
-        self.plugin_states: dict[str, ProbeState] = {}
-        self.evidence: dict[str, Tracked] = {}
-        self.evidence_down: dict[str, str] = {}
+        #: Bumped by every change of a machine or of a shown state of this route.
+        self.revision = Revision()
+        self.machines = RouteMachines(spec, clock, self.revision)
+        self.evidence = RouteEvidence(spec, self.machines)
+        self.figures = RouteFigures(spec, self.machines, self.revision)
+        self.view = RouteView(spec, self.machines, self.figures, self.revision)
+        self.judges = RouteJudges(spec)
+        self.quiet = QuietShortcut(
+            spec, clock, self.revision, self.machines, self.figures, self.judges
+        )
         self.last_window_end: float | None = None
+        #: Set by the engine: no window for too long / its agents lost; kept in service.
         self.window_stale = False
         self.stale = False
         self.best_effort = False
-        self.state: PathStateName = "unknown"
         self.since = 0.0
-        self.raw_in_service = True
-        self._quality = (-1, 0.0)
-        self._reachability_limits: dict[tuple[str, str], ReachabilityLimits] = {}
-        self._sla_limits: dict[str, SlaLimits] = {}
-        #: Bumped by every change of a machine or of the lane data of this route.
-        self.revision = Revision()
-        #: Probe replies since the route's last fault: what ends its hold-downs.
-        self.recovery = recovery_evidence(spec)
-        #: Bumped by every change of the lane data (metrics, probe counters) of this route.
-        self.data_version = 0
-        self._quiet: _Quiet | None = None
-        #: A judged window's lanes and the revision after it, to note quiet from later.
-        self._note_later: tuple[list[LaneStats], int] | None = None
-        #: The layout noted after the last fully judged window.
-        self._last_layout: _QuietLayout | None = None
         #: Whether the last window taken was quiet (changed nothing but figures).
         self.quiet_taken = False
-        #: Quiet windows whose figures are not recorded yet: (lanes, window end).
-        self._unfolded: list[tuple[list[LaneStats], float]] = []
-        self._evaluated_at = -1
-        self._summary: tuple[int, RouteSummary] | None = None
-        self._lane_states: tuple[tuple[int, int], list[LaneState]] | None = None
-        #: Where each lane sits in the cached lane states: judged lanes, shown-only
-        #: aggregate lanes and probe addresses (so a quiet window updates them in place).
-        self._judged_slots: dict[AggregateKey, int] = {}
-        self._shown_slots: dict[AggregateKey, int] = {}
-        self._probe_slots: dict[ProbeLaneKey, int] = {}
-        #: The last PathState: (revision, state, best-effort, stale, since), it, data version.
-        self._snapshot: tuple[tuple[int, str, bool, bool, float], PathState, int] | None = None
 
-    # --- machines ---------------------------------------------------------
+    # --- what the engine reads ------------------------------------------------
 
-    def _new(
-        self,
-        protocol: Protocol | None,
-        traffic_class: TrafficClass | None,
-        cause: str,
-        enforced: bool,
-        kind: str = "",
-        track: TrackState | None = None,
-    ) -> Tracked:
-        self.revision.bump()
-        return Tracked(
-            PathMachine(self.spec.hold_down, self.clock, track, self.revision, self.recovery),
-            protocol,
-            traffic_class,
-            cause,
-            enforced,
-            kind,
-        )
+    @property
+    def state(self) -> PathStateName:
+        return self.machines.state
+
+    @property
+    def raw_in_service(self) -> bool:
+        return self.machines.raw_in_service
+
+    @property
+    def probes(self) -> dict[str, Tracked]:
+        return self.machines.probes
+
+    @property
+    def plugin_states(self) -> dict[str, ProbeState]:
+        return self.evidence.plugin_states
+
+    @property
+    def quality(self) -> float:
+        return self.figures.quality
 
     def all_tracked(self) -> Iterator[Tracked]:
-        return chain(
-            self.lanes.values(),
-            self.probes.values(),
-            self.plugins.values(),
-            self.evidence.values(),
-        )
+        return self.machines.all()
 
-    def _changes(self, tracked: Tracked, transitions: list[Transition]) -> list[Change]:
-        return [Change(self.spec.key, tracked, transition) for transition in transitions]
+    def evaluate(self) -> None:
+        self.machines.evaluate()
 
-    def _change(self, tracked: Tracked, transition: Transition | None) -> list[Change]:
-        return [] if transition is None else [Change(self.spec.key, tracked, transition)]
+    def snapshot(self, since: float, updated: float) -> PathState:
+        return self.view.snapshot(self.best_effort, self.stale, since, updated)
 
-    # --- inputs -------------------------------------------------------------
+    def unchanged_but_figures(self, previous: PathState) -> bool:
+        return self.view.unchanged_but_figures(previous, self.best_effort, self.stale)
 
-    def _limits(self, protocol: Protocol, traffic_class: TrafficClass) -> ReachabilityLimits:
-        key = (protocol, traffic_class)
-        limits = self._reachability_limits.get(key)
-        if limits is None:
-            limits = ReachabilityLimits.of(self.spec.thresholds_for(protocol, traffic_class))
-            # one shared object per distinct limits: fewer long-lived objects for the GC
-            limits = _SHARED_LIMITS.setdefault(limits, limits)
-            self._reachability_limits[key] = limits
-        return limits
+    # --- windows --------------------------------------------------------------
 
-    def _judge_reachability(
-        self, lane: LaneStats, limits: ReachabilityLimits | None = None
-    ) -> Verdict:
-        """`judge_reachability`, with the reasons built only for failing lanes."""
-        if lane.count < self.spec.min_samples:
-            return NOT_JUDGED
-        if limits is None:
-            limits = self._limits(lane.protocol, lane.traffic_class)
-        if not limits.exceeded(lane):
-            return PASSED
-        return judge_reachability(
-            lane, self.spec.thresholds_for(lane.protocol, lane.traffic_class), 0
-        )
-
-    def _open_quiet(self, end: float) -> "_Quiet | None":
-        """The quiet note if it still holds for a window ending at `end` (no machine
-        changed since, no hold-down over by then or by now); else None."""
-        quiet = self._current_quiet()
-        if quiet is None or quiet.revision != self.revision.value:
-            return None
-        if quiet.until != _NO_HOLD and max(end, self.clock()) >= quiet.until:
-            return None
-        return quiet
-
-    def _take_figures(self, lanes: list[LaneStats], end: float) -> None:
-        """Keep a quiet window's lanes unfolded (see `_fold`) until they are read."""
-        self._unfolded.append((lanes, end))
-        self.data_version += 1
+    def _saw(self, end: float) -> None:
+        if self.last_window_end is None or end > self.last_window_end:
+            self.last_window_end = end
 
     def quiet_decoder(self) -> QuietDecoder | None:
-        """A decoder that accepts the next window only if it is quiet (see
-        `enforcer.quiet_types`); None when the next window must be judged anyway."""
-        quiet = self._open_quiet(-math.inf)
-        if quiet is None or quiet.layout is None:
-            return None
-        return quiet.layout.decoder(self.spec.min_samples)
+        """A decoder that accepts the next window only if it is quiet (`enforcer.quiet`)."""
+        return self.quiet.decoder()
 
     def take_decoded_quiet(self, window: WindowStats) -> bool:
         """Take a window that `quiet_decoder`'s decoder accepted: figures only. False
         (nothing taken) when it ends past a hold-down; then judge it with `on_window`."""
         end = window.window_end
-        if self._open_quiet(end) is None:
+        if self.quiet.still_open(end) is None:
             return False
-        if self.last_window_end is None or end > self.last_window_end:
-            self.last_window_end = end
+        self._saw(end)
         self._observe_recovery(window.lanes, end)
-        self._take_figures(window.lanes, end)
+        self.figures.take_quiet(window.lanes)
         self.quiet_taken = True
         return True
 
     def _observe_recovery(self, lanes: list[LaneStats], end: float) -> None:
         """Count a window's probe replies toward recovery while the route is down."""
-        self.evaluate()
-        if self.state == "down":
-            self.recovery.observe(lanes, end)
+        self.machines.evaluate()
+        if self.machines.state == "down":
+            self.machines.recovery.observe(lanes, end)
 
     def on_window(self, window: WindowStats) -> list[Change]:
-        """Judge every lane of a closed window; returns the transitions it caused."""
-        spec = self.spec
+        """Judge every lane of a closed window; returns the changes it caused."""
         start, end = window.window_start, window.window_end
-        if self.last_window_end is None or end > self.last_window_end:
-            self.last_window_end = end
+        self._saw(end)
         self._observe_recovery(window.lanes, end)
-        self.quiet_taken = self._quiet_window(window.lanes, end)
+        self.quiet_taken = self.quiet.accepts(window.lanes, end)
         if self.quiet_taken:
+            self.figures.take_quiet(window.lanes)
             return []
-        self._fold()
+        self.figures.fold()
         changes: list[Change] = []
         probe_verdicts: dict[str, list[Verdict]] = {}
         probe_protocols: dict[str, Protocol] = {}
-        min_samples = spec.min_samples
-        enabled = spec.enabled
-        passive_only = spec.probe_type == "disabled"
-        lane_metrics = self.lane_metrics
-        tracked_lanes = self.lanes
         for lane in window.lanes:
-            if lane.probe and passive_only:
-                self._show_probe_lane(lane, end)
-                continue
             if lane.probe:
                 verdict = self._judge_probe_lane(lane, end)
-                verdicts = probe_verdicts.get(lane.probe)
-                if verdicts is None:
-                    probe_verdicts[lane.probe] = [verdict]
-                    probe_protocols[lane.probe] = lane.protocol
-                else:
-                    verdicts.append(verdict)
-                continue
-            if lane.destination:
-                key4 = (lane.source, lane.protocol, lane.traffic_class, lane.destination)
-                seen = self.destination_lanes.get(key4)
-                shown: PathStateName = "up" if lane.count >= min_samples else "unknown"
-                self.destination_lanes[key4] = LaneState(
-                    protocol=lane.protocol,
-                    traffic_class=lane.traffic_class,
-                    source=lane.source,
-                    destination=lane.destination,
-                    state=shown,
-                    since=seen.since if seen is not None and seen.state == shown else end,
-                    metrics=lane,
-                    enforced=False,
-                )
-                continue
-            key = (lane.protocol, lane.traffic_class, lane.source)
-            lane_metrics[key] = lane
-            if (
-                not enabled
-                or lane.protocol not in REACHABILITY_PROTOCOLS
-                or (passive_only and lane.source != "passive")
-            ):
-                continue
-            tracked = tracked_lanes.get(key)
-            if tracked is None:
-                tracked = self._new(lane.protocol, lane.traffic_class, "reachability", True)
-                tracked_lanes[key] = tracked
-            limits = tracked.limits
-            if limits is None:
-                limits = tracked.limits = self._limits(lane.protocol, lane.traffic_class)
-            verdict = self._judge_reachability(lane, limits)
-            reason = verdict.reason if verdict.reasons else ""
-            transitions = tracked.machine.observe(verdict.passed, reason, start, end)
-            if transitions:
-                changes.extend(self._changes(tracked, transitions))
-        if enabled:
+                if verdict is not None:
+                    probe_verdicts.setdefault(lane.probe, []).append(verdict)
+                    probe_protocols.setdefault(lane.probe, lane.protocol)
+            elif lane.destination:
+                self.figures.show_destination(lane, end)
+            else:
+                changes.extend(self._judge_aggregate(lane, start, end))
+        if self.spec.enabled:
             for name, verdicts in probe_verdicts.items():
-                tracked = self.probes.get(name)
-                if tracked is None:
-                    probe_spec = spec.probes.get(name)
-                    enforced = probe_spec is not None and probe_spec.enforced
-                    kind = probe_spec.kind if probe_spec is not None else probe_protocols[name]
-                    tracked = self._new(
-                        probe_protocols[name], None, f"probe:{name}", enforced, kind
-                    )
-                    self.probes[name] = tracked
-                verdict = combine(verdicts)
-                reason = verdict.reason
-                transitions = tracked.machine.observe(verdict.passed, reason, start, end)
-                if transitions:
-                    changes.extend(self._changes(tracked, transitions))
-            for cause, tracked in self.evidence.items():
-                reason = self.evidence_down.get(cause, "")
-                changes.extend(
-                    self._changes(tracked, tracked.machine.observe(not reason, reason, start, end))
-                )
-            for name, tracked in self.plugins.items():
-                reason = self._plugin_down_reason(name)
-                changes.extend(
-                    self._changes(tracked, tracked.machine.observe(not reason, reason, start, end))
-                )
-        self.data_version += 1
-        if any(change.transition.state == "down" for change in changes):
-            # a route just taken down: noted when its next window comes, so the close
-            # where many routes fail at once pays for their outputs but not for this
-            self._quiet = None
-            self._note_later = (window.lanes, self.revision.value)
-        else:
-            self._note_quiet(window.lanes)
+                tracked = self._probe_machine(name, probe_protocols[name])
+                changes.extend(self.machines.observe(tracked, combine(verdicts), start, end))
+            changes.extend(self.evidence.observe_window(start, end))
+        self.figures.moved()
+        went_down = any(change.transition.state == "down" for change in changes)
+        self.quiet.after_judged(window.lanes, went_down)
         return changes
 
-    def restamp_quiet(self, judged_revision: int) -> None:
-        """Keep the quiet note of the window just judged across the engine's settling.
-
-        Settling a judged window bumps the revision for bookkeeping only (an alarm
-        raised or cleared is shown in the lane states): no machine changes, so the
-        note taken at the end of the window (`judged_revision`) still holds and
-        the next window of, say, a route held down is quiet rather than judged in
-        full. Called by the engine right after settling that window, nothing else
-        in between."""
-        quiet = self._quiet
-        if quiet is not None and quiet.revision == judged_revision:
-            quiet.revision = self.revision.value
-        later = self._note_later
-        if later is not None and later[1] == judged_revision:
-            self._note_later = (later[0], self.revision.value)
-
-    def _current_quiet(self) -> "_Quiet | None":
-        """The quiet note, taken now from the last judged window if it was put off
-        and no machine changed since (the note would be the same as then)."""
-        later = self._note_later
-        if later is not None:
-            self._note_later = None
-            lanes, revision = later
-            if revision == self.revision.value:
-                self._note_quiet(lanes)
-        return self._quiet
-
-    # --- quiet windows: nothing to change but metrics ---------------------------
-
-    @staticmethod
-    def _held_until(machine: PathMachine) -> float | None:
-        """inf when settled up, the hold-down end when held down, None otherwise."""
-        if machine.settled(True, ""):
-            return _NO_HOLD
-        track = machine.track
-        if track.state == "down" and track.hold_down_until is not None:
-            return track.hold_down_until
-        return None
-
-    def _note_quiet(self, window_lanes: list[LaneStats]) -> None:
-        """After a judged window: note whether the next windows may skip the machines."""
-        self._quiet = None
+    def _judge_aggregate(self, lane: LaneStats, start: float, end: float) -> list[Change]:
+        """An aggregate lane: its figures kept, and judged when the route judges it."""
         spec = self.spec
+        key = lane_key(lane)
+        self.figures.lane_metrics[key] = lane
         if (
-            self.evidence
-            or self.plugins
-            or self.destination_lanes
-            or not spec.enabled
-            or spec.probe_type == "disabled"
+            not spec.enabled
+            or lane.protocol not in REACHABILITY_PROTOCOLS
+            or (spec.probe_type == "disabled" and lane.source != "passive")
         ):
-            return
-        until = _NO_HOLD
-        lanes: dict[AggregateKey, ReachabilityLimits | None] = {}
-        for key in self.lane_metrics:
-            tracked = self.lanes.get(key)
-            if tracked is None:
-                if key[0] in REACHABILITY_PROTOCOLS:
-                    return
-                lanes[key] = None  # shown, never judged
-                continue
-            held = self._held_until(tracked.machine)
-            if held is None:
-                return
-            if held == _NO_HOLD:
-                lanes[key] = tracked.limits or self._limits(key[0], key[1])  # type: ignore[arg-type]
-            else:
-                lanes[key] = None
-                until = min(until, held)
-        probes: dict[str, SlaLimits] = {}
-        for name, tracked in self.probes.items():
-            probe_spec = spec.probes.get(name)
-            limits = self._sla_limits.get(name)
-            held = self._held_until(tracked.machine)
-            if probe_spec is None or probe_spec.sla is None or limits is None or held is None:
-                return
-            until = min(until, held)
-            probes[name] = limits
-        probe_lanes_up = frozenset(
-            key for key, shown in self.probe_lanes.items() if shown.state == "up"
-        )
-        previous = self._last_layout
-        layout = _quiet_layout(window_lanes, lanes, probes, probe_lanes_up, previous)
-        self._last_layout = layout
-        self._quiet = _Quiet(self.revision.value, until, lanes, probes, probe_lanes_up, layout)
+            return []
+        judge = self.judges.reachability(lane.protocol, lane.traffic_class)
+        verdict = judge.verdict(lane, spec.min_samples)
+        return self.machines.observe(self.machines.lane(key), verdict, start, end)
 
-    def _quiet_window(self, lanes: list[LaneStats], end: float) -> bool:
-        """Take a window that changes no machine and no shown state: figures only.
-
-        True when no machine changed since the last judged window and every
-        lane is known and passes its pre-check (or has too few samples, or
-        belongs to a machine held down): the full judgement would then change
-        nothing either. Every probe address must pass and already be shown up.
-        The lanes are kept unfolded (see `_fold`) until their figures are read.
-        """
-        quiet = self._open_quiet(end)
-        if quiet is None:
-            return False
-        min_samples = self.spec.min_samples
-        known = quiet.lanes
-        probes = quiet.probes
-        probe_lanes_up = quiet.probe_lanes_up
-        for lane in lanes:
-            probe = lane.probe
-            if probe:
-                sla = probes.get(probe)
-                if (
-                    sla is None
-                    or lane.count < min_samples
-                    or sla.exceeded(lane)
-                    or (probe, lane.protocol, lane.traffic_class, lane.destination)
-                    not in probe_lanes_up
-                ):
-                    return False
-                continue
-            if lane.destination:
-                return False
-            limits = known.get((lane.protocol, lane.traffic_class, lane.source), _UNSEEN)
-            if limits is None:
-                continue
-            if limits is _UNSEEN:
-                return False
-            if lane.count >= min_samples:
-                latency_max, latency_mean = lane.latency_max_ms, lane.latency_mean_ms
-                if (
-                    lane.error_pct > limits.error_pct  # type: ignore[attr-defined]
-                    or (latency_max is not None and latency_max > limits.tte_max_ms)  # type: ignore[attr-defined]
-                    or (latency_mean is not None and latency_mean > limits.tte_mean_ms)  # type: ignore[attr-defined]
-                ):
-                    return False
-        self._take_figures(lanes, end)
-        return True
-
-    def _fold(self) -> None:
-        """Record the figures of the quiet windows taken since they were last read.
-
-        Probe counters add up every window; lane metrics and probe addresses
-        (all passing and already shown up, so only their metrics move) take
-        the newest window holding them, read newest first. When the cached lane
-        states were current before these windows, they are updated in place
-        (only the metrics of each lane replaced) instead of rebuilt later.
-        """
-        unfolded = self._unfolded
-        if not unfolded:
-            return
-        self._unfolded = []
-        cached = self._lane_states
-        states: list[LaneState] | None = None
-        if cached is not None and cached[0] == (
-            self.revision.value,
-            self.data_version - len(unfolded),
-        ):
-            states = cached[1]
-        if len(unfolded) == 1:
-            # one window: its lanes in reverse so the first of a repeated key wins
-            complete = self._fold_lanes(reversed(unfolded[0][0]), states, None)
-        else:
-            set_keys: set[tuple[str, ...]] = set()
-            complete = True
-            for lanes, _ in reversed(unfolded):
-                complete = self._fold_lanes(lanes, states, set_keys) and complete
-        if states is not None and complete:
-            self._lane_states = ((self.revision.value, self.data_version), states)
-        else:
-            self._lane_states = None
-
-    def _fold_lanes(
-        self,
-        lanes: Iterable[LaneStats],
-        states: list[LaneState] | None,
-        set_keys: set[tuple[str, ...]] | None,
-    ) -> bool:
-        """Record one quiet window's figures (`set_keys`: lanes set by a newer window);
-        False when a lane has no place in `states` (then they must be rebuilt)."""
-        lane_metrics = self.lane_metrics
-        probe_lanes = self.probe_lanes
-        judged_slots = self._judged_slots
-        shown_slots = self._shown_slots
-        probe_slots = self._probe_slots
-        min_samples = self.spec.min_samples
-        replace = msgspec.structs.replace
-        complete = True
-        counters_of = ""
-        counters: dict[str, int] = {}
-        for lane in lanes:
-            probe = lane.probe
-            if probe:
-                if probe != counters_of:
-                    counters_of, counters = probe, self._sla_counters(probe)
-                for outcome, hits in lane.outcomes.items():
-                    counter = _COUNTER_OF_OUTCOME.get(outcome)
-                    if counter is not None and hits:
-                        counters[counter] += hits
-                probe_key = (probe, lane.protocol, lane.traffic_class, lane.destination)
-                if set_keys is not None:
-                    if probe_key in set_keys:
-                        continue
-                    set_keys.add(probe_key)
-                shown = probe_lanes[probe_key] = replace(
-                    probe_lanes[probe_key], source=lane.source, metrics=lane
-                )
-                if states is not None:
-                    slot = probe_slots.get(probe_key)
-                    if slot is None:
-                        complete = False
-                    else:
-                        states[slot] = shown
-                continue
-            key = (lane.protocol, lane.traffic_class, lane.source)
-            if set_keys is not None:
-                if key in set_keys:
-                    continue
-                set_keys.add(key)
-            lane_metrics[key] = lane
-            if states is None:
-                continue
-            slot = judged_slots.get(key)
-            if slot is not None:
-                states[slot] = replace(states[slot], metrics=lane)
-                continue
-            slot = shown_slots.get(key)
-            if slot is None:
-                complete = False
-            else:
-                states[slot] = _shown_lane(lane, min_samples)
-        return complete
-
-    def _sla_counters(self, name: str) -> dict[str, int]:
-        counters = self.counters.get(name)
-        if counters is None:
-            counters = dict.fromkeys(SLA_COUNTERS, 0)
-            self.counters[name] = counters
-        elif len(counters) != len(SLA_COUNTERS):
-            for counter in SLA_COUNTERS:
-                counters.setdefault(counter, 0)
-        return counters
-
-    def _show_probe_lane(self, lane: LaneStats, end: float) -> None:
-        """A probe lane of a route with probe-type disabled: shown, never judged."""
-        key = (lane.probe, lane.protocol, lane.traffic_class, lane.destination)
-        previous = self.probe_lanes.get(key)
-        self.probe_lanes[key] = LaneState(
-            protocol=lane.protocol,
-            traffic_class=lane.traffic_class,
-            source=lane.source,
-            destination=lane.destination,
-            probe=lane.probe,
-            state="unknown",
-            reason="probe-type disabled: not judged",
-            since=previous.since if previous is not None else end,
-            metrics=lane,
-            enforced=False,
-        )
-
-    def _judge_probe_lane(self, lane: LaneStats, end: float) -> Verdict:
+    def _judge_probe_lane(self, lane: LaneStats, end: float) -> Verdict | None:
+        """One probe address: its verdict (counted, shown); None when not judged at all."""
         spec = self.spec
+        if spec.probe_type == "disabled":
+            self.figures.show_unjudged_probe(lane, end)
+            return None
+        sla = self.judges.sla(lane.probe)
+        if sla is not None:
+            verdict = sla.verdict(lane, spec.min_samples)
+            self.figures.count_probe(lane, verdict)
+        elif lane.protocol in REACHABILITY_PROTOCOLS:
+            judge = self.judges.reachability(lane.protocol, lane.traffic_class)
+            verdict = judge.verdict(lane, spec.min_samples)
+        else:
+            verdict = PASSED if enough_samples(lane, spec.min_samples) else NOT_JUDGED
         probe_spec = spec.probes.get(lane.probe)
         enforced = probe_spec is not None and probe_spec.enforced
-        if probe_spec is not None and probe_spec.sla is not None:
-            limits = self._sla_limits.get(lane.probe)
-            if limits is None:
-                limits = self._sla_limits[lane.probe] = SlaLimits.of(probe_spec.sla)
-            counters = self._sla_counters(lane.probe)
-            outcomes = lane.outcomes
-            for counter, outcome in _OUTCOME_COUNTERS:
-                hits = outcomes.get(outcome)
-                if hits:
-                    counters[counter] += hits
-            if lane.count < spec.min_samples:
-                verdict = NOT_JUDGED
-            elif not limits.exceeded(lane):
-                verdict = PASSED
-            else:
-                verdict, excess = judge_sla(lane, probe_spec.sla, spec.min_samples)
-                for counter, hit in (
-                    ("exceeded-by-max-loss", excess.loss),
-                    ("exceeded-by-max-latency", excess.latency_max),
-                    ("exceeded-by-mean-latency", excess.latency_mean),
-                    ("exceeded-by-max-jitter", excess.jitter),
-                ):
-                    if hit:
-                        counters[counter] += 1
-        elif lane.protocol in REACHABILITY_PROTOCOLS:
-            verdict = self._judge_reachability(lane)
-        else:
-            verdict = PASSED if lane.count >= spec.min_samples else NOT_JUDGED
-        self._record_probe_lane(lane, verdict, end, enforced)
+        self.figures.show_probe(lane, verdict, end, enforced)
         return verdict
 
-    def _record_probe_lane(
-        self, lane: LaneStats, verdict: Verdict, end: float, enforced: bool
-    ) -> None:
-        """The shown state of one probe address after its verdict."""
-        passed = verdict.passed
-        state: PathStateName = "unknown" if passed is None else "up" if passed else "down"
-        key = (lane.probe, lane.protocol, lane.traffic_class, lane.destination)
-        previous = self.probe_lanes.get(key)
-        if previous is None or previous.state != state:
-            self.revision.bump()  # a shown state changed, not only figures
-        self.probe_lanes[key] = LaneState(
-            protocol=lane.protocol,
-            traffic_class=lane.traffic_class,
-            source=lane.source,
-            destination=lane.destination,
-            probe=lane.probe,
-            state=state,
-            meets_sla=passed is True,
-            reason=verdict.reason,
-            since=previous.since if previous is not None and previous.state == state else end,
-            metrics=lane,
-            enforced=enforced,
-        )
+    def _probe_machine(self, name: str, protocol: Protocol) -> Tracked:
+        probe_spec = self.spec.probes.get(name)
+        enforced = probe_spec is not None and probe_spec.enforced
+        kind = probe_spec.kind if probe_spec is not None else protocol
+        return self.machines.probe(name, protocol, enforced, kind)
+
+    # --- evidence and time ------------------------------------------------------
 
     def on_fast(self, evidence: FastEvidence) -> list[Change]:
-        """Act on early evidence at once."""
-        if not self.spec.enabled:
-            return []
-        where = "/".join(part for part in (evidence.node, evidence.interface) if part)
-        detail = f" ({evidence.detail})" if evidence.detail else ""
-        kind = evidence.kind
-        if kind in ("link-up", "neighbour-resolved"):
-            self.evidence_down.pop("link" if kind == "link-up" else "neighbour", None)
-            return []
-        if kind == "link-down":
-            return self._evidence(
-                "link", f"link down on {where or 'next hop'}{detail}", evidence.ts
-            )
-        if kind == "neighbour-unresolved":
-            gateway = evidence.gateway or "gateway"
-            return self._evidence(
-                "neighbour",
-                f"neighbour {gateway} unresolved on {where or 'next hop'}{detail}",
-                evidence.ts,
-            )
-        protocol, traffic_class = evidence.protocol, evidence.traffic_class
-        label = f"{protocol or 'any'}/{traffic_class or 'any'}"
-        reason = f"{label} {evidence.count} consecutive failures{detail}"
-        targets: list[Tracked] = []
-        passive_only = self.spec.probe_type == "disabled"
-        source = evidence.source or ("passive" if passive_only else "probe")
-        if passive_only and (
-            source != "passive" or (protocol is not None and protocol not in REACHABILITY_PROTOCOLS)
-        ):
-            return []  # probe evidence on a route judged on real traffic only
-        if protocol in REACHABILITY_PROTOCOLS and traffic_class is not None:
-            key = (protocol, traffic_class, source)
-            tracked = self.lanes.get(key)
-            if tracked is None:
-                tracked = self._new(protocol, traffic_class, "reachability", True)
-                self.lanes[key] = tracked
-            targets.append(tracked)
-        elif protocol is not None:
-            targets.extend(t for t in self.probes.values() if t.enforced and t.kind == protocol)
-            if not targets:
-                targets.extend(
-                    self._ensure_probe(p.name, p.kind)
-                    for p in self.spec.probes.values()
-                    if p.enforced and p.kind == protocol
-                )
-        if not targets:
-            return self._evidence("consecutive-failures", reason, evidence.ts, latch=False)
-        changes: list[Change] = []
-        for tracked in targets:
-            changes.extend(self._change(tracked, tracked.machine.fail(reason, evidence.ts)))
-        return changes
-
-    def _ensure_probe(self, name: str, kind: str) -> Tracked:
-        tracked = self.probes.get(name)
-        if tracked is None:
-            protocol: Protocol | None = kind if kind in ("icmp", "http") else None  # type: ignore[assignment]
-            tracked = self._new(protocol, None, f"probe:{name}", True, kind)
-            self.probes[name] = tracked
-        return tracked
-
-    def _evidence(self, cause: str, reason: str, at: float, latch: bool = True) -> list[Change]:
-        tracked = self.evidence.get(cause)
-        if tracked is None:
-            protocol: Protocol | None = "link" if cause in ("link", "neighbour") else None
-            tracked = self._new(protocol, None, cause, True, "evidence")
-            self.evidence[cause] = tracked
-        if latch:
-            self.evidence_down[cause] = reason
-        return self._change(tracked, tracked.machine.fail(reason, at))
-
-    # --- plugin probe state --------------------------------------------------
-
-    def _plugin_down_reason(self, name: str) -> str:
-        for state in self.plugin_states.values():
-            if state.probe == name and state.state == "down":
-                return f"probe {name} reported down" + (f": {state.reason}" if state.reason else "")
-        return ""
+        """Act on early evidence at once (`enforcer.route_evidence`)."""
+        return self.evidence.on_fast(evidence)
 
     def set_plugin_state(self, key: str, state: ProbeState | None, now: float) -> list[Change]:
         """Probe state set (or deleted, or expired: None) through the API."""
-        if state is None:
-            old = self.plugin_states.pop(key, None)
-            if old is None:
-                return []
-            name = old.probe
-            if any(s.probe == name for s in self.plugin_states.values()):
-                return []
-            tracked = self.plugins.pop(name, None)
-            self.revision.bump()
-            if tracked is None or tracked.machine.state == "up":
-                return []
-            previous = tracked.machine.state
-            tracked.machine.track.state = "up"
-            tracked.machine.revision.bump()
-            return self._change(
-                tracked, Transition(previous, "up", now, f"probe {name} state removed")
-            )
-        if not self.spec.enabled or self.spec.probe_type == "disabled":
-            return []
-        self.plugin_states[key] = state
-        tracked = self.plugins.get(state.probe)
-        if tracked is None:
-            tracked = self._new(None, None, f"probe:{state.probe}", True, "plugin")
-            self.plugins[state.probe] = tracked
-        at = state.set_at or now
-        if state.state == "down":
-            return self._change(
-                tracked, tracked.machine.fail(self._plugin_down_reason(state.probe), at)
-            )
-        if tracked.machine.state == "unknown":
-            return self._changes(
-                tracked, tracked.machine.observe(True, f"probe {state.probe} reported up", at, at)
-            )
-        return []
+        return self.evidence.set_plugin_state(key, state, now)
 
     def expired_plugin_keys(self, now: float) -> list[str]:
-        return [
-            key
-            for key, state in self.plugin_states.items()
-            if state.expires_at is not None and state.expires_at <= now
-        ]
-
-    # --- time ---------------------------------------------------------------
+        return self.evidence.expired_plugin_keys(now)
 
     def tick(self, now: float, silence_windows: int) -> list[Change]:
-        changes: list[Change] = []
-        for tracked in self.all_tracked():
-            changes.extend(self._change(tracked, tracked.machine.tick()))
+        """Expired hold-downs, and whether the route's windows fell silent."""
+        changes = self.machines.tick()
         if self.last_window_end is not None:
             limit = (silence_windows + 1) * self.spec.window
             self.window_stale = now - self.last_window_end > limit
         return changes
 
-    # --- output -----------------------------------------------------------
-
-    def evaluate(self) -> None:
-        """Recompute the route-level state and raw in-service flag (the machines' summary)."""
-        if self._evaluated_at == self.revision.value:
-            return
-        self._evaluated_at = self.revision.value
-        down = probation = up = False
-        for tracked in self.all_tracked():
-            if tracked.enforced:
-                machine_state = tracked.machine.track.state
-                if machine_state == "down":
-                    down = True
-                    break
-                if machine_state == "probation":
-                    probation = True
-                elif machine_state == "up":
-                    up = True
-        state: PathStateName = (
-            "down" if down else "probation" if probation else "up" if up else "unknown"
-        )
-        self.state = state
-        self.raw_in_service = not (self.spec.enforcement and state == "down")
-
-    @property
-    def quality(self) -> float:
-        """The route's quality score, computed when asked for (once per data version)."""
-        version, quality = self._quality
-        if version != self.data_version:
-            self._fold()
-            quality = route_quality(self.lane_metrics.values())
-            self._quality = (self.data_version, quality)
-        return quality
-
-    def summary(self) -> RouteSummary:
-        """Meets-SLA, reason and hold-down of the route, in one pass over its machines."""
-        cached = self._summary
-        if cached is not None and cached[0] == self.revision.value:
-            return cached[1]
-        state = self.state
-        wanted = state if state in ("down", "probation") else None
-        judged = False
-        all_meet = True
-        reasons: list[str] = []
-        hold_down_until: float | None = None
-        multiplier = 0
-        for tracked in self.all_tracked():
-            track = tracked.machine.track
-            if track.multiplier > multiplier:
-                multiplier = track.multiplier
-            if not tracked.enforced:
-                continue
-            machine_state = track.state
-            if machine_state != "unknown":
-                judged = True
-                if machine_state != "up" or not track.meets_sla:
-                    all_meet = False
-            if machine_state == wanted:
-                reasons.append(track.reason)
-            if (
-                machine_state == "down"
-                and track.hold_down_until
-                and (hold_down_until is None or track.hold_down_until > hold_down_until)
-            ):
-                hold_down_until = track.hold_down_until
-        meets_sla = state == "up" and judged and all_meet
-        if wanted is not None:
-            reason = "; ".join(reasons)
-        elif state == "up":
-            reason = "meets SLA" if meets_sla else "in service"
-        else:
-            reason = "no judged window yet"
-        summary = RouteSummary(meets_sla, reason, hold_down_until, multiplier)
-        self._summary = (self.revision.value, summary)
-        return summary
-
-    def meets_sla(self) -> bool:
-        return self.summary().meets_sla
-
-    def reason(self) -> str:
-        return self.summary().reason
-
-    def lane_states(self) -> list[LaneState]:
-        """Every lane's state; rebuilt only when a machine or the lane data changed."""
-        self._fold()
-        cached = self._lane_states
-        stamp = (self.revision.value, self.data_version)
-        if cached is None or cached[0] != stamp:
-            cached = self._lane_states = (stamp, self._build_lane_states())
-        return list(cached[1])
-
-    def _build_lane_states(self) -> list[LaneState]:
-        states: list[LaneState] = []
-        min_samples = self.spec.min_samples
-        judged_slots: dict[AggregateKey, int] = {}
-        shown_slots: dict[AggregateKey, int] = {}
-        probe_slots: dict[ProbeLaneKey, int] = {}
-        lane_metrics = self.lane_metrics
-        tracked_lanes = self.lanes
-        for key, metrics in lane_metrics.items():
-            if key not in tracked_lanes:
-                shown_slots[key] = len(states)
-                states.append(_shown_lane(metrics, min_samples))
-        for key, tracked in tracked_lanes.items():
-            track = tracked.machine.track
-            judged_slots[key] = len(states)
-            states.append(
-                LaneState(
-                    protocol=key[0],  # type: ignore[arg-type]
-                    traffic_class=key[1],  # type: ignore[arg-type]
-                    source=key[2],  # type: ignore[arg-type]
-                    state=track.state,
-                    meets_sla=track.meets_sla and track.state == "up",
-                    reason=track.reason,
-                    since=track.since,
-                    metrics=lane_metrics.get(key),
-                    enforced=True,
-                    hold_down_until=track.hold_down_until,
-                    hold_down_multiplier=track.multiplier,
-                    healthy_since=track.healthy_since,
-                    alarm_raised_at=track.alarm_raised_at,
-                )
-            )
-        for probe_key, shown in self.probe_lanes.items():
-            probe_slots[probe_key] = len(states)
-            states.append(shown)
-        states.extend(self.destination_lanes.values())
-        self._judged_slots = judged_slots
-        self._shown_slots = shown_slots
-        self._probe_slots = probe_slots
-        return states
-
-    def probe_statuses(self) -> list[ProbeStatus]:
-        self._fold()
-        statuses: list[ProbeStatus] = []
-        seen: set[str] = set()
-        for group in (self.probes, self.plugins):
-            for name, tracked in group.items():
-                seen.add(name)
-                statuses.append(self._status(name, tracked.kind, tracked))
-        for name, probe_spec in self.spec.probes.items():
-            if name not in seen:
-                statuses.append(
-                    ProbeStatus(
-                        name=name,
-                        kind=probe_spec.kind,
-                        enforced=probe_spec.enforced,
-                        reason="no data yet",
-                        counters=dict(self.counters.get(name, {})),
-                    )
-                )
-        for cause, tracked in self.evidence.items():
-            statuses.append(self._status(cause, "evidence", tracked))
-        return statuses
-
-    def _status(self, name: str, kind: str, tracked: Tracked) -> ProbeStatus:
-        track = tracked.machine.track
-        return ProbeStatus(
-            name=name,
-            kind=kind,
-            state=track.state,
-            reason=track.reason,
-            since=track.since,
-            counters=dict(self.counters.get(name, {})),
-            enforced=tracked.enforced,
-            hold_down_until=track.hold_down_until,
-            hold_down_multiplier=track.multiplier,
-            healthy_since=track.healthy_since,
-            alarm_raised_at=track.alarm_raised_at,
-            protocol=tracked.protocol,
-        )
-
-    def hold_down(self) -> tuple[float | None, int]:
-        summary = self.summary()
-        return summary.hold_down_until, summary.multiplier
-
-    def snapshot(self, since: float, updated: float) -> PathState:
-        """The route's PathState; when only figures (time, lane metrics, quality, probe
-        counters) moved since the last one, that one with those replaced: nothing
-        derived from the machines is rebuilt."""
-        self._fold()
-        key = (self.revision.value, self.state, self.best_effort, self.stale, since)
-        last = self._snapshot
-        if last is not None and last[0] == key:
-            counters = self.counters
-            replace = msgspec.structs.replace
-            probes = [
-                replace(status, counters=dict(counters.get(status.name, {})))
-                for status in last[1].probes
-            ]
-            if last[2] == self.data_version:
-                state = replace(last[1], updated=updated, probes=probes)
-            else:
-                state = replace(
-                    last[1],
-                    updated=updated,
-                    quality=self.quality,
-                    lanes=self.lane_states(),
-                    probes=probes,
-                )
-        else:
-            state = self._build_snapshot(since, updated)
-        self._snapshot = (key, state, self.data_version)
-        return state
-
-    def unchanged_but_figures(self, previous: PathState) -> bool:
-        """Whether `previous` (this route's last snapshot) differs from a new one only in
-        figures: lane metrics, quality, probe counters and the update time."""
-        last = self._snapshot
-        return (
-            last is not None
-            and last[1] is previous
-            and last[0][0] == self.revision.value
-            and previous.state == self.state
-            and previous.best_effort == self.best_effort
-            and previous.stale == self.stale
-        )
-
-    def _build_snapshot(self, since: float, updated: float) -> PathState:
-        spec = self.spec
-        summary = self.summary()
-        in_service = self.raw_in_service or self.best_effort
-        held = self.recovery.held if self.state == "down" else ""
-        return PathState(
-            service=spec.service,
-            route=spec.route,
-            node=spec.node,
-            interface=spec.interface,
-            gateway=spec.gateway,
-            cost=spec.cost,
-            state=self.state,
-            in_service=in_service,
-            best_effort=self.best_effort,
-            meets_sla=summary.meets_sla,
-            enforcement=spec.enforcement,
-            stale=self.stale,
-            reason=f"{summary.reason}; held: {held}" if held else summary.reason,
-            since=since,
-            updated=updated,
-            hold_down_until=summary.hold_down_until,
-            hold_down_multiplier=summary.multiplier,
-            quality=self.quality,
-            lanes=self.lane_states(),
-            probes=self.probe_statuses(),
-            recovery=self.recovery.rule,
-            recovery_held=held,
-        )
-
-    # --- restore ----------------------------------------------------------
+    # --- restart ----------------------------------------------------------------
 
     def restore(self, state: PathState) -> None:
-        """Take over machines, metrics and counters from a PathState read from KV."""
-        self._fold()
-        self._quiet = None
-        self._note_later = None
-        self.revision.bump()
-        self.data_version += 1
-        for lane in state.lanes:
-            if lane.probe:
-                self.probe_lanes[
-                    (lane.probe, lane.protocol, lane.traffic_class, lane.destination)
-                ] = lane
-                continue
-            if lane.destination:
-                self.destination_lanes[
-                    (lane.source, lane.protocol, lane.traffic_class, lane.destination)
-                ] = lane
-                continue
-            key = (lane.protocol, lane.traffic_class, lane.source)
-            if lane.metrics is not None:
-                self.lane_metrics[key] = lane.metrics
-            if lane.enforced and lane.protocol in REACHABILITY_PROTOCOLS:
-                self.lanes[key] = self._new(
-                    lane.protocol, lane.traffic_class, "reachability", True, track=_track_from(lane)
-                )
-        for status in state.probes:
-            track = _track_from(status)
-            track.meets_sla = status.state == "up"
-            if status.kind == "evidence":
-                self.evidence[status.name] = self._new(
-                    status.protocol, None, status.name, True, "evidence", track
-                )
-            elif status.kind == "plugin":
-                self.plugins[status.name] = self._new(
-                    None, None, f"probe:{status.name}", True, "plugin", track
-                )
-            elif status.state != "unknown" or status.hold_down_multiplier:
-                self.probes[status.name] = self._new(
-                    status.protocol,
-                    None,
-                    f"probe:{status.name}",
-                    status.enforced,
-                    status.kind,
-                    track,
-                )
-            if status.counters:
-                self.counters[status.name] = dict(status.counters)
+        """Take over machines, figures and flags from a PathState read from KV."""
+        self.quiet.forget()
+        self.figures.restore(state)
+        self.machines.restore(state)
         self.best_effort = state.best_effort
-        self.recovery.held = state.recovery_held
         self.stale = state.stale
         self.since = state.since
-        self.evaluate()

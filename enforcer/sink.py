@@ -16,8 +16,8 @@ from collections.abc import Callable
 import msgspec
 from nats.js.kv import KeyValue
 
-from enforcer.engine import Outputs, Publication
 from enforcer.lease import Lease
+from enforcer.messages import Outputs, Publication
 from enforcer.store import EnforcerStore
 from pathwatch.runtime.bus import Bus
 from schemas import subjects
@@ -153,7 +153,10 @@ class OutputSink:
         if (
             isinstance(message, Alarm)
             and store is not None
-            and await store.has_alarm(message.id, message.status)
+            # an update goes out while its alarm is not cleared; a raise or clear once
+            and await store.has_alarm(
+                message.id, "cleared" if publication.update else message.status
+            )
         ):
             return
         data = self._fit(message, type(message).__name__.lower())
@@ -164,7 +167,9 @@ class OutputSink:
         )
         self.published += 1
         if store is not None:
-            if isinstance(message, Alarm):
+            if isinstance(message, Alarm) and publication.update:
+                await store.update_alarm(message)
+            elif isinstance(message, Alarm):
                 await store.record_alarm(message)
             elif isinstance(message, PathEvent):
                 await store.record_event(message)

@@ -169,13 +169,7 @@ class PathMachine:
         if passed and track.state == "up":
             # the common case, a healthy lane staying healthy: decay the multiplier
             reason = reason or "meets SLA"
-            if (
-                track.healthy_since is None
-                or track.multiplier > 0
-                or self.policy.base <= 0
-                or not track.meets_sla
-                or track.reason != reason
-            ):
+            if not self._steady(reason):
                 if track.healthy_since is None:
                     track.healthy_since = window_end
                 track.multiplier, track.healthy_since = self.policy.decay(
@@ -199,22 +193,25 @@ class PathMachine:
             transitions.append(self._move("up", window_end, reason or "meets SLA"))
         return transitions
 
-    def settled(self, passed: bool | None, reason: str) -> bool:
-        """Whether observing this verdict again, in any later window, would change nothing."""
+    def _steady(self, reason: str) -> bool:
+        """Up and healthy with nothing left to decay: a pass with `reason` changes nothing."""
         track = self.track
-        if track.state == "down":
-            return False
-        if passed is None:
-            return True
         return (
-            passed
-            and track.state == "up"
+            track.state == "up"
             and track.meets_sla
             and track.multiplier == 0
             and track.healthy_since is not None
             and self.policy.base > 0
-            and track.reason == (reason or "meets SLA")
+            and track.reason == reason
         )
+
+    def quiet_until(self) -> float | None:
+        """Until when observing a pass or an unjudged window changes nothing: forever
+        (inf) when steady up, the hold-down end when held down, None when it would."""
+        track = self.track
+        if track.state == "down" and track.hold_down_until is not None:
+            return track.hold_down_until
+        return float("inf") if self._steady("meets SLA") else None
 
     def fail(self, reason: str, at: float) -> Transition | None:
         """Immediate evidence of failure (fast path): down unless already down (then

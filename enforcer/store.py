@@ -99,6 +99,14 @@ class EnforcerStore:
         await self.db.commit()
         return added
 
+    async def update_alarm(self, alarm: Alarm) -> None:
+        """Replace the body of a raised alarm by its update (same id, new reason)."""
+        await self.db.execute(
+            "UPDATE enforcer_alarms SET body = ? WHERE id = ? AND status = 'raised'",
+            (msgspec.json.encode(alarm).decode(), alarm.id),
+        )
+        await self.db.commit()
+
     async def record_event(self, event: PathEvent) -> bool:
         added = await self._insert_event(event)
         await self.db.commit()

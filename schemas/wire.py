@@ -341,6 +341,8 @@ class Alarm(Message, frozen=True, kw_only=True):
     agent: str = ""
     raised_at: Timestamp = 0.0
     cleared_at: Timestamp | None = None
+    #: set on an update of a raised alarm (same id, new reason): when it was made
+    updated_at: Timestamp | None = None
 
 
 # --- commands --------------------------------------------------------------

@@ -116,9 +116,15 @@ def test_failure_raises_alarm_withdraws_and_heals_then_recovers() -> None:
     assert command.prefixes == ["127.0.0.1/32"] and command.interface == "lo"
     assert len(messages(out, HealCommand)) == 1
     assert [e.kind for e in messages(out, PathEvent)] == ["path-down"]
-    # a second failing window neither re-raises nor re-withdraws
+    # a second failing window neither re-raises nor re-withdraws: it updates the alarm
     out = eng.on_window(window("web", "r1", 10_010, tcp(90)))
-    assert messages(out, Alarm) == [] and messages(out, RouteCommand) == []
+    [update] = messages(out, Alarm)
+    assert (update.id, update.status, update.updated_at) == (alarm.id, "raised", 10_010)
+    assert update.reason == "tcp/high error 90 % > 50 %"
+    assert messages(out, RouteCommand) == [] and messages(out, PathEvent) == []
+    # the same figures again change nothing
+    out = eng.on_window(window("web", "r1", 10_015, tcp(90)))
+    assert messages(out, Alarm) == []
     clock.now = 10_065
     out = eng.tick()
     # no window for 55 s: the route is marked stale (silence is not failure), and with

@@ -48,7 +48,7 @@ def test_min_samples() -> None:
 
 
 def test_sla_per_probe_address() -> None:
-    verdict, excess = judge_sla(
+    verdict = judge_sla(
         lane(
             protocol="icmp",
             traffic_class="best-effort",
@@ -65,7 +65,10 @@ def test_sla_per_probe_address() -> None:
         "icmp/best-effort ping 127.0.0.2 loss 50 % > 10 %",
         "icmp/best-effort ping 127.0.0.2 latency max 300 ms > 250 ms",
     )
-    assert excess.loss and excess.latency_max and not excess.latency_mean
+    assert [rule.counter for rule in verdict.failed] == [
+        "exceeded-by-max-loss",
+        "exceeded-by-max-latency",
+    ]
 
 
 def test_combine_any_failure_fails() -> None:

@@ -1,7 +1,7 @@
 """The enforcer's shortcuts for quiet windows change nothing but speed.
 
 A window that changes no machine is taken without judging it (the per-lane
-pre-check of `RouteTracker._quiet_window`, the same check compiled into a
+pre-check of `QuietShortcut.accepts`, the same check compiled into a
 msgspec decoder for windows that arrive as JSON, and the engine's
 figures-only path). Random sequences
 of windows — passing, failing, with too few samples, with lanes appearing and
@@ -160,7 +160,7 @@ def scenarios(draw: st.DrawFn) -> list[tuple[str, float, list[LaneStats]]]:
 def judging_everything(engine: Engine) -> Engine:
     """The same engine with every quiet-window shortcut turned off."""
     for tracker in engine.trackers.values():
-        tracker._quiet_window = lambda lanes, end: False  # type: ignore[method-assign]
+        tracker.quiet.accepts = lambda lanes, end: False  # type: ignore[method-assign]
     return engine
 
 

@@ -39,7 +39,9 @@ def signature(secret: bytes, timestamp: str, body: bytes) -> str:
 
 
 def delivery_id(alarm: Alarm) -> str:
-    """One transition of one alarm: its de-duplication key."""
+    """One transition of one alarm (or one update of a raised one): its de-duplication key."""
+    if alarm.updated_at is not None:
+        return f"{alarm.id}:updated@{round(alarm.updated_at * 1000)}"
     return f"{alarm.id}:{alarm.status}"
 
 
