@@ -15,6 +15,7 @@ back via path 1 during the fault is reported too (that is traffic into the black
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from dataclasses import dataclass, field
 
@@ -30,6 +31,8 @@ TAKE_DOWN_TIMEOUT_S = 10.0
 #: Seconds the fault lasts after the wanted expiries, to see what each one led to.
 AFTER_LAST_EXPIRY_S = 1.0
 POLL_S = 0.05
+#: Characters of a state's reason printed.
+REASON_CHARS = 48
 
 
 @dataclass
@@ -42,7 +45,7 @@ class HoldCheck:
     taken_down: float | None = None
     #: hold-downs that expired while the fault lasted (their `hold_down_until`, s after fault)
     expiries: list[float] = field(default_factory=list)
-    #: states that put path 1 back in service during the fault: (s after fault, state, reason)
+    #: each return of path 1 to service during the fault: (s after fault, state, reason)
     back_in_service: list[tuple[float, str, str]] = field(default_factory=list)
     #: the kernel route via path 1 again during the fault (s after fault)
     route_back: list[float] = field(default_factory=list)
@@ -75,8 +78,8 @@ def observe(
     )
     check.back_in_service = [
         (state.updated - fault_wall, state.state, state.reason)
-        for state in during
-        if state.in_service and down and state.updated >= down[0].updated
+        for previous, state in itertools.pairwise(during)
+        if state.in_service and not previous.in_service
     ]
     if check.taken_down is not None:
         down_at = fault_wall + check.taken_down
@@ -133,7 +136,10 @@ def _seconds(values: list[float]) -> str:
 def describe_hold(check: HoldCheck) -> str:
     taken = "never" if check.taken_down is None else f"{check.taken_down * 1000:.0f} ms"
     back = (
-        "; ".join(f"{at:.2f} s {state} ({reason})" for at, state, reason in check.back_in_service)
+        "; ".join(
+            f"{at:.2f} s {state} ({reason[:REASON_CHARS]})"
+            for at, state, reason in check.back_in_service
+        )
         or "never"
     )
     return (
