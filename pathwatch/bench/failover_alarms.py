@@ -11,8 +11,9 @@ in service, so the counts are compared as rates per minute *in service*, each wi
 exact Poisson 95 % interval, and split by cause (fast path, window). What independent
 losses would give is printed beside them: windows, P(more than 25 % of the window's
 probes lost) per window; fast path, q^3 per probe that starts a run. The agent counts
-confirmed runs that a late reply refuted afterwards (the far end was slow, not lossy):
-with independent losses there are none.
+suspicion runs and confirmed runs (independent losses confirm a run with chance
+q^(failures - 1)) and the confirmed runs that a late reply refuted afterwards (the far
+end was slow, not lossy): with independent losses there are none.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class FalseAlarms:
     detection_window: float
     confirm_on: ServiceAlarms = field(default_factory=ServiceAlarms)
     confirm_off: ServiceAlarms = field(default_factory=ServiceAlarms)
-    #: the agent's confirm-mode counters over the period
+    #: the agent's confirm-mode counters over the period (all its targets; path 2 is healthy)
     agent: dict[str, int] = field(default_factory=dict)
     bfd: dict[str, int] = field(default_factory=dict)
 
@@ -226,7 +227,8 @@ def describe_alarms(alarms: FalseAlarms, failures: int = 3) -> list[str]:
         lines.append(
             f"  agent: {agent.get('confirm_runs', 0)} suspicion runs,"
             f" {agent.get('confirm_reprobes', 0)} re-probes,"
-            f" {agent.get('confirm_evidence', 0)} confirmed,"
+            f" {agent.get('confirm_evidence', 0)} confirmed (expected"
+            f" {agent.get('confirm_runs', 0) * q ** (failures - 1):.1f} = runs x q^{failures - 1}),"
             f" {agent.get('confirm_refuted', 0)} confirmed runs refuted by a late reply"
         )
     bfd = ", ".join(f"{name} {count}" for name, count in alarms.bfd.items()) or "not run"
