@@ -7,10 +7,12 @@ Every address here exists only inside these namespaces.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from typing import Any, cast
 
 import pytest
 
 from agents.routing.kernel import KernelTable
+from agents.routing.kernelstate import KernelState
 from agents.routing.plan import InstalledRoute
 from tests.conftest import wait_for
 from tests.netns import in_ns, namespaces, requires_root, veth
@@ -89,3 +91,44 @@ async def test_a_link_going_down_makes_the_routes_be_dumped_again(
     await wait_for(link_down, DEADLINE, what="the link seen down")
     assert PREFIX not in prefixes(await table.installed(own_only=True))
     assert table.state.reloads == dumps + 1
+
+
+def route_message(event: str, prefix: str, **fields: object) -> dict[str, object]:
+    dst, length = prefix.split("/")
+    message: dict[str, object] = {
+        "event": event,
+        "family": 2,
+        "dst": dst,
+        "dst_len": int(length),
+        "table": 254,
+        "proto": PROTOCOL,
+        "priority": 0,
+        "tos": 0,
+        "flags": 0,
+        "gateway": GATEWAY,
+        "oif": 3,
+    }
+    message.update(fields)
+    return message
+
+
+def test_notifications_fold_into_the_view() -> None:
+    state = KernelState(cast(Any, None), table=254)
+    state.stale = False
+    state.handle(route_message("RTM_NEWROUTE", PREFIX))
+    state.handle(route_message("RTM_NEWROUTE", OTHER, table=100))  # another table
+    state.handle(route_message("RTM_NEWROUTE", "192.0.2.7/32", flags=0x200))  # a PMTU clone
+    assert [route.prefix for route in state.routes.values()] == [PREFIX]
+    state.handle(route_message("RTM_DELROUTE", PREFIX))
+    assert state.routes == {} and not state.stale
+
+    state.handle({"event": "RTM_NEWLINK", "ifname": "eth0", "index": 3, "flags": 1})
+    state.handle({"event": "RTM_NEWLINK", "ifname": "eth0", "index": 3, "flags": 1})  # carrier
+    assert state.links == {"eth0": (3, True)} and not state.stale
+    state.handle(
+        {"event": "RTM_NEWLINK", "ifname": "wan0", "index": 3, "flags": 0}
+    )  # renamed, down
+    assert state.links == {"wan0": (3, False)} and state.stale
+    state.stale = False
+    state.handle({"event": "RTM_DELADDR"})
+    assert state.stale

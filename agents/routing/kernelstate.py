@@ -33,8 +33,11 @@ from agents.routing.plan import InstalledRoute, KernelHop
 log = logging.getLogger("pathwatch.router")
 
 IFF_UP = 0x1
+RTM_F_CLONED = 0x200
 GROUPS = RTMGRP_LINK | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE | RTMGRP_IPV4_IFADDR
 GROUPS |= RTMGRP_IPV6_IFADDR
+#: Seconds between reading the notifications again after the socket failed.
+FAILURE_PAUSE_S = 0.1
 #: (family, prefix, tos, metric): what tells two routes of one table apart.
 RouteKey = tuple[int, str, int, int]
 
@@ -149,6 +152,7 @@ class KernelState:
             except Exception as exc:  # ENOBUFS (overflow) and the like: trust nothing
                 log.warning("router: netlink notifications failed (%s); dumping again", exc)
                 self.stale = True
+                await asyncio.sleep(FAILURE_PAUSE_S)  # a socket that keeps failing: no spin
                 with contextlib.suppress(Exception):
                     await self.reload()
 
@@ -156,8 +160,8 @@ class KernelState:
         """Fold one notification in."""
         event = message.get("event")
         if event in ("RTM_NEWROUTE", "RTM_DELROUTE"):
-            if message.get("table") != self.table:
-                return
+            if message.get("table") != self.table or int(message.get("flags") or 0) & RTM_F_CLONED:
+                return  # another table, or a cached clone (PMTU) that a dump leaves out
             key = route_key(message)
             if event == "RTM_NEWROUTE":
                 self.routes[key] = installed_route(message)
@@ -178,9 +182,10 @@ class KernelState:
             self.stale = True
             return
         now = (int(message["index"]), bool(int(message.get("flags") or 0) & IFF_UP))
-        for other, (index, _) in list(self.links.items()):
+        for other, (index, up) in list(self.links.items()):
             if index == now[0] and other != name:
                 del self.links[other]  # renamed
+                before = (index, up)
         self.links[name] = now
         if before is not None and before != now:
             # down (or renumbered): the kernel dropped routes through it without a word
