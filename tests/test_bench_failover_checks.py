@@ -8,6 +8,7 @@ import pytest
 from pathwatch.bench.failover_alarms import (
     FalseAlarms,
     ServiceAlarms,
+    WindowTally,
     alarms_target,
     binomial_tail,
     expected_fast_downs,
@@ -17,7 +18,7 @@ from pathwatch.bench.failover_alarms import (
     poisson_interval,
 )
 from pathwatch.bench.failover_hold import HoldCheck, observe
-from schemas.wire import PathState
+from schemas.wire import LaneStats, PathState, WindowStats
 
 GW1, GW2 = "gw1", "gw2"
 
@@ -106,3 +107,28 @@ def test_probation_during_the_fault_fails_and_a_replaced_hold_down_is_no_expiry(
     assert [at for at, _, _ in check.back_in_service] == pytest.approx([1.5])
     assert check.route_back == pytest.approx([1.52])
     assert not check.passed
+
+
+def test_windows_are_tallied_on_their_aggregate_lanes() -> None:
+    def lane(destination: str, count: int, errors: int) -> LaneStats:
+        return LaneStats(
+            protocol="udp",
+            traffic_class="best-effort",
+            destination=destination,
+            count=count,
+            errors=errors,
+            error_pct=errors / count * 100,
+        )
+
+    tally = WindowTally()
+    for errors in (1, 3):
+        window = WindowStats(
+            service="svc",
+            route="path-1",
+            window_start=0.0,
+            window_end=1.0,
+            lanes=[lane("", 10, errors), lane("192.0.2.9", 10, errors)],
+        )
+        tally.add(window)
+    assert (tally.windows, tally.probes, tally.errors, tally.over_limit) == (2, 20, 4, 1)
+    assert "4 of 20 probes lost (20.00 %), 1 windows over 25 %" in tally.describe()

@@ -19,14 +19,20 @@ end was slow, not lossy): with independent losses there are none.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
 
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
 from pathwatch.bench.bedstack import Stack
 from pathwatch.bench.bfd import BfdBed
 from pathwatch.testbed import Bed
-from schemas.wire import PathState
+from schemas import subjects
+from schemas.codec import DecodeError, decode_message
+from schemas.wire import PathState, WindowStats
 
 #: Two-sided confidence of the printed intervals.
 CONFIDENCE = 0.95
@@ -36,11 +42,38 @@ AGENT_COUNTERS = ("confirm_runs", "confirm_evidence", "confirm_refuted", "confir
 
 
 @dataclass
+class WindowTally:
+    """The windows of one service's path 1 the aggregator closed in the period (its
+    aggregate lanes: no destination), and the probes and losses in them."""
+
+    windows: int = 0
+    probes: int = 0
+    errors: int = 0
+    over_limit: int = 0
+
+    def add(self, stats: WindowStats) -> None:
+        lanes = [lane for lane in stats.lanes if not lane.destination] or stats.lanes
+        self.windows += 1
+        self.probes += sum(lane.count for lane in lanes)
+        self.errors += sum(lane.errors for lane in lanes)
+        if any(lane.error_pct > WINDOW_ERROR_LIMIT_PCT for lane in lanes):
+            self.over_limit += 1
+
+    def describe(self) -> str:
+        lost = self.errors / self.probes * 100 if self.probes else 0.0
+        return (
+            f"{self.windows} windows, {self.errors} of {self.probes} probes lost ({lost:.2f} %),"
+            f" {self.over_limit} windows over {WINDOW_ERROR_LIMIT_PCT:g} %"
+        )
+
+
+@dataclass
 class ServiceAlarms:
     """One service's path-1 take-downs in the period."""
 
     reasons: list[str] = field(default_factory=list)
     in_service_s: float = 0.0
+    windows: WindowTally = field(default_factory=WindowTally)
 
     @property
     def count(self) -> int:
@@ -107,6 +140,7 @@ async def false_alarms(
     agent = stack.agent
     before = {name: agent.counters[name] for name in AGENT_COUNTERS} if agent else {}
     start = time.time()
+    subscriptions = await _tally_windows(stack, keys, (result.confirm_on, result.confirm_off))
     made.apply_fault("loss", loss_pct=loss_pct)
     try:
         deadline = time.monotonic() + seconds
@@ -115,6 +149,8 @@ async def false_alarms(
             await asyncio.sleep(0.5)
     finally:
         made.clear_faults()
+        for subscription in subscriptions:
+            await subscription.unsubscribe()
     end = time.time()
     for key, alarms in zip(keys, (result.confirm_on, result.confirm_off), strict=True):
         alarms.reasons = stack.timeline.take_downs(key, start, end)
@@ -125,6 +161,23 @@ async def false_alarms(
         bfd.poll()
         result.bfd = {s.name: bfd.downs_between(s, start, end) for s in bfd.sessions}
     return result
+
+
+async def _tally_windows(
+    stack: Stack, keys: tuple[str, str], services: tuple[ServiceAlarms, ServiceAlarms]
+) -> list[Subscription]:
+    """Count the windows of each key's route as the aggregator publishes them."""
+    assert stack.bus is not None
+    subscriptions = []
+    for key, service in zip(keys, services, strict=True):
+
+        async def on_stats(msg: Msg, tally: WindowTally = service.windows) -> None:
+            with contextlib.suppress(DecodeError):
+                tally.add(decode_message(msg.data, WindowStats))
+
+        subject = subjects.stats(*subjects.split_path_key(key))
+        subscriptions.append(await stack.bus.nc.subscribe(subject, cb=on_stats))
+    return subscriptions
 
 
 # --- statistics ----------------------------------------------------------------------
@@ -222,6 +275,7 @@ def describe_alarms(alarms: FalseAlarms, failures: int = 3) -> list[str]:
             f" fast path {service.fast} (expected {fast:.1f}),"
             f" windows {service.window} (expected {window:.1f})"
         )
+        lines.append(f"    {label} windows closed: {service.windows.describe()}")
     agent = alarms.agent
     if agent:
         lines.append(
