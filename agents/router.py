@@ -163,11 +163,14 @@ class Router:
     async def reconcile(self, table: KernelTable, *, force: bool = True) -> list[Change]:
         """Make the kernel table match the desired routes; returns the changes planned.
 
-        Unless `force`, nothing is read from the kernel when the desired routes are the
-        ones the last reconcile applied without errors (a path state whose figures moved)."""
+        Unless `force`, nothing is done when the desired routes are the ones the last
+        reconcile applied without errors (a path state whose figures moved), and the
+        kernel's routes come from the notification-fed state; `force` dumps them again."""
         desired = desired_routes(self.config, self.node, self.effective_states())
         if not force and desired == self._applied:
             return []
+        if force:
+            await table.refresh()  # compare with the kernel itself, not the notifications
         self._applied = None
         wanted, resolve_problems = await table.resolve(desired.routes)
         plan = plan_changes(wanted, await table.installed(own_only=True), protocol=table.protocol)

@@ -120,6 +120,20 @@ def test_after_a_confirmed_run_a_reply_rearms_it() -> None:
     assert schedule.missed(now=1.0, sent_at=1.0) is not None
 
 
+def test_a_late_reply_to_an_attempt_of_a_reported_run_refutes_it() -> None:
+    schedule = ConfirmSchedule(threshold=3, interval=0.01)
+    assert not schedule.refutes(sent_at=0.0)  # nothing reported
+    schedule.missed(now=0.02, sent_at=0.0)
+    schedule.missed(now=0.04, sent_at=0.02)
+    assert not schedule.refutes(sent_at=0.0)  # not reported yet: the reply just ends the run
+    assert schedule.missed(now=0.05, sent_at=0.03) is not None
+    assert schedule.refutes(sent_at=0.0)  # answered after all: late, not lost
+    assert schedule.refutes(sent_at=0.03)
+    assert not schedule.refutes(sent_at=0.1)  # the next attempt answering says nothing
+    schedule.replied(now=0.12)
+    assert not schedule.refutes(sent_at=0.0)
+
+
 def test_settings_are_checked() -> None:
     with pytest.raises(ValueError):
         ConfirmSchedule(threshold=0, interval=0.01)

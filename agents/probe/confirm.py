@@ -10,7 +10,9 @@ monotonic clock), driven by the target's watcher (`agents.probe.watch`):
   to reach the threshold). Returns a `Confirmed` when this miss is the
   `threshold`-th in a row: the evidence to publish, once per run.
 * `replied(now)`: any good reply (a late one to an earlier attempt too) ends
-  the run: the path answers, back to the normal schedule.
+  the run: the path answers, back to the normal schedule. Ask `refutes(sent_at)`
+  first: a reply to an attempt sent before a reported run was confirmed shows the
+  evidence came from a late reply, not a lost one.
 * `reprobe_due(now)` / `reprobe_sent(now)`: when the watcher sends re-probes.
 
 Nothing here sends a packet: the steady schedule of the target never changes,
@@ -39,6 +41,7 @@ class ConfirmSchedule:
     """Suspicion run of one target; see the module docstring."""
 
     __slots__ = (
+        "confirmed_at",
         "first_sent",
         "interval",
         "misses",
@@ -62,6 +65,7 @@ class ConfirmSchedule:
         self.first_sent = 0.0
         self.noticed = 0.0
         self.next_reprobe = 0.0
+        self.confirmed_at = 0.0
 
     @property
     def confirming(self) -> bool:
@@ -80,7 +84,14 @@ class ConfirmSchedule:
         if self.misses < self.threshold:
             return None
         self.reported = True
+        self.confirmed_at = now
         return Confirmed(self.misses, self.reprobes, self.first_sent, self.noticed, now)
+
+    def refutes(self, sent_at: float) -> bool:
+        """Whether a good reply to an attempt sent at `sent_at` shows that the reported
+        run was wrong: the attempt was sent before the run was confirmed, so a miss it
+        counted was a late reply, not a lost one."""
+        return self.reported and sent_at <= self.confirmed_at
 
     def replied(self, now: float) -> bool:
         """A good reply: the run (if any) ends. True when a run was open."""

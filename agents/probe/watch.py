@@ -121,6 +121,8 @@ class TargetWatch:
         if measurement.outcome == "ok":
             if measurement.latency_ms is not None:
                 self.rtt.sample(measurement.latency_ms / 1000)
+            if self.schedule.refutes(sent):
+                self.counters["confirm_refuted"] += 1  # evidence from a late reply
             if self.schedule.replied(self.clock()):
                 self.counters["confirm_cleared"] += 1
                 self._stop_reprobes()

@@ -2,8 +2,10 @@
 apply planned changes with atomic `replace` / protocol-scoped `del`.
 
 Every write carries the router's table and protocol number, so nothing else in the
-table is ever changed; reads never change anything. Optionally works inside a named
-network namespace (the netlink socket is opened there; the namespace is never created).
+table is ever changed; reads never change anything. Interfaces and installed routes are
+read from a `KernelState` that netlink notifications keep current, so a reconcile's only
+netlink round trip is its write. Optionally works inside a named network namespace (the
+netlink sockets are opened there; the namespace is never created).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from agents.routing.capability import NetAdminMissing
 from agents.routing.desired import DesiredRoute
+from agents.routing.kernelstate import KernelState
 from agents.routing.plan import Change, InstalledRoute, KernelHop, KernelRoute
 
 #: Scope of a route whose next hops are all directly on a link (`ip route ... dev X`).
@@ -49,24 +52,6 @@ def kernel_metric(prefix: str, metric: int) -> int:
     return metric
 
 
-def _prefix_of(message: Any) -> str:
-    family = message["family"]
-    destination = message.get("dst")
-    if destination is None:
-        destination = "::" if family == socket.AF_INET6 else "0.0.0.0"
-    return str(ipaddress.ip_network(f"{destination}/{message['dst_len']}", strict=False))
-
-
-def _hops_of(message: Any) -> tuple[KernelHop, ...]:
-    multipath = message.get("multipath")
-    if multipath:
-        return tuple(
-            KernelHop(oif=hop.get("oif"), gateway=hop.get("gateway"), weight=hop.get("hops", 0) + 1)
-            for hop in multipath
-        )
-    return (KernelHop(oif=message.get("oif"), gateway=message.get("gateway"), weight=1),)
-
-
 def _hop_request(hop: KernelHop) -> dict[str, Any]:
     request: dict[str, Any] = {"hops": hop.weight - 1}
     if hop.oif is not None:
@@ -94,8 +79,11 @@ def _ipv6_multipath_hops(
 class KernelTable:
     """One routing table as seen and changed by one router (table + protocol)."""
 
-    def __init__(self, ipr: AsyncIPRoute, *, table: int, protocol: int, metric: int) -> None:
+    def __init__(
+        self, ipr: AsyncIPRoute, state: KernelState, *, table: int, protocol: int, metric: int
+    ) -> None:
         self._ipr = ipr
+        self.state = state
         self.table = table
         self.protocol = protocol
         self.metric = metric
@@ -114,19 +102,22 @@ class KernelTable:
         else:
             ipr = AsyncIPRoute(netns=netns, flags=0, strict_check=True)
         await ipr.setup_endpoint()
-        return cls(ipr, table=table, protocol=protocol, metric=metric)
+        state = KernelState(ipr, table, netns)
+        try:
+            await state.start()
+        except BaseException:
+            state.close()
+            ipr.close()
+            raise
+        return cls(ipr, state, table=table, protocol=protocol, metric=metric)
 
     def close(self) -> None:
+        self.state.close()
         self._ipr.close()
 
     async def interfaces(self) -> dict[str, tuple[int, bool]]:
         """Every interface of the namespace: name -> (index, administratively up)."""
-        found: dict[str, tuple[int, bool]] = {}
-        async for link in await self._ipr.link("dump"):
-            name = link.get("ifname")
-            if name is not None:
-                found[name] = (link["index"], bool(link["flags"] & IFF_UP))
-        return found
+        return dict(self.state.links)
 
     async def resolve(
         self, desired: Mapping[str, DesiredRoute]
@@ -160,28 +151,13 @@ class KernelTable:
     async def installed(self, own_only: bool = False) -> list[InstalledRoute]:
         """Routes of the table (both families): only the router's own protocol, or all.
 
-        The kernel filters the dump (strict checking), so reading the own routes stays
-        cheap even next to a full routing table.
+        Read from the notification-fed `KernelState` (dumped again when it may be stale).
         """
-        selector: dict[str, int] = {"table": self.table}
-        if own_only:
-            selector["proto"] = self.protocol
-        found: list[InstalledRoute] = []
-        for family in (socket.AF_INET, socket.AF_INET6):
-            async for message in await self._ipr.route("dump", family=family, **selector):
-                if message.get("table") != self.table:
-                    continue
-                if own_only and message["proto"] != self.protocol:
-                    continue
-                found.append(
-                    InstalledRoute(
-                        prefix=_prefix_of(message),
-                        hops=_hops_of(message),
-                        protocol=message["proto"],
-                        metric=message.get("priority") or 0,
-                    )
-                )
-        return found
+        return await self.state.installed(self.protocol if own_only else None)
+
+    async def refresh(self) -> None:
+        """Dump interfaces and routes again (the periodic check against the kernel)."""
+        await self.state.reload()
 
     async def apply(self, change: Change) -> None:
         """Make one change; raises NetAdminMissing on EPERM, RouteApplyError otherwise."""

@@ -20,11 +20,13 @@ a healthy bed, applies one fault inside router-1 and measures from the fault to
 and where pathwatch's time went, hop by hop (the evidence's own timestamps,
 the enforcer's decision time in the PathState, the bench's arrival times).
 Faults: link down, blackhole both ways, blackhole one way (client to
-server), 30 % random loss. Then 5 % random loss on path 1 for a while
-counts the times each service's path 1 was taken out of service (false
-alarms, confirm mode on and off) and BFD's downs. Before the faults, the
-echo server counts the probes of each path in a healthy period, against the
-configured rate.
+server), 30 % random loss. Then path 1 stays blackholed across two hold-down
+expiries and must stay out of service (pathwatch.bench.failover_hold), and
+5 % random loss on path 1 for a while counts the times each service's path 1
+was taken out of service (false alarms, confirm mode on and off, as rates per
+minute in service: pathwatch.bench.failover_alarms) and BFD's downs. Before
+the faults, the echo server counts the probes of each path in a healthy
+period, against the configured rate.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ from pathwatch.bench.bedstack import (
     StackOptions,
 )
 from pathwatch.bench.bfd import BfdBed, find_bfdd
+from pathwatch.bench.failover_alarms import FalseAlarms, alarms_target, describe_alarms
+from pathwatch.bench.failover_alarms import false_alarms as count_false_alarms
+from pathwatch.bench.failover_hold import HoldCheck, describe_hold, hold_check, hold_target
 from pathwatch.bench.faults import FaultSwitch
 from pathwatch.testbed import Bed, bed
 from schemas import subjects
@@ -94,26 +99,6 @@ class FaultRun:
 
 
 @dataclass
-class FalseAlarms:
-    """Times path 1 was taken out of service under light random loss."""
-
-    seconds: float
-    loss_pct: float
-    #: why path 1 was taken down each time (the PathState's reason)
-    confirm_on_reasons: list[str] = field(default_factory=list)
-    confirm_off_reasons: list[str] = field(default_factory=list)
-    bfd: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def confirm_on(self) -> int:
-        return len(self.confirm_on_reasons)
-
-    @property
-    def confirm_off(self) -> int:
-        return len(self.confirm_off_reasons)
-
-
-@dataclass
 class ProbeRate:
     """Probe packets per second per target the echo server answered in a healthy period."""
 
@@ -129,6 +114,7 @@ class FailoverResult:
     runs: list[FaultRun] = field(default_factory=list)
     false_alarms: FalseAlarms | None = None
     rate: ProbeRate | None = None
+    hold: HoldCheck | None = None
     bfd_note: str = ""
     bfd_sessions: list[str] = field(default_factory=list)
 
@@ -289,28 +275,6 @@ async def measure_rate(stack: Stack, seconds: float) -> ProbeRate:
     )
 
 
-async def false_alarms(made: Bed, stack: Stack, bfd: BfdBed | None, seconds: float) -> FalseAlarms:
-    """Path-1 take-downs of both services (and BFD downs) under light random loss."""
-    await _healthy(made, stack, bfd)
-    start = time.time()
-    made.apply_fault("loss", loss_pct=FALSE_ALARM_LOSS_PCT)
-    try:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            stack.check_alive()
-            await asyncio.sleep(0.5)
-    finally:
-        made.clear_faults()
-    end = time.time()
-    result = FalseAlarms(seconds, FALSE_ALARM_LOSS_PCT)
-    result.confirm_on_reasons = stack.timeline.take_downs(PATH1, start, end)
-    result.confirm_off_reasons = stack.timeline.take_downs(REF_PATH1, start, end)
-    if bfd is not None:
-        bfd.poll()
-        result.bfd = {s.name: bfd.downs_between(s, start, end) for s in bfd.sessions}
-    return result
-
-
 @dataclass(frozen=True)
 class BenchPlan:
     """What one `bench failover` runs."""
@@ -319,6 +283,8 @@ class BenchPlan:
     false_alarm_seconds: float = 120.0
     rate_seconds: float = 10.0
     bfd: bool = True
+    #: hold-down expiries path 1 must stay out of service across while dead (0: no check)
+    hold_expiries: int = 2
 
 
 async def run_failover(
@@ -355,13 +321,23 @@ async def run_failover(
                         run = await measure_one(made, stack, bfd, switch, fault)
                         outcome.runs.append(run)
                         say(describe_run(run))
+                if plan.hold_expiries > 0:
+                    await _healthy(made, stack, bfd)
+                    outcome.hold = await hold_check(made, stack, switch, plan.hold_expiries)
+                    say(describe_hold(outcome.hold))
                 if plan.false_alarm_seconds > 0:
                     say(
                         f"{FALSE_ALARM_LOSS_PCT:g} % loss on path 1"
                         f" for {plan.false_alarm_seconds:g} s"
                     )
-                    outcome.false_alarms = await false_alarms(
-                        made, stack, bfd, plan.false_alarm_seconds
+                    await _healthy(made, stack, bfd)
+                    outcome.false_alarms = await count_false_alarms(
+                        made,
+                        stack,
+                        bfd,
+                        plan.false_alarm_seconds,
+                        FALSE_ALARM_LOSS_PCT,
+                        (PATH1, REF_PATH1),
                     )
 
         try:
@@ -477,12 +453,6 @@ def _verdict(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
-def _causes(reasons: list[str]) -> str:
-    """How many take-downs came from the fast path and how many from a window."""
-    fast = sum("consecutive failures" in reason for reason in reasons)
-    return f"{fast} consecutive failures, {len(reasons) - fast} window"
-
-
 def _targets(result: FailoverResult) -> list[str]:
     lines = ["targets:"]
     traffic = [r.traffic_back for r in result.of("blackhole") if r.traffic_back is not None]
@@ -513,13 +483,10 @@ def _targets(result: FailoverResult) -> list[str]:
             f"  {FAULT_LOSS_PCT:g} % loss -> route changed:"
             f" median {median * 1000:.0f} ms (<= 1000): {_verdict(median <= 1.0)}"
         )
-    alarms = result.false_alarms
-    if alarms is not None:
-        lines.append(
-            f"  false downs under {alarms.loss_pct:g} % loss: confirm on {alarms.confirm_on}"
-            f" <= confirm off {alarms.confirm_off}:"
-            f" {_verdict(alarms.confirm_on <= alarms.confirm_off)}"
-        )
+    if result.false_alarms is not None:
+        lines.extend(alarms_target(result.false_alarms))
+    if result.hold is not None:
+        lines.append(hold_target(result.hold))
     rate = result.rate
     if rate is not None:
         worst = max(abs(value - rate.configured) for value in rate.per_path.values())
@@ -557,14 +524,9 @@ def report(result: FailoverResult) -> list[str]:
     lines.extend(_hop_rows(result))
     if result.rate is not None:
         lines.append(describe_rate(result.rate))
-    alarms = result.false_alarms
-    if alarms is not None:
-        bfd = ", ".join(f"{name} {count}" for name, count in alarms.bfd.items()) or "not run"
-        lines.append(
-            f"false alarms, {alarms.loss_pct:g} % random loss on path 1 for {alarms.seconds:g} s:"
-            f" path-1 take-downs with confirm mode on {alarms.confirm_on}"
-            f" ({_causes(alarms.confirm_on_reasons)}), off {alarms.confirm_off}"
-            f" ({_causes(alarms.confirm_off_reasons)}) (same run); BFD downs: {bfd}"
-        )
+    if result.false_alarms is not None:
+        lines.extend(describe_alarms(result.false_alarms, options.consecutive_failures))
+    if result.hold is not None:
+        lines.append(describe_hold(result.hold))
     lines.extend(_targets(result))
     return lines

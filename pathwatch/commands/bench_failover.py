@@ -56,6 +56,13 @@ def bench_failover(
     bfd: Annotated[
         bool, typer.Option(help="Run FRR's bfdd on the same bed as the baseline.")
     ] = True,
+    hold_expiries: Annotated[
+        int,
+        typer.Option(
+            help="Hold-down expiries a blackholed path 1 must stay out of service across"
+            " (0: skip that check)."
+        ),
+    ] = 2,
 ) -> None:
     """Fault on path 1 to path down, route changed, traffic flowing; BFD alongside (root)."""
     if os.geteuid() != 0:
@@ -78,7 +85,11 @@ def bench_failover(
         reference=True,
     )
     plan = BenchPlan(
-        runs=runs, false_alarm_seconds=false_alarm_seconds, rate_seconds=rate_seconds, bfd=bfd
+        runs=runs,
+        false_alarm_seconds=false_alarm_seconds,
+        rate_seconds=rate_seconds,
+        bfd=bfd,
+        hold_expiries=hold_expiries,
     )
 
     def progress(line: str) -> None:
