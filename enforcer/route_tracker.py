@@ -121,10 +121,19 @@ class RouteTracker:
         return True
 
     def _observe_recovery(self, lanes: list[LaneStats], end: float) -> None:
-        """Count a window's probe replies toward recovery while the route is down."""
-        self.machines.evaluate()
-        if self.machines.state == "down":
-            self.machines.recovery.observe(lanes, end)
+        """Count a window's probe replies toward recovery while the route is down.
+
+        The route's last settled state says whether it may be down (every change of a
+        machine is settled and evaluated before the next window); only then is it
+        evaluated again, so healthy routes pay nothing here. A route that went down
+        without being settled yet misses one window of replies: recovery is later,
+        never earlier."""
+        machines = self.machines
+        if machines.state != "down":
+            return
+        machines.evaluate()
+        if machines.state == "down":
+            machines.recovery.observe(lanes, end)
 
     def on_window(self, window: WindowStats) -> list[Change]:
         """Judge every lane of a closed window; returns the changes it caused."""
