@@ -154,13 +154,20 @@ def _stop_server(embedded: EmbeddedNats) -> None:
     log.info("embedded nats-server stopped")
 
 
+#: Read only when `up` starts without notifiers.
+NOTIFIERS_START_ONLY = ("notifiers",)
+
+
 async def _notifiers(
     source: ConfigSource, connect: Callable[[str], Awaitable[Bus]]
 ) -> FollowingNotifiers | None:
     """The notifiers of the config (none at start: None), following `source`, their
-    counters on the shared /metrics."""
+    counters on the shared /metrics. Without notifiers at start, a revision that adds
+    some is logged as waiting for the next start of `up` (the notifier part is not
+    there to take them)."""
     config = source.current.config
     if not config.notifiers:
+        source.live("notifier", NOTIFIERS_START_ONLY)
         return None
     try:
         bus = await connect("notifier")

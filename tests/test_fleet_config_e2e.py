@@ -269,7 +269,10 @@ async def test_sighup_makes_up_and_a_role_read_their_file_again(
     try:
         await up.wait_log("API on", "aggregator partition", "ready,")
         await router.wait_log("table")
-        changed = header + config_text(api, listener.port, 25, ("r1", "r2"))
+        # a revision that adds notifiers to an `up` started without any: logged as
+        # waiting for its next start (the rest is applied)
+        hook = "notifiers: {hook: {kind: webhook, url: 'http://127.0.0.1:9/', secret: s}}\n"
+        changed = header + hook + config_text(api, listener.port, 25, ("r1", "r2"))
         digest = parse_config(changed, str(path)).digest
         path.write_text(changed)
         for process in (up, router):
@@ -278,6 +281,7 @@ async def test_sighup_makes_up_and_a_role_read_their_file_again(
         parts = ("agent", "aggregator", "enforcer", "api")
         await up.wait_log(*(f"{part}: {line}" for part in parts), timeout=10)
         await up.wait_log("aggregator partition 0: 2 routes (1 new", timeout=5)
+        await up.wait_log("notifier: notifiers changed; this role takes it at its next restart")
         await router.wait_log(f"router: {line}", f"router {NODE}: 2 service routes", timeout=10)
 
         path.write_text(header + "services: {web: {address: [not-an-address]}}\n")
