@@ -32,7 +32,7 @@ def join_once(parts: Iterable[str]) -> str:
 
 
 def consecutive_failures_reason(evidence: FastEvidence) -> str:
-    """`tcp/high 3 consecutive failures (refused) to 10.0.0.1`: the run, its last outcome
+    """`tcp/high 3 consecutive failures (refused) to 127.0.0.2`: the run, its last outcome
     (taken from the detail when it starts with the run, as agents and aggregators write
     it; else the whole detail) and the destination, without repeating the run."""
     label = f"{evidence.protocol or 'any'}/{evidence.traffic_class or 'any'}"
