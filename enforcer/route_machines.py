@@ -5,11 +5,13 @@ per probe, per plugin probe and per kind of route-level evidence (link,
 neighbour, consecutive failures of no known lane). Every change of a machine
 goes through `RouteMachines`: it settles each transition into a `Change`
 with what it did to the machine's alarm (raised at the first down of an
-enforced machine, updated when a down machine's reason changes, cleared when
+enforced machine, updated when a down machine's reason changes (at most every
+`ALARM_UPDATE_MIN_INTERVAL_S` of the enforcer's clock), cleared when
 it is up again), so nothing outside this module writes a machine's track.
 The route's own state is the summary of its enforced machines (`evaluate`).
 """
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import chain
@@ -19,6 +21,7 @@ from enforcer.judge import Verdict
 from enforcer.reasons import Explanation
 from enforcer.route_spec import REACHABILITY_PROTOCOLS, RouteSpec, recovery_evidence
 from enforcer.state_machine import Clock, PathMachine, Revision, TrackState, Transition
+from schemas.limits import ALARM_UPDATE_MIN_INTERVAL_S
 from schemas.wire import (
     Lane,
     LaneState,
@@ -42,6 +45,8 @@ class Tracked:
     kind: str = ""
     #: Why the machine is down (its reason while down), in parts.
     why: Explanation = field(default_factory=Explanation)
+    #: When (enforcer clock) its alarm was last updated: ALARM_UPDATE_MIN_INTERVAL_S.
+    alarm_updated_at: float = -math.inf
 
 
 @dataclass(frozen=True)
@@ -176,6 +181,12 @@ class RouteMachines:
         if transition.previous != transition.state:
             tracked.why.clear()
         alarm = _notice(tracked, transition)
+        if alarm is not None and alarm.status == "updated":
+            now = self.clock()
+            if now - tracked.alarm_updated_at < ALARM_UPDATE_MIN_INTERVAL_S:
+                alarm = None  # too soon after the last update: KV shows the new reason
+            else:
+                tracked.alarm_updated_at = now
         if alarm is not None:
             self.revision.bump()  # alarm_raised_at and the reason are shown in the states
         return Change(self.spec.key, tracked, transition, alarm)

@@ -60,6 +60,10 @@ MAX_DEDUPE_ENTRIES = 262144
 HEARTBEAT_MIN_INTERVAL_S = 0.5
 #: An agent-lost alarm is raised for one agent name at most this often (seconds).
 AGENT_ALARM_MIN_INTERVAL_S = 300.0
+#: Alarm updates (a down machine's new reason) of one machine at most this often, by the
+#: enforcer's clock: evidence that keeps changing cannot flood the alarm stream and the
+#: notifiers (the state in KV still shows every new reason at once).
+ALARM_UPDATE_MIN_INTERVAL_S = 1.0
 #: Alarms the API and the metrics exporter keep in their caches (the least
 #: recently updated is evicted).
 MAX_ALARMS = 10000
